@@ -1,0 +1,89 @@
+"""The event catalogue: every event type of Backbone, its payload model, its topic and its
+partition key. This module is the contract between services; scan the table below.
+
+Type names are `org.backbone.<entity>.<what happened>.v<version>`. A changed payload gets a new
+version (a new row), never an edit of an old one, so stored history stays readable.
+"""
+
+from dataclasses import dataclass
+
+from shared.contracts import activities as act
+from shared.contracts import demand as dem
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.contracts import signals as sig
+from shared.contracts.base import EventData
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    description: str
+
+
+MEMBERSHIP = Topic("backbone.membership", 3, "Roster and common agenda: partnerships, organisations, members, action teams, targets")
+ACTIVITIES = Topic("backbone.activities", 3, "Activity lifecycle and attendance")
+OUTCOMES = Topic("backbone.outcomes", 6, "Talent outcomes: hires, placements, training, credentials, retention")
+DEMAND = Topic("backbone.demand", 3, "Employer demand survey responses")
+SIGNALS = Topic("backbone.signals", 3, "KPI milestones and notification results")
+INBOUND = Topic("backbone.inbound", 6, "Raw CloudEvents from partner systems, validated by the events service")
+DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept, with the reason in headers")
+
+TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, INBOUND, DEAD_LETTER)
+
+
+@dataclass(frozen=True)
+class EventType:
+    type: str
+    model: type[EventData]
+    topic: Topic
+    key: str = "partnership_id"  # payload field used as Kafka key: keeps a partnership's events in order
+
+    def partition_key(self, data: EventData) -> bytes:
+        return str(getattr(data, self.key)).encode()
+
+
+_P = "org.backbone."
+
+EVENT_TYPES: tuple[EventType, ...] = (
+    # membership service
+    EventType(_P + "region.defined.v1", mem.RegionDefined, MEMBERSHIP, key="region_id"),
+    EventType(_P + "sector.defined.v1", mem.SectorDefined, MEMBERSHIP, key="sector_id"),
+    EventType(_P + "partnership.created.v1", mem.PartnershipCreated, MEMBERSHIP),
+    EventType(_P + "partnership.updated.v1", mem.PartnershipUpdated, MEMBERSHIP),
+    EventType(_P + "organisation.registered.v1", mem.OrganisationRegistered, MEMBERSHIP, key="organisation_id"),
+    EventType(_P + "organisation.updated.v1", mem.OrganisationUpdated, MEMBERSHIP, key="organisation_id"),
+    EventType(_P + "member.joined.v1", mem.MemberJoined, MEMBERSHIP),
+    EventType(_P + "member.left.v1", mem.MemberLeft, MEMBERSHIP),
+    EventType(_P + "action_team.formed.v1", mem.ActionTeamFormed, MEMBERSHIP),
+    EventType(_P + "action_team.changed.v1", mem.ActionTeamChanged, MEMBERSHIP),
+    EventType(_P + "target.set.v1", mem.TargetSet, MEMBERSHIP),
+    # events service: activities
+    EventType(_P + "activity.scheduled.v1", act.ActivityScheduled, ACTIVITIES),
+    EventType(_P + "activity.rescheduled.v1", act.ActivityRescheduled, ACTIVITIES),
+    EventType(_P + "activity.cancelled.v1", act.ActivityCancelled, ACTIVITIES),
+    EventType(_P + "activity.completed.v1", act.ActivityCompleted, ACTIVITIES),
+    EventType(_P + "attendance.recorded.v1", act.AttendanceRecorded, ACTIVITIES),
+    # events service: talent outcomes and demand
+    EventType(_P + "hire.recorded.v1", out.HireRecorded, OUTCOMES),
+    EventType(_P + "placement.recorded.v1", out.PlacementRecorded, OUTCOMES),
+    EventType(_P + "training.enrolled.v1", out.TrainingEnrolled, OUTCOMES),
+    EventType(_P + "training.completed.v1", out.TrainingCompleted, OUTCOMES),
+    EventType(_P + "credential.earned.v1", out.CredentialEarned, OUTCOMES),
+    EventType(_P + "apprenticeship.started.v1", out.ApprenticeshipStarted, OUTCOMES),
+    EventType(_P + "retention.checked.v1", out.RetentionChecked, OUTCOMES),
+    EventType(_P + "separation.recorded.v1", out.SeparationRecorded, OUTCOMES),
+    EventType(_P + "demand.survey_responded.v1", dem.DemandSurveyResponded, DEMAND),
+    # metrics and notify services
+    EventType(_P + "kpi.milestone_reached.v1", sig.MilestoneReached, SIGNALS),
+    EventType(_P + "notification.delivered.v1", sig.NotificationDelivered, SIGNALS),
+    EventType(_P + "notification.failed.v1", sig.NotificationFailed, SIGNALS),
+)
+
+BY_TYPE: dict[str, EventType] = {e.type: e for e in EVENT_TYPES}
+BY_MODEL: dict[type[EventData], EventType] = {e.model: e for e in EVENT_TYPES}
+
+
+def event_type_of(data: EventData) -> EventType:
+    return BY_MODEL[type(data)]

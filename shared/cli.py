@@ -1,0 +1,126 @@
+"""`backbone`: run the whole system locally and manage the local stack.
+
+    backbone run                    local stack + all services (+ sample data), Ctrl-C stops all
+    backbone stack up|down|status   the local Kafka- and MongoDB-protocol servers
+    backbone stack env              the settings to point a service at the running stack
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from shared.stack import LocalStack, stop_process
+
+# Each service's HTTP port for a local run, handed to it as <NAME>_PORT.
+SERVICES = {"membership": 8101, "events": 8102, "metrics": 8103, "notify": 8104}
+
+
+def _stack_command(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    if args.action == "up":
+        state = stack.up(args.kafka_port, args.mongo_port)
+        print(f"kafka  {state.endpoints.bootstrap_servers}  (pid {state.kafka_pid})")
+        print(f"mongo  {state.endpoints.mongo_uri}  (pid {state.mongo_pid})")
+    elif args.action == "down":
+        stack.down()
+        print("stack stopped")
+    elif args.action == "status":
+        state = stack.running()
+        print(f"running: {state.endpoints}" if state else "not running")
+        return 0 if state else 1
+    elif args.action == "env":
+        state = stack.running()
+        if not state:
+            print("stack not running: backbone stack up", file=sys.stderr)
+            return 1
+        for key, value in state.endpoints.env().items():
+            print(f"export {key}='{value}'")
+    return 0
+
+
+def _wait_ready(name: str, port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see .backbone/logs/{name}.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see .backbone/logs/{name}.log")
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    external = "BACKBONE_KAFKA_BOOTSTRAP_SERVERS" in os.environ
+    stack = LocalStack()
+    env = dict(os.environ)
+    env.update({f"{name.upper()}_PORT": str(port) for name, port in SERVICES.items()})
+    if not external:
+        print("starting the local stack (Tansu for Kafka, SecantusDB for MongoDB) ...", flush=True)
+        env.update(stack.up().endpoints.env())
+    os.makedirs(".backbone/logs", exist_ok=True)
+    processes: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
+    try:
+        for name in SERVICES:
+            log = open(f".backbone/logs/{name}.log", "ab")
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}.app"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        for name, port in SERVICES.items():
+            _wait_ready(name, port, processes[name])
+        print("\nBackbone is running. Logs: .backbone/logs/. Ctrl-C stops everything.\n")
+        for name, port in SERVICES.items():
+            print(f"  {name:<11} http://127.0.0.1:{port}/docs   metrics :{port}/metrics   ready :{port}/readyz")
+        print(flush=True)
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                    stopping, code = True, 1
+            time.sleep(0.3)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        code = 1
+    finally:
+        print("stopping services ...", flush=True)
+        for process in processes.values():
+            stop_process(process.pid, timeout=15)
+        if not external:
+            stack.down()
+        print("stopped")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="backbone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the local stack and all services until Ctrl-C")
+    stack = commands.add_parser("stack", help="manage the local Kafka/MongoDB servers")
+    stack.add_argument("action", choices=["up", "down", "status", "env"])
+    stack.add_argument("--kafka-port", type=int, default=None)
+    stack.add_argument("--mongo-port", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "stack":
+        return _stack_command(args)
+    return _run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

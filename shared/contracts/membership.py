@@ -1,0 +1,109 @@
+"""The roster and the common agenda: regions, sectors, partnerships, organisations, members,
+action teams and the targets of a partnership's roadmap. Personal data (contacts) never travels."""
+
+from pydantic import Field
+
+from shared.contracts.base import (
+    ActionTeamStatus,
+    Day,
+    EventData,
+    Id,
+    MembershipRole,
+    Name,
+    OrganisationKind,
+    PartnershipEvent,
+    PartnershipStage,
+    Text,
+)
+
+
+class RegionDefined(EventData):
+    region_id: Id
+    name: Name
+    state: str = Field(pattern=r"^[A-Z]{2}$")
+
+
+class SectorDefined(EventData):
+    sector_id: Id
+    name: Name
+    naics: list[str] = Field(default_factory=list)
+
+
+class PartnershipState(PartnershipEvent):
+    """The whole current state of a partnership, so a consumer never needs to ask for it."""
+
+    name: Name
+    region_id: Id
+    sector_id: Id
+    stage: PartnershipStage
+    launch_date: Day | None = None
+    convener_id: Id | None = None
+    vision: Text | None = None
+    mission: Text | None = None
+    priorities: list[Name] = Field(default_factory=list)
+
+
+class PartnershipCreated(PartnershipState):
+    pass
+
+
+class PartnershipUpdated(PartnershipState):
+    pass
+
+
+class OrganisationState(EventData):
+    organisation_id: Id
+    name: Name  # organisations are public bodies and companies, not people
+    kind: OrganisationKind
+    size_band: str | None = None
+    naics: str | None = None
+    county: str | None = None
+    state: str | None = None
+
+
+class OrganisationRegistered(OrganisationState):
+    pass
+
+
+class OrganisationUpdated(OrganisationState):
+    pass
+
+
+class MemberJoined(PartnershipEvent):
+    membership_id: Id
+    organisation_id: Id
+    organisation_kind: OrganisationKind
+    role: MembershipRole
+    joined_on: Day
+
+
+class MemberLeft(PartnershipEvent):
+    membership_id: Id
+    organisation_id: Id
+    organisation_kind: OrganisationKind
+    left_on: Day
+
+
+class ActionTeamState(PartnershipEvent):
+    action_team_id: Id
+    name: Name
+    priority: Name | None = None
+    objective: Text | None = None
+    status: ActionTeamStatus
+    member_ids: list[Id] = Field(default_factory=list)
+
+
+class ActionTeamFormed(ActionTeamState):
+    pass
+
+
+class ActionTeamChanged(ActionTeamState):
+    pass
+
+
+class TargetSet(PartnershipEvent):
+    """A roadmap target, e.g. 40 hires in program year 2025 (PY2025 runs 1 July 2025 - 30 June 2026)."""
+
+    kpi: Id
+    period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$")
+    value: float = Field(ge=0)

@@ -1,0 +1,28 @@
+"""What the system itself says: KPI milestones from metrics, delivery results from notify."""
+
+from shared.contracts.base import Id, Name, PartnershipEvent, Text
+
+
+class MilestoneReached(PartnershipEvent):
+    """A KPI crossed its target or a round number: small wins to celebrate early."""
+
+    kpi: Id
+    period: Id
+    value: float
+    threshold: float
+    reason: Name  # "target" or "round_number"
+
+
+class NotificationDelivered(PartnershipEvent):
+    subscription_id: Id
+    event_id: Id
+    channel: Id
+    attempts: int
+
+
+class NotificationFailed(PartnershipEvent):
+    subscription_id: Id
+    event_id: Id
+    channel: Id
+    attempts: int
+    reason: Text

@@ -1,0 +1,130 @@
+"""Kafka wiring: the broker factory, topic creation, durable publishing and dead letters."""
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY, Counter
+
+from shared.catalog import DEAD_LETTER, TOPICS, event_type_of
+from shared.envelope import CloudEvent
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_PUBLISHED = Counter("backbone_events_published_total", "Events acknowledged by Kafka (acks=all)", ["topic", "type"])
+DEAD_LETTERS = Counter(
+    "backbone_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"]
+)
+
+
+def make_broker(settings: KafkaSettings, service: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=f"backbone-{service}",
+        acks="all",  # accepted means on every in-sync replica
+        enable_idempotence=settings.enable_idempotence,
+        request_timeout_ms=settings.request_timeout_ms,
+        logger=logging.getLogger(f"backbone.{service}.broker"),
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)],
+    )
+
+
+async def ensure_topics(settings: KafkaSettings, attempts: int = 30) -> None:
+    """Create every catalogue topic that is missing; waits for the broker to come up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="backbone-admin")
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("kafka not reachable yet, retrying", extra={"attempt": attempt + 1})
+            await asyncio.sleep(1)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(settings.topic(t.name), t.partitions, settings.replication_factor)
+            for t in TOPICS
+            if settings.topic(t.name) not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+            log.info("topics created", extra={"topics": [t.name for t in missing]})
+    finally:
+        await admin.close()
+
+
+def _headers(event: CloudEvent) -> dict[str, str]:
+    # Binary-mode attributes as headers too, so routers and tools can filter without parsing.
+    return {"ce_type": event.type, "ce_id": event.id, "content-type": "application/cloudevents+json"}
+
+
+async def publish(broker: KafkaBroker, settings: KafkaSettings, event: CloudEvent) -> None:
+    """Return only once Kafka has acknowledged the event with acks=all."""
+    event_type = event_type_of(event.data)
+    topic = settings.topic(event_type.topic.name)
+    await broker.publish(
+        event.to_json(), topic, key=event_type.partition_key(event.data), headers=_headers(event)
+    )
+    EVENTS_PUBLISHED.labels(event_type.topic.name, event.type).inc()
+
+
+async def publish_many(broker: KafkaBroker, settings: KafkaSettings, events: list[CloudEvent]) -> None:
+    """Send a batch without waiting between records, then wait for every acknowledgement."""
+    pending = []
+    for event in events:
+        event_type = event_type_of(event.data)
+        pending.append(
+            await broker.publish(
+                event.to_json(),
+                settings.topic(event_type.topic.name),
+                key=event_type.partition_key(event.data),
+                headers=_headers(event),
+                no_confirm=True,
+            )
+        )
+    await asyncio.gather(*pending)
+    for event in events:
+        EVENTS_PUBLISHED.labels(event_type_of(event.data).topic.name, event.type).inc()
+
+
+async def dead_letter(
+    broker: KafkaBroker,
+    settings: KafkaSettings,
+    *,
+    body: bytes,
+    key: bytes | None,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    service: str,
+    reason: str,
+    detail: str,
+) -> None:
+    """Keep a message nobody can accept, with why, where it came from and who refused it."""
+    await broker.publish(
+        body,
+        settings.topic(DEAD_LETTER.name),
+        key=key,
+        headers={
+            "dl_reason": reason,
+            "dl_detail": detail[:2000],
+            "dl_topic": source_topic,
+            "dl_partition": str(partition),
+            "dl_offset": str(offset),
+            "dl_service": service,
+        },
+    )
+    DEAD_LETTERS.labels(source_topic.removeprefix(settings.namespace), reason).inc()
+    log.warning(
+        "message dead-lettered",
+        extra={"reason": reason, "detail": detail[:500], "topic": source_topic, "partition": partition, "offset": offset},
+    )

@@ -1,0 +1,64 @@
+"""What every service exposes for operators: /healthz, /readyz, /metrics, and request metrics."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "backbone_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "backbone_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"]
+)
+READY = Gauge("backbone_ready", "1 when the broker and the database both answer, else 0")
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def observability_router(checks: dict[str, Check], timeout_seconds: float = 2.0) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process serves requests")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: Kafka and MongoDB both answer")
+    async def readyz(response: Response) -> dict:
+        async def run(check: Check) -> bool:
+            try:
+                return await asyncio.wait_for(check(), timeout_seconds)
+            except Exception:
+                return False
+
+        results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values()))))
+        ready = all(results.values())
+        READY.set(1 if ready else 0)
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not_ready", "checks": results}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def instrument(app: FastAPI) -> None:
+    """Count and time requests by route template, so label values stay bounded."""
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(request.method, path, str(status)).inc()
+            HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - started)

@@ -1,0 +1,107 @@
+"""The runtime every service shares: broker and database clients, the HTTP app with operations
+endpoints, start-up and graceful shutdown. A service's app.py only wires its own parts in."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.envelope import CloudEvent
+from shared.kafka import ensure_topics, make_broker, publish
+from shared.logs import configure_logging
+from shared.mongo import make_client
+from shared.observability import instrument, observability_router
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+class Runtime:
+    """One service's connections. Handlers and API routes reach it through `app.state.runtime`."""
+
+    def __init__(self, name: str, settings: ServiceSettings):
+        self.name = name
+        self.settings = settings
+        self.broker: KafkaBroker = make_broker(settings.kafka, name)
+        self.mongo: AsyncMongoClient = make_client(settings.mongo)
+        self.db: AsyncDatabase = self.mongo[settings.mongo.database_prefix + name]
+        self.source = f"/backbone/{name}"  # CloudEvents `source` of what this service emits
+
+    async def publish(self, event: CloudEvent) -> None:
+        await publish(self.broker, self.settings.kafka, event)
+
+    async def broker_ready(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    async def database_ready(self) -> bool:
+        await self.db.command("ping")
+        return True
+
+
+def create_service_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """The service's HTTP app; its lifespan starts the broker (and so the subscribers) and
+    stops everything in reverse on SIGTERM, after in-flight work has finished."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(runtime.settings.kafka)
+        for hook in on_startup:
+            await hook(runtime)
+        await runtime.broker.start()
+        log.info("service started", extra={"port": runtime.settings.port})
+        try:
+            yield
+        finally:
+            log.info("service stopping")
+            await runtime.broker.stop()  # waits for handlers in flight, then leaves the group
+            for hook in on_shutdown:
+                await hook(runtime)
+            await runtime.mongo.close()
+            log.info("service stopped")
+
+    app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    instrument(app)
+    app.include_router(
+        observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready})
+    )
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after its graceful shutdown, so the process would die
+        # "killed by SIGTERM"; a completed graceful stop is a success and exits 0 instead.
+        self._captured_signals.clear()
+
+
+def serve(app: FastAPI, settings: ServiceSettings, name: str) -> None:
+    """Run until SIGTERM/SIGINT; uvicorn then drains requests and runs the lifespan's shutdown."""
+    configure_logging(name, settings.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    asyncio.run(_Server(config).serve())
