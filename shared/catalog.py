@@ -26,11 +26,12 @@ MEMBERSHIP = Topic("backbone.membership", 3, "Roster and common agenda: partners
 ACTIVITIES = Topic("backbone.activities", 3, "Activity lifecycle and attendance")
 OUTCOMES = Topic("backbone.outcomes", 6, "Talent outcomes: hires, placements, training, credentials, retention")
 DEMAND = Topic("backbone.demand", 3, "Employer demand survey responses")
+ACCESS = Topic("backbone.access", 1, "API keys issued and revoked (hashes only), for every service's key ring")
 SIGNALS = Topic("backbone.signals", 3, "KPI milestones and notification results")
 INBOUND = Topic("backbone.inbound", 6, "Raw CloudEvents from partner systems, validated by the events service")
 DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept, with the reason in headers")
 
-TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, INBOUND, DEAD_LETTER)
+TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, INBOUND, DEAD_LETTER)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(_P + "action_team.formed.v1", mem.ActionTeamFormed, MEMBERSHIP),
     EventType(_P + "action_team.changed.v1", mem.ActionTeamChanged, MEMBERSHIP),
     EventType(_P + "target.set.v1", mem.TargetSet, MEMBERSHIP),
+    EventType(_P + "access_key.issued.v1", mem.AccessKeyIssued, ACCESS, key="key_id"),
+    EventType(_P + "access_key.revoked.v1", mem.AccessKeyRevoked, ACCESS, key="key_id"),
     # events service: activities
     EventType(_P + "activity.scheduled.v1", act.ActivityScheduled, ACTIVITIES),
     EventType(_P + "activity.rescheduled.v1", act.ActivityRescheduled, ACTIVITIES),

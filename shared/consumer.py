@@ -120,15 +120,16 @@ def subscribe(
     service: str,
     topics: Iterable[Topic],
     handlers: dict[type[EventData], Handler],
+    group_suffix: str = "",
     **consumer_options,
 ) -> EventConsumer:
-    """Attach a consumer group `backbone-<service>` reading `topics` from the beginning."""
+    """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning."""
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
     names = [settings.topic(t.name) for t in topics]
 
     @broker.subscriber(
         *names,
-        group_id=settings.group(service),
+        group_id=settings.group(service) + group_suffix,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after success; seek back on a raised error
         session_timeout_ms=settings.session_timeout_ms,

@@ -12,6 +12,9 @@ from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.auth import KeyRing, whoami_router
+from shared.catalog import ACCESS
+from shared.consumer import subscribe
 from shared.envelope import CloudEvent
 from shared.kafka import ensure_topics, make_broker, publish
 from shared.logs import configure_logging
@@ -34,6 +37,9 @@ class Runtime:
         self.mongo: AsyncMongoClient = make_client(settings.mongo)
         self.db: AsyncDatabase = self.mongo[settings.mongo.database_prefix + name]
         self.source = f"/backbone/{name}"  # CloudEvents `source` of what this service emits
+        self.keys = KeyRing(self.db)
+        # Its own consumer group, so the key ring never waits on the service's main consumers.
+        subscribe(self.broker, settings.kafka, name, [ACCESS], self.keys.handlers(), group_suffix="-access")
 
     async def publish(self, event: CloudEvent) -> None:
         await publish(self.broker, self.settings.kafka, event)
@@ -61,6 +67,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(runtime.settings.kafka)
+        await runtime.keys.create_indexes()
         for hook in on_startup:
             await hook(runtime)
         await runtime.broker.start()
@@ -81,6 +88,7 @@ def create_service_app(
     app.include_router(
         observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready})
     )
+    app.include_router(whoami_router())
     for router in routers:
         app.include_router(router)
     return app

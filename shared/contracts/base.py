@@ -94,3 +94,9 @@ class Audience(StrEnum):
     EMPLOYERS = "employers"
     EDUCATORS = "educators"
     PUBLIC_PARTNERS = "public_partners"
+
+
+class AccessRole(StrEnum):
+    OPERATOR = "operator"  # statewide: everything
+    PARTNERSHIP_ADMIN = "partnership_admin"  # manages its partnerships
+    PARTNER_SYSTEM = "partner_system"  # an ATS, training provider or job board: emits and reads its partnerships

@@ -4,6 +4,7 @@ action teams and the targets of a partnership's roadmap. Personal data (contacts
 from pydantic import Field
 
 from shared.contracts.base import (
+    AccessRole,
     ActionTeamStatus,
     Day,
     EventData,
@@ -107,3 +108,18 @@ class TargetSet(PartnershipEvent):
     kpi: Id
     period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$")
     value: float = Field(ge=0)
+
+
+class AccessKeyIssued(EventData):
+    """An API key's verifier, so every service can authenticate callers without asking
+    membership. Only the SHA-256 of a 256-bit random secret travels: it cannot be reversed."""
+
+    key_id: Id
+    key_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    role: AccessRole
+    partnership_ids: list[Id] = Field(default_factory=list)
+    label: Name
+
+
+class AccessKeyRevoked(EventData):
+    key_id: Id

@@ -1,0 +1,132 @@
+"""API keys, shared by every service's HTTP API.
+
+The membership service issues and revokes keys; it stores the secret nowhere and publishes only
+a SHA-256 verifier on the access topic. Every service keeps its own key ring from those events
+(in its own database), so authentication needs no call to another service. One operator key can
+come from the environment to bootstrap a new installation.
+
+Callers send `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.contracts.base import AccessRole
+from shared.contracts.membership import AccessKeyIssued, AccessKeyRevoked
+from shared.envelope import CloudEvent
+
+KEY_PREFIX = "bbk_"
+BOOTSTRAP_KEY_ID = "bootstrap-operator"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BACKBONE_AUTH_")
+
+    # The statewide operator key of a new installation; rotate it by issuing a real operator key
+    # and removing this setting.
+    operator_key: SecretStr | None = None
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (key_id, secret). The secret is shown to its owner once and never stored."""
+    key_id = secrets.token_hex(8)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: AccessRole
+    partnership_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is AccessRole.OPERATOR
+
+    def may_access(self, partnership_id: str) -> bool:
+        return self.is_operator or partnership_id in self.partnership_ids
+
+    def require_partnership(self, partnership_id: str) -> None:
+        """403 unless this key covers the partnership (operators cover all)."""
+        if not self.may_access(partnership_id):
+            raise HTTPException(403, f"this key has no access to partnership {partnership_id!r}")
+
+    def require_role(self, *roles: AccessRole) -> None:
+        if not self.is_operator and self.role not in roles:
+            raise HTTPException(403, f"role {self.role.value!r} may not do this")
+
+
+class KeyRing:
+    """The keys this service accepts, kept from access events in its own database."""
+
+    def __init__(self, db: AsyncDatabase, settings: AuthSettings | None = None):
+        self.keys = db["access_keys"]
+        bootstrap = (settings or AuthSettings()).operator_key
+        self.bootstrap_hash = hash_key(bootstrap.get_secret_value()) if bootstrap else None
+
+    async def create_indexes(self) -> None:
+        await self.keys.create_index("key_hash")
+
+    async def on_issued(self, event: CloudEvent) -> None:
+        key: AccessKeyIssued = event.data
+        # $setOnInsert: a redelivered "issued" must never bring a revoked key back.
+        await self.keys.update_one(
+            {"_id": key.key_id},
+            {"$setOnInsert": {"key_hash": key.key_hash, "role": key.role.value,
+                              "partnership_ids": key.partnership_ids, "revoked": False}},
+            upsert=True,
+        )
+
+    async def on_revoked(self, event: CloudEvent) -> None:
+        revoked: AccessKeyRevoked = event.data
+        await self.keys.update_one({"_id": revoked.key_id}, {"$set": {"revoked": True}}, upsert=True)
+
+    def handlers(self) -> dict:
+        return {AccessKeyIssued: self.on_issued, AccessKeyRevoked: self.on_revoked}
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        digest = hash_key(secret)
+        if self.bootstrap_hash and hmac.compare_digest(digest, self.bootstrap_hash):
+            return Principal(BOOTSTRAP_KEY_ID, AccessRole.OPERATOR)
+        doc = await self.keys.find_one({"key_hash": digest, "revoked": False})
+        if doc is None:
+            return None
+        return Principal(doc["_id"], AccessRole(doc["role"]), frozenset(doc["partnership_ids"]))
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+async def authenticated(request: Request) -> Principal:
+    """FastAPI dependency: the caller's principal, or 401."""
+    secret = _presented_key(request)
+    principal = await request.app.state.runtime.keys.authenticate(secret) if secret else None
+    if principal is None:
+        raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def whoami_router() -> APIRouter:
+    router = APIRouter(tags=["access"])
+
+    @router.get("/whoami", summary="The role and partnerships of the presented API key")
+    async def whoami(principal: Principal = Depends(authenticated)) -> dict:
+        return {"key_id": principal.key_id, "role": principal.role.value,
+                "partnership_ids": sorted(principal.partnership_ids)}
+
+    return router
