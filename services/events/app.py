@@ -3,6 +3,10 @@
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
+from services.events.api import routes
+from services.events.handlers import subscribe_all
+from services.events.intake import Intake
+from services.events.store import EventsStore
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -13,14 +17,27 @@ class EventsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTS_")
 
     port: int = 8102
+    # An ATS sends hundreds of outcomes per call; far more belongs in several calls.
+    max_batch_events: int = 1000
+    max_batch_bytes: int = 4 * 1024 * 1024
 
 
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
-    runtime = Runtime(NAME, settings or EventsSettings())
+    settings = settings or EventsSettings()
+    runtime = Runtime(NAME, settings)
+    store = EventsStore(runtime.db)
+    intake = Intake(runtime, store)
+    subscribe_all(runtime.broker, settings.kafka, NAME, store, intake)
+
+    async def create_indexes(_: Runtime) -> None:
+        await store.create_indexes()
+
     return create_service_app(
         runtime,
         title="Backbone events service",
         description="Activities, attendance, talent outcomes and demand surveys from operators and partner systems.",
+        routers=[routes(intake, store, runtime.source, settings.max_batch_events, settings.max_batch_bytes)],
+        on_startup=[create_indexes],
     )
 
 

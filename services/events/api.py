@@ -1,0 +1,170 @@
+"""HTTP API: one endpoint per event type (the activity lifecycle, attendance, outcomes, survey
+responses) for operators' tools, and CloudEvents ingest (structured and batch mode) for partner
+systems. A 2xx means every accepted event is in Kafka with acks=all."""
+
+import logging
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pymongo.errors import PyMongoError
+
+from services.events.domain import Activity
+from services.events.intake import EventResult, Intake, Outcome
+from services.events.store import EventsStore
+from shared.auth import Principal, authenticated
+from shared.consumer import TRANSIENT
+from shared.contracts import activities as act
+from shared.contracts import demand as dem
+from shared.contracts import outcomes as out
+from shared.envelope import CloudEvent, EventError, new_event, parse_event
+
+log = logging.getLogger(__name__)
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+
+# Path and summary of each event type's own endpoint.
+ENDPOINTS = {
+    act.ActivityScheduled: ("/activities", "Schedule an activity"),
+    act.ActivityRescheduled: ("/activities/reschedule", "Move a scheduled activity to new times"),
+    act.ActivityCancelled: ("/activities/cancel", "Cancel a scheduled activity"),
+    act.ActivityCompleted: ("/activities/complete", "Complete a scheduled activity (minutes, follow-ups)"),
+    act.AttendanceRecorded: ("/activities/attendance", "Record attendance of an activity"),
+    out.HireRecorded: ("/outcomes/hires", "Record a hire"),
+    out.PlacementRecorded: ("/outcomes/placements", "Record a placement from a training programme"),
+    out.TrainingEnrolled: ("/outcomes/training-enrolments", "Record a training enrolment"),
+    out.TrainingCompleted: ("/outcomes/training-completions", "Record a completed training"),
+    out.CredentialEarned: ("/outcomes/credentials", "Record an earned credential"),
+    out.ApprenticeshipStarted: ("/outcomes/apprenticeships", "Record a started apprenticeship"),
+    out.RetentionChecked: ("/outcomes/retention-checks", "Record a retention check of a hire"),
+    out.SeparationRecorded: ("/outcomes/separations", "Record a separation after a hire"),
+    dem.DemandSurveyResponded: ("/demand/survey-responses", "Record an employer's demand survey response"),
+}
+
+_STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422}
+_SINGLE_RESPONSES = {
+    200: {"model": EventResult, "description": "Duplicate: this event id was accepted before"},
+    403: {"description": "The key has no access to the event's partnership"},
+    422: {"model": EventResult, "description": "Rejected: `errors` name each bad field"},
+    503: {"description": "Kafka or MongoDB unavailable: nothing was accepted, retry"},
+}
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]  # in the order of the submitted events
+
+
+async def _submit(intake: Intake, events: list[CloudEvent]) -> list[EventResult]:
+    try:
+        return await intake.submit(events, entry="http")
+    except (*TRANSIENT, PyMongoError) as exc:
+        log.warning("submission failed, nothing accepted", extra={"events": len(events), "error": type(exc).__name__})
+        raise HTTPException(503, "Kafka or MongoDB unavailable: nothing was accepted, retry",
+                            headers={"Retry-After": "1"}) from None
+
+
+def _single(result: EventResult) -> JSONResponse:
+    return JSONResponse(result.model_dump(mode="json"), status_code=_STATUS[result.status])
+
+
+def _typed_endpoint(model, intake: Intake, source: str):
+    async def submit(
+        data: Annotated[model, Body()],
+        principal: Annotated[Principal, Depends(authenticated)],
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
+                                                      description="Used as the event id: a retry with the same key is accepted once")] = None,
+    ) -> JSONResponse:
+        principal.require_partnership(data.partnership_id)
+        [result] = await _submit(intake, [new_event(data, source=source, id=idempotency_key)])
+        return _single(result)
+
+    return submit
+
+
+def _parse(raw: object, intake: Intake) -> CloudEvent | EventResult:
+    try:
+        return parse_event(raw)
+    except EventError as exc:
+        event_id = raw.get("id") if isinstance(raw, dict) else None
+        return intake.refuse(event_id if isinstance(event_id, str) else None, exc, entry="http")
+
+
+def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: int, max_batch_bytes: int) -> APIRouter:
+    router = APIRouter()
+
+    for model, (path, summary) in ENDPOINTS.items():
+        router.add_api_route(
+            path, _typed_endpoint(model, intake, source), methods=["POST"], summary=summary,
+            tags=["activities" if path.startswith("/activities") else "outcomes and demand"],
+            status_code=202, response_model=EventResult, responses=_SINGLE_RESPONSES,
+        )
+
+    @router.post(
+        "/events",
+        tags=["CloudEvents ingest"],
+        summary="Submit CloudEvents: one (application/cloudevents+json) or a batch (application/cloudevents-batch+json)",
+        description=(
+            "Structured mode answers like the typed endpoints (202 accepted, 200 duplicate, 422 rejected). "
+            "Batch mode answers 200 with one result per event, in order; an event id accepted before is a duplicate. "
+            "If any event names a partnership the key has no access to, the whole request is refused (403)."
+        ),
+        response_model=BatchResult,
+        responses={**_SINGLE_RESPONSES, 413: {"description": "Too many events or too large"},
+                   415: {"description": "Not a CloudEvents structured or batch content type"}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            STRUCTURED: {"schema": {"type": "object", "description": "one CloudEvent 1.0"}},
+            BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": max_batch_events}},
+        }}},
+    )
+    async def ingest(request: Request, principal: Annotated[Principal, Depends(authenticated)]):
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (STRUCTURED, BATCH):
+            raise HTTPException(415, f"send {STRUCTURED} (one event) or {BATCH} (an array of events)")
+        if int(request.headers.get("content-length") or 0) > max_batch_bytes:
+            raise HTTPException(413, f"larger than {max_batch_bytes} bytes")
+        body = await request.body()
+        if len(body) > max_batch_bytes:
+            raise HTTPException(413, f"larger than {max_batch_bytes} bytes")
+        if content_type == STRUCTURED:
+            raws = [body]
+        else:
+            try:
+                raws = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise HTTPException(422, [{"field": "(batch)", "message": "not valid JSON"}]) from None
+            if not isinstance(raws, list):
+                raise HTTPException(422, [{"field": "(batch)", "message": "a batch must be a JSON array of CloudEvents"}])
+            if len(raws) > max_batch_events:
+                raise HTTPException(413, f"more than {max_batch_events} events in one batch")
+
+        parsed = [_parse(raw, intake) for raw in raws]
+        events = [p for p in parsed if isinstance(p, CloudEvent)]
+        for event in events:
+            if pid := getattr(event.data, "partnership_id", None):
+                principal.require_partnership(pid)
+        decided = iter(await _submit(intake, events))
+        results = [next(decided) if isinstance(p, CloudEvent) else p for p in parsed]
+        if content_type == STRUCTURED:
+            return _single(results[0])
+        counts = {outcome: sum(r.status is outcome for r in results) for outcome in Outcome}
+        log.info("batch decided", extra={"key_id": principal.key_id, **counts})
+        return BatchResult(accepted=counts[Outcome.ACCEPTED], duplicate=counts[Outcome.DUPLICATE],
+                           rejected=counts[Outcome.REJECTED], results=results)
+
+    @router.get("/partnerships/{partnership_id}/activities/{activity_id}", tags=["activities"],
+                summary="An activity's lifecycle as accepted so far", responses={404: {"description": "No such activity"}})
+    async def activity(partnership_id: str, activity_id: str,
+                       principal: Annotated[Principal, Depends(authenticated)]) -> Activity:
+        principal.require_partnership(partnership_id)
+        found = await store.activity(partnership_id, activity_id)
+        if found is None:
+            raise HTTPException(404, "no such activity")
+        return found
+
+    return router

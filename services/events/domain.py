@@ -1,0 +1,286 @@
+"""The events service's rules as pure code: which events it takes in, why one is refused, and
+what an accepted one changes in the service's own state (activity lifecycle, hires).
+
+The rules look only at `Facts`: a snapshot, loaded by the store for one submission, of the
+membership read model (partnerships, organisations, active members, action teams) and of the
+service's own state. The read model is eventually consistent: an event naming a member whose
+joining has not reached this service yet is refused with a reason that says so; the partner
+retries (HTTP) or an operator replays it from the dead-letter topic (Kafka).
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.catalog import event_type_of
+from shared.contracts import activities as act
+from shared.contracts import demand as dem
+from shared.contracts import outcomes as out
+from shared.contracts.base import ActionTeamStatus, ActivityKind, EventData
+
+FieldError = dict[str, str]  # {"field": "data.host_ids.0", "message": "..."}, as in shared.envelope
+
+Key = tuple[str, str]  # (partnership_id, id within the partnership)
+
+
+class ActivityStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+class Activity(BaseModel):
+    """One activity's lifecycle as far as the accepted events tell it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partnership_id: str
+    activity_id: str
+    kind: ActivityKind
+    title: str
+    status: ActivityStatus
+    starts_at: datetime
+    ends_at: datetime
+    host_ids: list[str]
+    action_team_id: str | None = None
+    completed_at: datetime | None = None
+    reschedules: int = 0
+
+
+class Hire(BaseModel):
+    """What later retention checks and separations of a hire are held against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partnership_id: str
+    hire_id: str
+    person_id: str
+    employer_id: str
+    start_date: date
+
+
+@dataclass
+class References:
+    """The ids a submission's rules will look up, so the store loads them in a few queries."""
+
+    partnerships: set[str] = field(default_factory=set)
+    organisations: set[str] = field(default_factory=set)
+    members: set[Key] = field(default_factory=set)  # (partnership, organisation)
+    action_teams: set[Key] = field(default_factory=set)
+    activities: set[Key] = field(default_factory=set)
+    hires: set[Key] = field(default_factory=set)
+
+
+@dataclass
+class Facts:
+    """The looked-up state, plus what the submission's accepted events have changed so far."""
+
+    partnerships: set[str] = field(default_factory=set)
+    organisations: set[str] = field(default_factory=set)
+    members: set[Key] = field(default_factory=set)  # active members only
+    action_teams: dict[Key, ActionTeamStatus] = field(default_factory=dict)
+    activities: dict[Key, Activity] = field(default_factory=dict)
+    hires: dict[Key, Hire] = field(default_factory=dict)
+    changed_activities: set[Key] = field(default_factory=set)
+    new_hires: list[Hire] = field(default_factory=list)
+
+
+def references(events: Iterable[EventData]) -> References:
+    refs = References()
+    for data in events:
+        pid = getattr(data, "partnership_id", None)
+        if pid is None:
+            continue
+        refs.partnerships.add(pid)
+        for name in ("employer_id", "provider_id"):
+            if organisation := getattr(data, name, None):
+                refs.organisations.add(organisation)
+        for name in ("activity_id", "source_activity_id"):
+            if activity := getattr(data, name, None):
+                refs.activities.add((pid, activity))
+        if hire := getattr(data, "hire_id", None):
+            refs.hires.add((pid, hire))
+        if team := getattr(data, "action_team_id", None):
+            refs.action_teams.add((pid, team))
+        refs.members.update((pid, host) for host in getattr(data, "host_ids", ()))
+    return refs
+
+
+def _error(field: str, message: str) -> FieldError:
+    return {"field": f"data.{field}", "message": message}
+
+
+def _unknown_organisation(name: str, organisation: str, facts: Facts) -> list[FieldError]:
+    if organisation in facts.organisations:
+        return []
+    return [_error(name, f"unknown organisation {organisation!r}: not registered, or its registration "
+                         "has not reached the events service yet (retry later)")]
+
+
+# --- activities -----------------------------------------------------------------------------
+
+def _schedulable(data: act.ActivityScheduled, facts: Facts) -> list[FieldError]:
+    pid = data.partnership_id
+    errors = []
+    if (pid, data.activity_id) in facts.activities:
+        errors.append(_error("activity_id", "this activity is already scheduled in the partnership"))
+    for i, host in enumerate(data.host_ids):
+        if (pid, host) not in facts.members:
+            errors.append(_error(f"host_ids.{i}", f"{host!r} is not an active member of partnership {pid!r} "
+                                                  "(or its joining has not reached the events service yet)"))
+    if data.action_team_id is not None:
+        status = facts.action_teams.get((pid, data.action_team_id))
+        if status is None:
+            errors.append(_error("action_team_id", f"no such action team in partnership {pid!r}"))
+        elif status is ActionTeamStatus.CLOSED:
+            errors.append(_error("action_team_id", "this action team is closed"))
+    return errors
+
+
+def _scheduled_activity(data, facts: Facts) -> tuple[Activity | None, list[FieldError]]:
+    """The activity an event refers to, if it is still scheduled (not cancelled, not completed)."""
+    activity = facts.activities.get((data.partnership_id, data.activity_id))
+    if activity is None:
+        return None, [_error("activity_id", "no such activity in this partnership: schedule it first")]
+    if activity.status is not ActivityStatus.SCHEDULED:
+        return None, [_error("activity_id", f"the activity is already {activity.status.value}")]
+    return activity, []
+
+
+def _still_scheduled(data: act.ActivityRescheduled | act.ActivityCancelled, facts: Facts) -> list[FieldError]:
+    return _scheduled_activity(data, facts)[1]
+
+
+def _completable(data: act.ActivityCompleted, facts: Facts) -> list[FieldError]:
+    activity, errors = _scheduled_activity(data, facts)
+    if activity is None:
+        return errors
+    if data.kind != activity.kind:
+        errors.append(_error("kind", f"the activity was scheduled as {activity.kind.value!r}"))
+    if data.completed_at < activity.starts_at:
+        errors.append(_error("completed_at", "before the activity's scheduled start"))
+    return errors
+
+
+def _attendance_recordable(data: act.AttendanceRecorded, facts: Facts) -> list[FieldError]:
+    activity = facts.activities.get((data.partnership_id, data.activity_id))
+    if activity is None:
+        return [_error("activity_id", "no such activity in this partnership")]
+    if activity.status is ActivityStatus.CANCELLED:
+        return [_error("activity_id", "the activity was cancelled")]
+    if data.kind != activity.kind:
+        return [_error("kind", f"the activity was scheduled as {activity.kind.value!r}")]
+    return []
+
+
+# --- talent outcomes and demand -------------------------------------------------------------
+
+def _hire_recordable(data: out.HireRecorded, facts: Facts) -> list[FieldError]:
+    errors = _unknown_organisation("employer_id", data.employer_id, facts)
+    if (data.partnership_id, data.hire_id) in facts.hires:
+        errors.append(_error("hire_id", "this hire is already recorded in the partnership"))
+    if data.source_activity_id and (data.partnership_id, data.source_activity_id) not in facts.activities:
+        errors.append(_error("source_activity_id", "no such activity in this partnership"))
+    return errors
+
+
+def _after_hire(data: out.RetentionChecked | out.SeparationRecorded, on: date, on_field: str, facts: Facts,
+                *, strictly: bool) -> list[FieldError]:
+    """Retention and separation speak of a recorded hire: same person, same employer, later date."""
+    hire = facts.hires.get((data.partnership_id, data.hire_id))
+    if hire is None:
+        return [_error("hire_id", "no such hire recorded in this partnership")]
+    errors = []
+    if data.employer_id != hire.employer_id:
+        errors.append(_error("employer_id", "not the employer of this hire"))
+    if data.person_id != hire.person_id:
+        errors.append(_error("person_id", "not the person of this hire"))  # never echo person ids
+    if on < hire.start_date or (strictly and on == hire.start_date):
+        errors.append(_error(on_field, "not after the hire's start date"))
+    return errors
+
+
+def _retention_checkable(data: out.RetentionChecked, facts: Facts) -> list[FieldError]:
+    return _after_hire(data, data.checked_on, "checked_on", facts, strictly=True)
+
+
+def _separation_recordable(data: out.SeparationRecorded, facts: Facts) -> list[FieldError]:
+    return _after_hire(data, data.separated_on, "separated_on", facts, strictly=False)
+
+
+def _placement_recordable(data: out.PlacementRecorded, facts: Facts) -> list[FieldError]:
+    return (_unknown_organisation("employer_id", data.employer_id, facts)
+            + _unknown_organisation("provider_id", data.provider_id, facts))
+
+
+def _provider_known(data, facts: Facts) -> list[FieldError]:
+    return _unknown_organisation("provider_id", data.provider_id, facts)
+
+
+def _employer_known(data, facts: Facts) -> list[FieldError]:
+    return _unknown_organisation("employer_id", data.employer_id, facts)
+
+
+# The event types this service takes in (all of backbone.activities, .outcomes, .demand) and their rules.
+RULES: dict[type[EventData], Callable[[EventData, Facts], list[FieldError]]] = {
+    act.ActivityScheduled: _schedulable,
+    act.ActivityRescheduled: _still_scheduled,
+    act.ActivityCancelled: _still_scheduled,
+    act.ActivityCompleted: _completable,
+    act.AttendanceRecorded: _attendance_recordable,
+    out.HireRecorded: _hire_recordable,
+    out.PlacementRecorded: _placement_recordable,
+    out.TrainingEnrolled: _provider_known,
+    out.TrainingCompleted: _provider_known,
+    out.CredentialEarned: _provider_known,
+    out.ApprenticeshipStarted: _employer_known,
+    out.RetentionChecked: _retention_checkable,
+    out.SeparationRecorded: _separation_recordable,
+    dem.DemandSurveyResponded: _employer_known,
+}
+
+
+def check(data: EventData, facts: Facts) -> list[FieldError]:
+    """Why this event cannot be accepted now; empty when it can."""
+    rules = RULES.get(type(data))
+    if rules is None:
+        return [{"field": "type", "message": f"the events service does not take in {event_type_of(data).type}"}]
+    if data.partnership_id not in facts.partnerships:
+        return [_error("partnership_id", f"unknown partnership {data.partnership_id!r}: not created, or its "
+                                         "creation has not reached the events service yet (retry later)")]
+    return rules(data, facts)
+
+
+def apply(data: EventData, facts: Facts) -> None:
+    """Record an accepted event's effect in `facts`, so later events of the same submission see it."""
+    match data:
+        case act.ActivityScheduled():
+            activity = Activity(
+                partnership_id=data.partnership_id, activity_id=data.activity_id, kind=data.kind,
+                title=data.title, status=ActivityStatus.SCHEDULED, starts_at=data.starts_at,
+                ends_at=data.ends_at, host_ids=data.host_ids, action_team_id=data.action_team_id,
+            )
+        case act.ActivityRescheduled():
+            current = facts.activities[(data.partnership_id, data.activity_id)]
+            activity = current.model_copy(update={"starts_at": data.starts_at, "ends_at": data.ends_at,
+                                                  "reschedules": current.reschedules + 1})
+        case act.ActivityCancelled():
+            activity = facts.activities[(data.partnership_id, data.activity_id)].model_copy(
+                update={"status": ActivityStatus.CANCELLED})
+        case act.ActivityCompleted():
+            activity = facts.activities[(data.partnership_id, data.activity_id)].model_copy(
+                update={"status": ActivityStatus.COMPLETED, "completed_at": data.completed_at})
+        case out.HireRecorded():
+            hire = Hire(partnership_id=data.partnership_id, hire_id=data.hire_id, person_id=data.person_id,
+                        employer_id=data.employer_id, start_date=data.start_date)
+            facts.hires[(hire.partnership_id, hire.hire_id)] = hire
+            facts.new_hires.append(hire)
+            return
+        case _:
+            return  # attendance, other outcomes and demand change no state of this service
+    key = (activity.partnership_id, activity.activity_id)
+    facts.activities[key] = activity
+    facts.changed_activities.add(key)

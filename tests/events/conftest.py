@@ -1,0 +1,112 @@
+"""The events service as a real process on the real local stack, with a small roster of
+partnerships and members published on backbone.membership the way the membership service does."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import date
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+
+from shared.catalog import Topic
+from shared.contracts import membership as mem
+from shared.envelope import new_event
+from shared.kafka import ensure_topics, make_broker, publish
+from shared.mongo import make_client
+from tests.examples import EXAMPLES, P
+
+OPERATOR_KEY = "events-tests-operator-key"
+OTHER = "scmip"  # a second partnership, for keys that must not reach it
+
+
+def example(model, **changes):
+    """The catalogue example of `model` with some fields changed, validated like a real event."""
+    return model.model_validate(EXAMPLES[model].model_dump() | changes)
+
+
+@pytest.fixture
+async def membership_broker(kafka_settings) -> AsyncIterator[KafkaBroker]:
+    await ensure_topics(kafka_settings)
+    broker = make_broker(kafka_settings, "membership")
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture
+def events_service(start_service):
+    return start_service("events", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY})
+
+
+@pytest.fixture
+async def operator(events_service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=events_service.url,
+                                 headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as client:
+        yield client
+
+
+@pytest.fixture
+async def roster(events_service, membership_broker, kafka_settings, mongo_settings) -> None:
+    """sw-mp with microboard (active member) and sikorsky (left), qvcc a registered college,
+    an open and a closed action team; scmip with no members. Waits until the service has it all."""
+    roster = [
+        EXAMPLES[mem.PartnershipCreated],
+        example(mem.PartnershipCreated, partnership_id=OTHER, name="South Central"),
+        EXAMPLES[mem.OrganisationRegistered],
+        example(mem.OrganisationRegistered, organisation_id="qvcc", name="QVCC", kind="education"),
+        EXAMPLES[mem.MemberJoined],
+        example(mem.MemberJoined, membership_id="m-2", organisation_id="sikorsky"),
+        example(mem.MemberLeft, membership_id="m-2", organisation_id="sikorsky"),
+        EXAMPLES[mem.ActionTeamFormed],
+        example(mem.ActionTeamFormed, action_team_id="sw-old", status="closed"),
+    ]
+    for data in roster:
+        await publish(membership_broker, kafka_settings, new_event(data, source="/backbone/membership"))
+    client = make_client(mongo_settings)
+    db = client[mongo_settings.database_prefix + "events"]
+    try:
+        async with asyncio.timeout(20):
+            while not (await db.partnerships.count_documents({}) == 2
+                       and await db.organisations.count_documents({"name": {"$exists": True}}) == 2
+                       and await db.memberships.count_documents({"left_on": {"$exists": True}}) == 1
+                       and await db.action_teams.count_documents({}) == 2):
+                await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+async def join(broker: KafkaBroker, kafka_settings, organisation_id: str, partnership_id: str = P) -> None:
+    joined = example(mem.MemberJoined, membership_id=f"m-{organisation_id}", organisation_id=organisation_id,
+                     partnership_id=partnership_id, joined_on=date(2026, 1, 5))
+    await publish(broker, kafka_settings, new_event(joined, source="/backbone/membership"))
+
+
+async def read_topic(kafka_settings, topic: Topic, until=lambda records: True, timeout: float = 20.0) -> list:
+    """Every record of `topic` up to its end, read again until `until(records)` holds (for what
+    arrives asynchronously). After an HTTP 2xx the events are in Kafka, so reading to the end
+    offsets sees every copy: a duplicate cannot hide in a later poll."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    partitions = [TopicPartition(kafka_settings.topic(topic.name), p) for p in range(topic.partitions)]
+    consumer.assign(partitions)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await consumer.seek_to_beginning(*partitions)
+                end = await consumer.end_offsets(partitions)
+                records: list = []
+                while any([await consumer.position(p) < end[p] for p in partitions]):
+                    for batch in (await consumer.getmany(*partitions, timeout_ms=300)).values():
+                        records.extend(batch)
+                if until(records):
+                    return records
+                await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+def header(record, name: str) -> str | None:
+    value = dict(record.headers).get(name)
+    return value.decode() if value is not None else None
