@@ -3,6 +3,7 @@
     backbone run                    local stack + all services (+ sample data), Ctrl-C stops all
     backbone stack up|down|status   the local Kafka- and MongoDB-protocol servers
     backbone stack env              the settings to point a service at the running stack
+    backbone kpis rebuild           recompute all KPIs from the topics into a new store version
 """
 
 import argparse
@@ -108,6 +109,12 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
+def _kpis_command(args: argparse.Namespace) -> int:
+    from services.metrics.rebuild import main as rebuild  # service code only for this subcommand
+
+    return rebuild()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="backbone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("action", choices=["up", "down", "status", "env"])
     stack.add_argument("--kafka-port", type=int, default=None)
     stack.add_argument("--mongo-port", type=int, default=None)
+    kpis = commands.add_parser("kpis", help="the metrics service's KPI store (uses the BACKBONE_*/METRICS_ settings)")
+    kpis.add_argument("action", choices=["rebuild"])
     args = parser.parse_args(argv)
     if args.command == "stack":
         return _stack_command(args)
+    if args.command == "kpis":
+        return _kpis_command(args)
     return _run_command(args)
 
 

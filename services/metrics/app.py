@@ -1,8 +1,13 @@
 """Metrics service: shared measurement: rolls every domain event into KPIs stored in MongoDB."""
 
+from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
+from services.metrics.api import routes
+from services.metrics.handlers import MetricsConsumer, Milestones
+from services.metrics.store import MetricsStore
+from shared.kafka import dead_letter
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -13,14 +18,45 @@ class MetricsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="METRICS_")
 
     port: int = 8103
+    # Records per batch, stored in one MongoDB transaction: bigger batches, fewer writes per event.
+    max_batch_events: int = 5000
+    poll_timeout_ms: int = 200
+    # How often KPIs of changed partnerships are checked for milestones and exported as gauges.
+    milestone_interval_seconds: float = 2.0
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
-    runtime = Runtime(NAME, settings or MetricsSettings())
+    settings = settings or MetricsSettings()
+    runtime = Runtime(NAME, settings)
+    store = MetricsStore(runtime.db)
+    milestones = Milestones(store, runtime.publish, runtime.source, settings.milestone_interval_seconds)
+
+    async def refuse(record: ConsumerRecord, reason: str, detail: str) -> None:
+        await dead_letter(runtime.broker, settings.kafka, body=record.value or b"", key=record.key,
+                          source_topic=record.topic, partition=record.partition, offset=record.offset,
+                          service=NAME, reason=reason, detail=detail)
+
+    consumer = MetricsConsumer(store, settings.kafka, max_batch_events=settings.max_batch_events,
+                               poll_timeout_ms=settings.poll_timeout_ms, dead_letter=refuse,
+                               on_stored=milestones.stored)
+
+    async def start(_: Runtime) -> None:
+        await store.setup()
+        await runtime.broker.connect()  # dead letters and milestones need the producer from the first batch on
+        await consumer.start()
+        await milestones.start()
+
+    async def stop(_: Runtime) -> None:
+        await milestones.stop()
+        await consumer.stop(settings.shutdown_grace_seconds)
+
     return create_service_app(
         runtime,
         title="Backbone metrics service",
         description="Shared measurement: rolls every domain event into KPIs stored in MongoDB.",
+        routers=[routes(store)],
+        on_startup=[start],
+        on_shutdown=[stop],
     )
 
 

@@ -1,0 +1,283 @@
+"""Metrics rollup throughput on the real local broker and database.
+
+Pushes N mixed domain events (a program year of a dozen partnerships, in time order, with a few
+resends) through the Kafka-protocol broker, then measures in the same run:
+  raw     plain aiokafka consumption of the same topics (an upper bound: no work at all)
+  rollup  the metrics service's consumer: parse, dedupe, fold, one transaction per batch, until
+          every KPI fact and offset is stored
+  naive   one MongoDB write per event (a straightforward per-message subscriber), on a prefix
+Each clock starts at the first record fetched, so consumer-group joins are not counted.
+Afterwards the stored KPIs are checked against a fresh computation over the distinct events.
+
+    .venv/bin/python bench/rollup.py [--events 100000] [--naive-events 5000] [--batch 5000]
+"""
+
+import argparse
+import gc
+import asyncio
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.metrics import domain, kpis  # noqa: E402
+from services.metrics.handlers import SOURCES, Rebalance, Rollup  # noqa: E402
+from services.metrics.store import MetricsStore  # noqa: E402
+from shared.catalog import event_type_of  # noqa: E402
+from shared.contracts import activities as act  # noqa: E402
+from shared.contracts import demand as dem  # noqa: E402
+from shared.contracts import membership as mem  # noqa: E402
+from shared.contracts import outcomes as out  # noqa: E402
+from shared.envelope import CloudEvent, new_event, parse_event  # noqa: E402
+from shared.kafka import ensure_topics  # noqa: E402
+from shared.mongo import make_client  # noqa: E402
+from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
+from shared.stack import LocalStack  # noqa: E402
+
+PY_START = date(2025, 7, 1)
+KINDS = ["employer"] * 6 + ["education", "training_provider", "chamber", "workforce_board"]
+
+
+def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
+    """A program year of events in time order: roster first, then activities and outcomes."""
+    rnd = random.Random(seed)
+    pids = [f"rsp-{i:02d}" for i in range(partnerships)]
+    events: list[CloudEvent] = []
+
+    def emit(data, when: datetime) -> None:
+        events.append(new_event(data, source="/bench", time=when))
+
+    t0 = datetime(2025, 7, 1, 8, tzinfo=UTC)
+    for i, pid in enumerate(pids):
+        emit(mem.PartnershipCreated(partnership_id=pid, name=f"Partnership {i}", region_id=f"region-{i % 4}",
+                                    sector_id=f"sector-{i % 3}", stage="launched"), t0)
+        for m in range(30):
+            emit(mem.MemberJoined(partnership_id=pid, membership_id=f"m-{m}", organisation_id=f"org-{i}-{m}",
+                                  organisation_kind=KINDS[m % len(KINDS)], role="member",
+                                  joined_on=date(2024, 1, 1) + timedelta(days=m * 17)), t0)
+        emit(mem.TargetSet(partnership_id=pid, kpi="hires", period="PY2025", value=n // partnerships // 8), t0)
+    hires: dict[str, list[tuple[str, date]]] = {pid: [] for pid in pids}
+    mix = [("hire", 20), ("retention", 15), ("separation", 2), ("placement", 7), ("enrolled", 8), ("completed", 7),
+           ("credential", 5), ("apprenticeship", 3), ("activity", 10), ("attendance", 15), ("survey", 5), ("resend", 3)]
+    kinds, weights = zip(*mix)
+    count = n - len(events)
+    for k in range(count):
+        day = PY_START + timedelta(days=364 * k // count)
+        when = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        pid = rnd.choice(pids)
+        p = rnd.randrange(10_000)
+        org = f"org-{pids.index(pid)}-{rnd.randrange(30)}"
+        kind = rnd.choices(kinds, weights)[0]
+        if kind == "resend" and events:
+            events.append(events[rnd.randrange(max(0, len(events) - 2000), len(events))])
+        elif kind == "hire" or (kind in ("retention", "separation") and not hires[pid]):
+            hire_id = f"h-{k}"
+            hires[pid].append((hire_id, day))
+            emit(out.HireRecorded(partnership_id=pid, hire_id=hire_id, person_id=f"p-{p}", employer_id=org,
+                                  soc_code="51-4041", start_date=day, hourly_wage=15 + rnd.randrange(100) / 4,
+                                  resident=rnd.random() < 0.7, career_changer=rnd.random() < 0.2), when)
+        elif kind in ("retention", "separation"):
+            hire_id, _ = rnd.choice(hires[pid])
+            if kind == "retention":
+                emit(out.RetentionChecked(partnership_id=pid, hire_id=hire_id, person_id=f"p-{p}", employer_id=org,
+                                          checked_on=day, still_employed=rnd.random() < 0.85), when)
+            else:
+                emit(out.SeparationRecorded(partnership_id=pid, hire_id=hire_id, person_id=f"p-{p}",
+                                            employer_id=org, separated_on=day), when)
+        elif kind == "placement":
+            emit(out.PlacementRecorded(partnership_id=pid, placement_id=f"pl-{k}", person_id=f"p-{p}",
+                                       programme_id="mpi", provider_id="college", employer_id=org,
+                                       soc_code="51-2092", start_date=day), when)
+        elif kind == "enrolled":
+            emit(out.TrainingEnrolled(partnership_id=pid, person_id=f"p-{p}", programme_id="mpi",
+                                      provider_id="college", enrolled_on=day), when)
+        elif kind == "completed":
+            emit(out.TrainingCompleted(partnership_id=pid, person_id=f"p-{p}", programme_id="mpi",
+                                       provider_id="college", completed_on=day), when)
+        elif kind == "credential":
+            emit(out.CredentialEarned(partnership_id=pid, person_id=f"p-{p}", credential="NIMS Level I",
+                                      provider_id="college", earned_on=day), when)
+        elif kind == "apprenticeship":
+            emit(out.ApprenticeshipStarted(partnership_id=pid, person_id=f"p-{p}", employer_id=org,
+                                           soc_code="51-4041", started_on=day), when)
+        elif kind == "activity":
+            activity = rnd.choice(["plant_tour", "career_day", "hiring_event", "partnership_meeting"])
+            emit(act.ActivityCompleted(partnership_id=pid, activity_id=f"a-{k}", kind=activity, completed_at=when,
+                                       participant_ids=[org, f"org-{pids.index(pid)}-{rnd.randrange(30)}"]), when)
+        elif kind == "attendance":
+            activity = rnd.choice(["plant_tour", "career_day", "hiring_event", "partnership_meeting"])
+            emit(act.AttendanceRecorded(partnership_id=pid, activity_id=f"a-{k}", kind=activity,
+                                        counts={"students": rnd.randrange(40), "employers": rnd.randrange(8),
+                                                "public_partners": rnd.randrange(5)},
+                                        organisation_ids=[org]), when)
+        else:
+            emit(dem.DemandSurveyResponded(partnership_id=pid, survey_round="2026-spring", employer_id=org,
+                                           responded_on=day, openings=[dem.ExpectedOpenings(
+                                               soc_code=rnd.choice(["51-4041", "51-2092", "17-2112"]),
+                                               openings=rnd.randrange(1, 9))]), when)
+    return events
+
+
+async def produce(kafka: KafkaSettings, events: list[CloudEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for e in events:
+            kind = event_type_of(e.data)
+            pending.append(await producer.send(kafka.topic(kind.topic.name), e.to_json(),
+                                               key=kind.partition_key(e.data)))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def _consumer(kafka: KafkaSettings, group: str) -> AIOKafkaConsumer:
+    """A group consumer of the topics the metrics service reads, configured as the service's."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.namespace + group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                session_timeout_ms=kafka.session_timeout_ms,
+                                heartbeat_interval_ms=kafka.heartbeat_interval_ms)
+    consumer.subscribe([kafka.topic(t.name) for t in SOURCES])
+    return consumer
+
+
+async def measure_raw(kafka: KafkaSettings, total: int, batch: int) -> float:
+    consumer = _consumer(kafka, "bench-raw")
+    await consumer.start()
+    try:
+        seen, started = 0, None
+        while seen < total:
+            records = await consumer.getmany(timeout_ms=200, max_records=batch)
+            if records and started is None:
+                started = time.perf_counter()
+            seen += sum(len(r) for r in records.values())
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def measure_rollup(kafka: KafkaSettings, store: MetricsStore, total: int, batch: int) -> tuple[float, int]:
+    await store.setup()
+    consumer = _consumer(kafka, "backbone-metrics")
+    rollup = Rollup(consumer, store, kafka, role="current", version=await store.version())
+    consumer.subscribe(list(consumer.subscription()), listener=Rebalance(rollup))  # as the service does
+    await consumer.start()
+    try:
+        started, batches = None, 0
+        while sum(p or 0 for p in rollup.positions.values()) < total:
+            records = await consumer.getmany(timeout_ms=200, max_records=batch)
+            if records and started is None:
+                started = time.perf_counter()
+            await rollup.process(records)
+            batches += bool(records)
+        return total / (time.perf_counter() - started), batches
+    finally:
+        await consumer.stop()
+
+
+async def measure_naive(kafka: KafkaSettings, mongo, limit: int) -> float:
+    """What a per-message subscriber does: one upsert of the event's month counters per event."""
+    facts = mongo["naive"]
+    consumer = _consumer(kafka, "bench-naive")
+    await consumer.start()
+    try:
+        done, started = 0, None
+        while done < limit:
+            records = await consumer.getmany(timeout_ms=200, max_records=500)
+            if records and started is None:
+                started = time.perf_counter()
+            for record in (r for rs in records.values() for r in rs):
+                cells = domain.Cells()
+                domain.record(parse_event(record.value), cells)
+                for key, f in cells.items():
+                    await facts.update_one({"_id": domain.doc_id(key)}, {"$inc": dict(f.counts) or {"events": 1}},
+                                           upsert=True)
+                done += 1
+                if done >= limit:
+                    break
+        return done / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
+    """Stored KPIs of every partnership and the state, per quarter and program year, equal a fresh
+    computation over the distinct events."""
+    fresh = domain.Cells()
+    for e in {e.id: e for e in events}.values():
+        domain.record(e, fresh)
+    version = await store.version()
+    rosters, directory = await store.rosters(version)
+    stored = await store.dated(version, None, "0000-00")
+    periods = [domain.parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
+    fresh_dated = [(k[1], k[2], f) for k, f in fresh.items() if k[0] in domain.DATED_SOURCES]
+    fresh_rosters = {k[1]: f for k, f in fresh.items() if k[2] == domain.ROSTER}
+    fresh_directory = [f for k, f in fresh.items() if k[0] == "membership" and not k[1]]
+    for pids in [[pid] for pid in sorted(fresh_rosters)] + [sorted(fresh_rosters)]:
+        for period in periods:
+            def view(dated, rs, directory_):
+                return kpis.evaluate(kpis.build_view(period, [(m, f) for p, m, f in dated if p in pids],
+                                                     [rs[p] for p in pids], directory_))
+            if view(stored, rosters, directory) != view(fresh_dated, fresh_rosters, fresh_directory):
+                return False
+    return True
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partnerships", type=int, default=12)
+    parser.add_argument("--naive-events", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="max records per batch (METRICS_MAX_BATCH_EVENTS)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = LocalStack(Path(tmp))
+        endpoints = stack.up().endpoints
+        try:
+            namespace = f"bench{uuid.uuid4().hex[:6]}."
+            kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False,
+                                  namespace=namespace, session_timeout_ms=2000, heartbeat_interval_ms=300)
+            client = make_client(MongoSettings(uri=endpoints.mongo_uri, retry_writes=False))
+            await ensure_topics(kafka)
+            started = time.perf_counter()
+            events = scenario(args.events, args.partnerships)
+            gc.freeze()  # the events are kept for the final check: the collector need not scan them again and again
+            print(f"generated {len(events):,} events ({len({e.id for e in events}):,} distinct) "
+                  f"in {time.perf_counter() - started:.1f}s")
+            started = time.perf_counter()
+            await produce(kafka, events)
+            print(f"produced with acks=all in {time.perf_counter() - started:.1f}s")
+
+            raw = await measure_raw(kafka, len(events), args.batch)
+            store = MetricsStore(client[namespace.replace(".", "_") + "metrics"])
+            rollup, batches = await measure_rollup(kafka, store, len(events), args.batch)
+            naive = await measure_naive(kafka, client[namespace.replace(".", "_") + "naive"], args.naive_events)
+            correct = await check(store, events)
+            await client.close()
+        finally:
+            stack.down()
+
+    print(f"\n{'raw aiokafka consumption':<34}{raw:>12,.0f} events/s")
+    print(f"{'metrics rollup (until stored)':<34}{rollup:>12,.0f} events/s   ({batches} batches of <= {args.batch})")
+    print(f"{'naive one write per event':<34}{naive:>12,.0f} events/s   (first {args.naive_events:,} events)")
+    print(f"\nrollup / naive = {rollup / naive:.1f}x    rollup / raw = {rollup / raw:.2f}x")
+    print(f"stored KPIs equal a fresh computation over the distinct events: {'yes' if correct else 'NO'}")
+    if not correct:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

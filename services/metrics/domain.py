@@ -1,0 +1,413 @@
+"""The metrics service's pure logic: reporting periods, and how each event becomes facts.
+
+The KPI store keeps *facts*, not finished KPI values: per partnership and month, counters, sets
+of ids, a wage histogram, per-hire observations and a bounded lineage of event ids; per
+partnership, its roster (state, members, action teams, targets). Every fact merges with an
+associative, commutative operation (sum, union, max, min, latest by time), so a batch is folded
+in memory first and then merged into the stored documents, and the result never depends on how
+the events were cut into batches or in which order partitions were read. KPIs
+(services/metrics/kpis.py) are computed from merged facts when asked: that keeps distinct counts
+and medians exact at every roll-up (partnership, region, sector, state; month, quarter, program
+year).
+
+Ids of people, hires, memberships and teams are unique only within a partnership, so their fact
+keys carry the partnership id; organisation ids are global (an employer engaged by two
+partnerships is one employer statewide).
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from shared.contracts import activities as act
+from shared.contracts import demand as dem
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.contracts.base import ActivityKind, EventData
+from shared.envelope import CloudEvent
+
+# --- periods ---------------------------------------------------------------------------------
+
+PERIOD_PATTERN = r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$"  # as in TargetSet.period
+
+
+class Grain(StrEnum):
+    MONTH = "month"
+    QUARTER = "quarter"  # calendar quarters: Q3 is July-September, the first of a program year
+    PROGRAM_YEAR = "program_year"  # PY2025 runs 1 July 2025 - 30 June 2026
+
+
+@dataclass(frozen=True)
+class Period:
+    grain: Grain
+    start: date
+    end: date  # inclusive
+    label: str
+
+    @property
+    def months(self) -> list[str]:
+        first = self.start.year * 12 + self.start.month - 1
+        last = self.end.year * 12 + self.end.month - 1
+        return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in range(first, last + 1)]
+
+    def elapsed(self, today: date) -> float:
+        """The share of the period gone by on `today` (0 before it starts, 1 once it is over)."""
+        if today < self.start:
+            return 0.0
+        days = (self.end - self.start).days + 1
+        return min(1.0, ((today - self.start).days + 1) / days)
+
+
+def month_of(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+
+
+def period_of(day: date, grain: Grain) -> Period:
+    if grain is Grain.MONTH:
+        return Period(grain, day.replace(day=1), _month_end(day.year, day.month), month_of(day))
+    if grain is Grain.QUARTER:
+        quarter = (day.month - 1) // 3
+        return Period(grain, date(day.year, quarter * 3 + 1, 1), _month_end(day.year, quarter * 3 + 3),
+                      f"{day.year}-Q{quarter + 1}")
+    year = day.year if day.month >= 7 else day.year - 1
+    return Period(grain, date(year, 7, 1), date(year + 1, 6, 30), f"PY{year}")
+
+
+def parse_period(label: str) -> Period:
+    """`2026-03`, `2026-Q1` or `PY2025`; ValueError otherwise."""
+    try:
+        if label.startswith("PY") and len(label) == 6:
+            return period_of(date(int(label[2:]), 7, 1), Grain.PROGRAM_YEAR)
+        if len(label) == 7 and label[4:6] == "-Q" and label[6] in "1234":
+            return period_of(date(int(label[:4]), int(label[6]) * 3, 1), Grain.QUARTER)
+        if len(label) == 7 and label[4] == "-":
+            return period_of(date(int(label[:4]), int(label[5:]), 1), Grain.MONTH)
+    except ValueError:
+        pass
+    raise ValueError(f"{label!r} is not a period: use 2026-03 (month), 2026-Q1 (quarter) or PY2025 (program year)")
+
+
+def periods_between(grain: Grain, first: date, last: date) -> list[Period]:
+    """Consecutive periods of one grain from the one holding `first` to the one holding `last`."""
+    periods = []
+    day = first
+    while day <= last:
+        periods.append(period := period_of(day, grain))
+        day = period.end + timedelta(days=1)
+    return periods
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+LINEAGE_LIMIT = 50  # event ids kept per fact and document: enough to trace a figure, bounded in size
+
+
+@dataclass
+class Facts:
+    """What a set of events says, in mergeable form. See the module docstring."""
+
+    counts: Counter = field(default_factory=Counter)  # name -> sum
+    histograms: dict[str, Counter] = field(default_factory=dict)  # name -> value -> occurrences
+    sets: dict[str, set[str]] = field(default_factory=dict)  # name -> members
+    latest: dict[str, list] = field(default_factory=dict)  # key -> [order, event id, value]; greatest wins
+    maxima: dict[str, str] = field(default_factory=dict)  # key -> greatest ISO date
+    minima: dict[str, str] = field(default_factory=dict)  # key -> smallest ISO date
+    lineage: dict[str, list] = field(default_factory=dict)  # fact -> [events, first LINEAGE_LIMIT ids]
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] += n
+
+    def observe(self, name: str, value: int) -> None:
+        self.histograms.setdefault(name, Counter())[value] += 1
+
+    def add(self, name: str, *members: str) -> None:
+        self.sets.setdefault(name, set()).update(members)
+
+    def set_latest(self, key: str, order: str, event_id: str, value: Any) -> None:
+        entry = [order, event_id, value]
+        current = self.latest.get(key)
+        if current is None or (order, event_id) > (current[0], current[1]):
+            self.latest[key] = entry
+
+    def at_least(self, key: str, day: str) -> None:
+        if day > self.maxima.get(key, ""):
+            self.maxima[key] = day
+
+    def at_most(self, key: str, day: str) -> None:
+        current = self.minima.get(key)
+        if current is None or day < current:
+            self.minima[key] = day
+
+    def trace(self, fact: str, event_id: str, events: int = 1) -> None:
+        entry = self.lineage.get(fact)
+        if entry is None:
+            self.lineage[fact] = [events, [event_id]]
+            return
+        entry[0] += events
+        if len(entry[1]) < LINEAGE_LIMIT:
+            entry[1].append(event_id)
+
+    def merge(self, other: "Facts") -> "Facts":
+        self.counts.update(other.counts)
+        for name, histogram in other.histograms.items():
+            self.histograms.setdefault(name, Counter()).update(histogram)
+        for name, members in other.sets.items():
+            self.add(name, *members)
+        for key, (order, event_id, value) in other.latest.items():
+            self.set_latest(key, order, event_id, value)
+        for key, day in other.maxima.items():
+            self.at_least(key, day)
+        for key, day in other.minima.items():
+            self.at_most(key, day)
+        for fact, (events, ids) in other.lineage.items():
+            entry = self.lineage.setdefault(fact, [0, []])
+            entry[0] += events
+            room = LINEAGE_LIMIT - len(entry[1])
+            if room > 0:
+                known = set(entry[1])
+                entry[1].extend([i for i in ids if i not in known][:room])
+        return self
+
+    def pack(self) -> bytes:
+        """Everything but the counters, compactly: the local MongoDB server's cost grows with
+        the number of fields it handles, and nothing queries these parts inside the database."""
+        return orjson.dumps({
+            "h": self.histograms, "s": {k: sorted(v) for k, v in self.sets.items()}, "l": self.latest,
+            "x": self.maxima, "n": self.minima, "t": self.lineage,
+        }, option=orjson.OPT_NON_STR_KEYS)
+
+    @classmethod
+    def unpack(cls, counts: dict[str, int], packed: bytes) -> "Facts":
+        parts = orjson.loads(packed)
+        return cls(
+            counts=Counter(counts),
+            histograms={k: Counter({int(v): n for v, n in h.items()}) for k, h in parts["h"].items()},
+            sets={k: set(v) for k, v in parts["s"].items()},
+            latest=parts["l"], maxima=parts["x"], minima=parts["n"], lineage=parts["t"],
+        )
+
+
+# Where facts live: (source topic, partnership id or "", bucket). Buckets: a month "2026-03" for
+# dated facts; "roster" for a partnership's roster; "organisation:<id>", "region:<id>",
+# "sector:<id>" for the directory, which is keyed by those ids on the membership topic.
+DocKey = tuple[str, str, str]
+ROSTER = "roster"
+DATED_SOURCES = ("activities", "outcomes", "demand")
+
+
+class Cells(dict[DocKey, Facts]):
+    def at(self, source: str, partnership_id: str, bucket: str) -> Facts:
+        facts = self.get((source, partnership_id, bucket))
+        if facts is None:
+            facts = self[(source, partnership_id, bucket)] = Facts()
+        return facts
+
+
+def doc_id(key: DocKey) -> str:
+    return "/".join(key)  # ids never contain "/" (shared.contracts.base.Id)
+
+
+def order_of(event: CloudEvent) -> str:
+    """Sort key of "latest" facts: the event's time, normalised so that strings compare."""
+    return event.time.astimezone(UTC).isoformat()
+
+
+# --- from events to facts --------------------------------------------------------------------
+
+HELD = "held:"  # + activity kind: completed activities
+REACHED = "reached:"  # + audience: people counted at any activity
+AT_MEETINGS = "meeting:"  # + audience: people counted at partnership meetings
+WAGES = "wage_cents"
+
+
+def _roster(cells: Cells, data) -> Facts:
+    return cells.at("membership", data.partnership_id, ROSTER)
+
+
+def _month(cells: Cells, source: str, data, day: date) -> Facts:
+    return cells.at(source, data.partnership_id, month_of(day))
+
+
+def _partnership(e: CloudEvent, d: mem.PartnershipState, cells: Cells) -> None:
+    _roster(cells, d).set_latest(f"partnership:{d.partnership_id}", order_of(e), e.id,
+                                 {"name": d.name, "region_id": d.region_id, "sector_id": d.sector_id})
+
+
+def _membership(e: CloudEvent, d: mem.MemberJoined | mem.MemberLeft, cells: Cells) -> None:
+    roster = _roster(cells, d)
+    member = f"{d.partnership_id}/{d.membership_id}"
+    if isinstance(d, mem.MemberJoined):
+        roster.add(f"joined:{member}", d.joined_on.isoformat())
+    else:
+        roster.add(f"left:{member}", d.left_on.isoformat())
+    roster.set_latest(f"member:{member}", order_of(e), e.id,
+                      {"organisation_id": d.organisation_id, "kind": d.organisation_kind.value})
+    roster.trace("members", e.id)
+
+
+def _action_team(e: CloudEvent, d: mem.ActionTeamState, cells: Cells) -> None:
+    # Team events carry no date of their own: their time says when the status changed.
+    roster = _roster(cells, d)
+    roster.add(f"team:{d.partnership_id}/{d.action_team_id}", f"{order_of(e)}|{d.status.value}")
+    roster.trace("action_teams", e.id)
+
+
+def _target(e: CloudEvent, d: mem.TargetSet, cells: Cells) -> None:
+    _roster(cells, d).set_latest(f"target:{d.partnership_id}/{d.kpi}/{d.period}", order_of(e), e.id, d.value)
+
+
+def _organisation(e: CloudEvent, d: mem.OrganisationState, cells: Cells) -> None:
+    cells.at("membership", "", f"organisation:{d.organisation_id}").set_latest(
+        f"kind:{d.organisation_id}", order_of(e), e.id, d.kind.value)
+
+
+def _region(e: CloudEvent, d: mem.RegionDefined, cells: Cells) -> None:
+    cells.at("membership", "", f"region:{d.region_id}").set_latest(
+        f"region:{d.region_id}", order_of(e), e.id, {"name": d.name, "state": d.state})
+
+
+def _sector(e: CloudEvent, d: mem.SectorDefined, cells: Cells) -> None:
+    cells.at("membership", "", f"sector:{d.sector_id}").set_latest(
+        f"sector:{d.sector_id}", order_of(e), e.id, {"name": d.name})
+
+
+def _completed(e: CloudEvent, d: act.ActivityCompleted, cells: Cells) -> None:
+    facts = _month(cells, "activities", d, d.completed_at.astimezone(UTC).date())
+    facts.count(HELD + d.kind.value)
+    facts.add("engaged", *d.participant_ids)
+    if d.kind is ActivityKind.HIRING_EVENT:
+        facts.add("hiring_event_orgs", *d.participant_ids)
+    facts.trace(HELD + d.kind.value, e.id)
+
+
+def _attendance(e: CloudEvent, d: act.AttendanceRecorded, cells: Cells) -> None:
+    # Attendance carries no date of its own: it counts in the period it was recorded.
+    facts = _month(cells, "activities", d, e.time.astimezone(UTC).date())
+    meeting = d.kind is ActivityKind.PARTNERSHIP_MEETING
+    for audience, n in d.counts.items():
+        facts.count(REACHED + audience.value, n)
+        if meeting:
+            facts.count(AT_MEETINGS + audience.value, n)
+    facts.add("engaged", *d.organisation_ids)
+    if d.kind is ActivityKind.HIRING_EVENT:
+        facts.add("hiring_event_orgs", *d.organisation_ids)
+    facts.trace("attendance", e.id)
+    if meeting:
+        facts.trace("meeting_attendance", e.id)
+
+
+def _hire(e: CloudEvent, d: out.HireRecorded, cells: Cells) -> None:
+    facts = _month(cells, "outcomes", d, d.start_date)
+    facts.count("hires")
+    if d.resident:
+        facts.count("hires:resident")
+    if d.career_changer:
+        facts.count("hires:career_changer")
+    if d.hourly_wage is not None:
+        facts.observe(WAGES, round(d.hourly_wage * 100))
+    facts.set_latest(f"hire:{d.partnership_id}/{d.hire_id}", order_of(e), e.id, d.start_date.isoformat())
+    facts.trace("hires", e.id)
+
+
+def _retention(e: CloudEvent, d: out.RetentionChecked, cells: Cells) -> None:
+    facts = _month(cells, "outcomes", d, d.checked_on)
+    hire = f"{d.partnership_id}/{d.hire_id}"
+    if d.still_employed:
+        facts.at_least(f"employed:{hire}", d.checked_on.isoformat())
+    else:
+        facts.at_most(f"absent:{hire}", d.checked_on.isoformat())
+    facts.trace("retention", e.id)
+
+
+def _separation(e: CloudEvent, d: out.SeparationRecorded, cells: Cells) -> None:
+    facts = _month(cells, "outcomes", d, d.separated_on)
+    facts.at_most(f"separated:{d.partnership_id}/{d.hire_id}", d.separated_on.isoformat())
+    facts.trace("retention", e.id)
+
+
+def _counted(fact: str, day: Callable[[Any], date]) -> Callable[[CloudEvent, Any, Cells], None]:
+    """An outcome that only adds one to a count in the month of its date."""
+
+    def record(e: CloudEvent, d, cells: Cells) -> None:
+        facts = _month(cells, "outcomes", d, day(d))
+        facts.count(fact)
+        facts.trace(fact, e.id)
+
+    return record
+
+
+def _survey(e: CloudEvent, d: dem.DemandSurveyResponded, cells: Cells) -> None:
+    facts = _month(cells, "demand", d, d.responded_on)
+    openings = Counter()
+    for line in d.openings:
+        openings[line.soc_code] += line.openings
+    # An employer's later answer in the same round replaces its earlier one.
+    facts.set_latest(f"response:{d.partnership_id}/{d.survey_round}/{d.employer_id}",
+                     f"{d.responded_on.isoformat()}|{order_of(e)}", e.id, dict(openings))
+    facts.add("respondents", d.employer_id)
+    facts.trace("demand", e.id)
+
+
+RECORDERS: dict[type[EventData], Callable[[CloudEvent, Any, Cells], None]] = {
+    mem.RegionDefined: _region,
+    mem.SectorDefined: _sector,
+    mem.PartnershipCreated: _partnership,
+    mem.PartnershipUpdated: _partnership,
+    mem.OrganisationRegistered: _organisation,
+    mem.OrganisationUpdated: _organisation,
+    mem.MemberJoined: _membership,
+    mem.MemberLeft: _membership,
+    mem.ActionTeamFormed: _action_team,
+    mem.ActionTeamChanged: _action_team,
+    mem.TargetSet: _target,
+    act.ActivityCompleted: _completed,
+    act.AttendanceRecorded: _attendance,
+    out.HireRecorded: _hire,
+    out.RetentionChecked: _retention,
+    out.SeparationRecorded: _separation,
+    out.PlacementRecorded: _counted("placements", lambda d: d.start_date),
+    out.TrainingEnrolled: _counted("training_enrolments", lambda d: d.enrolled_on),
+    out.TrainingCompleted: _counted("training_completions", lambda d: d.completed_on),
+    out.CredentialEarned: _counted("credentials", lambda d: d.earned_on),
+    out.ApprenticeshipStarted: _counted("apprenticeships", lambda d: d.started_on),
+    dem.DemandSurveyResponded: _survey,
+}
+# Scheduling, rescheduling and cancelling feed no KPI: only what was held counts.
+
+
+def record(event: CloudEvent, cells: Cells) -> bool:
+    """Add the event's facts to `cells`; False when its type feeds no KPI."""
+    recorder = RECORDERS.get(type(event.data))
+    if recorder is None:
+        return False
+    recorder(event, event.data, cells)
+    return True
+
+
+def program_years_touched(cells: Cells) -> set[tuple[str, str]]:
+    """(partnership, program year) pairs whose dated facts a batch changed: where milestones may be."""
+    touched = set()
+    for source, partnership_id, bucket in cells:
+        if source in DATED_SOURCES:
+            touched.add((partnership_id, period_of(date.fromisoformat(bucket + "-01"), Grain.PROGRAM_YEAR).label))
+    return touched
+
+
+def targets_touched(cells: Cells) -> set[tuple[str, str]]:
+    """(partnership, period) pairs that got a new target in a batch."""
+    touched = set()
+    for (source, partnership_id, bucket), facts in cells.items():
+        if bucket == ROSTER:
+            for key in facts.latest:
+                if key.startswith("target:"):
+                    touched.add((partnership_id, key.rsplit("/", 1)[1]))
+    return touched

@@ -1,0 +1,396 @@
+"""Consuming the domain topics into the KPI store, and announcing milestones.
+
+A raw aiokafka consumer (FastStream handles one message at a time; this needs whole batches and
+control over offsets) reads the membership, activities, outcomes and demand topics in batches.
+Each batch is parsed, deduplicated by event id and folded into facts in memory, then stored with
+its offsets in one MongoDB transaction (services/metrics/store.py). On assignment the consumer
+seeks to the offsets stored with the facts, never to Kafka's committed ones, which it writes only
+afterwards as a hint for tools.
+
+Duplicates: a resent event has the same id and the same payload, so the same partition key: its
+copies always arrive on the same topic-partition. Each partition's applied ids are kept (as
+digests) with the facts and in memory while the partition is assigned.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable
+from datetime import date
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Gauge, Histogram
+from pymongo.errors import PyMongoError
+
+from services.metrics import domain, kpis
+from services.metrics.domain import Cells, Grain, parse_period, period_of
+from services.metrics.store import Batch, Fenced, MetricsStore, digest
+from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
+from shared.consumer import EVENTS_CONSUMED
+from shared.contracts.signals import MilestoneReached
+from shared.envelope import CloudEvent, EventError, new_event, parse_event
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+SOURCES: tuple[Topic, ...] = (MEMBERSHIP, ACTIVITIES, OUTCOMES, DEMAND)
+
+BATCH_EVENTS = Histogram("backbone_metrics_batch_events", "Records per batch stored in one transaction",
+                         buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000))
+BATCH_SECONDS = Histogram("backbone_metrics_batch_seconds", "Time to fold and store one batch",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+CONSUMER_LAG = Gauge("backbone_metrics_consumer_lag", "Records on a partition not yet stored in the KPI store",
+                     ["topic", "partition"])
+STORE_VERSION = Gauge("backbone_metrics_store_version", "The KPI store version this process writes")
+FENCED_BATCHES = Counter("backbone_metrics_fenced_batches_total",
+                         "Batches not stored because another consumer or a rebuild moved the store on")
+KPI_VALUE = Gauge("backbone_metrics_kpi_value", "KPI values of the current program year", ["kpi", "partnership"])
+MILESTONES = Counter("backbone_metrics_milestones_total", "Milestones announced", ["reason"])
+
+DeadLetter = Callable[[ConsumerRecord, str, str], Awaitable[None]]
+MILESTONE_IDS = uuid.UUID("6f1c9a52-33a5-4a53-9a49-2f4b1f1e8c11")  # namespace of milestone event ids
+
+
+class _Failed(Exception):
+    """Recording one event raised: a bug, to dead-letter so that the partition goes on."""
+
+    def __init__(self, position: tuple[TopicPartition, int], detail: str):
+        self.position = position
+        self.detail = detail
+
+
+class Rollup:
+    """Folds batches of records into one version of the KPI store, exactly once.
+
+    `role` is "current" for the service (which follows the store to a rebuilt version when it is
+    switched over) or "building" for a rebuild."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, store: MetricsStore, kafka: KafkaSettings, *, role: str,
+                 version: int, dead_letter: DeadLetter | None = None,
+                 on_stored: Callable[[Cells], None] | None = None):
+        self.consumer = consumer
+        self.store = store
+        self.kafka = kafka
+        self.role = role
+        self.version = version
+        self.dead_letter = dead_letter
+        self.on_stored = on_stored
+        self.lock = asyncio.Lock()  # a rebalance waits for the batch in progress
+        self.assigned: set[TopicPartition] = set()
+        # Stored next offset (None: nothing stored yet) and applied ids of each partition; kept
+        # after a revocation, reused if the partition comes back with the same stored offset.
+        self.positions: dict[TopicPartition, int | None] = {}
+        self.seen: dict[TopicPartition, set[bytes]] = {}
+        self.refused = 0  # records no one can accept (parse errors, failing recorders)
+        self.stopping = False
+
+    async def resume(self, tps: set[TopicPartition]) -> None:
+        """Take over partitions where the store says they stand."""
+        stored = await _retrying(lambda: self.store.positions(self.version, tps), self)
+        for tp in tps:
+            position = stored.get(tp)
+            if tp not in self.seen or self.positions.get(tp, -1) != position:
+                self.seen[tp] = await _retrying(lambda: self.store.seen(self.version, tp), self)
+            self.positions[tp] = position
+            if position is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, position)
+        self.assigned |= set(tps)
+
+    async def resync(self) -> None:
+        """After a fenced batch: re-read the store's version, offsets and ids, seek there."""
+        if self.role == "current":
+            self.version = await _retrying(self.store.version, self)
+            STORE_VERSION.set(self.version)
+        self.positions.clear()
+        self.seen.clear()
+        await self.resume(set(self.assigned))
+
+    async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        started = time.perf_counter()
+        async with self.lock:
+            failed: dict[tuple[TopicPartition, int], str] = {}
+            while True:
+                try:
+                    batch, outcomes, refused = self._fold(records, failed)
+                    break
+                except _Failed as exc:
+                    log.exception("recording an event failed; dead-lettering it", extra={"offset": exc.position[1]})
+                    failed[exc.position] = exc.detail
+            if not batch.moves:
+                return
+            # Dead letters go out before the batch is stored, so its offsets never pass a record
+            # that is nowhere; a fenced batch's are sent again by the new owner (at least once).
+            for record, reason, detail in refused:
+                if self.dead_letter is None:
+                    log.warning("refused record skipped", extra={"reason": reason, "topic": record.topic,
+                                                                  "partition": record.partition, "offset": record.offset})
+                else:
+                    await _retrying(lambda: self.dead_letter(record, reason, detail), self)
+            try:
+                await _retrying(lambda: self.store.apply(self.version, self.role, batch), self)
+            except Fenced as exc:
+                FENCED_BATCHES.inc()
+                log.warning("batch discarded: %s; re-reading stored offsets", exc)
+                await self.resync()
+                return
+            for tp, (_, after) in batch.moves.items():
+                self.positions[tp] = after
+                self.seen[tp].update(batch.seen[tp])
+            self.refused += len(refused)
+        for (topic, outcome), n in outcomes.items():
+            EVENTS_CONSUMED.labels(topic, outcome).inc(n)
+        BATCH_EVENTS.observe(sum(len(r) for r in records.values()))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        if self.on_stored:
+            self.on_stored(batch.cells)
+        if self.role == "current":
+            try:  # only a hint for tools: the stored offsets are the truth
+                await self.consumer.commit({tp: after for tp, (_, after) in batch.moves.items()})
+            except KafkaError as exc:
+                log.info("offset hint not committed: %s", type(exc).__name__)
+
+    def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]], failed: dict) -> tuple[Batch, Tally, list]:
+        batch, outcomes, refused = Batch(), Tally(), []
+        for tp, batch_records in records.items():
+            if tp not in self.assigned:
+                continue  # revoked while these were fetched
+            start, seen = self.positions[tp], self.seen[tp]
+            topic = tp.topic.removeprefix(self.kafka.namespace)
+            fresh: list[bytes] = []
+            fresh_set: set[bytes] = set()
+            last = None
+            for r in batch_records:
+                if start is not None and r.offset < start:
+                    continue  # stored already (fetched before a seek back)
+                last = r.offset
+                if (tp, r.offset) in failed:
+                    refused.append((r, "handler_error", failed[(tp, r.offset)]))
+                    outcomes[(topic, "dead_lettered")] += 1
+                    continue
+                try:
+                    event = parse_event(r.value)
+                except EventError as exc:
+                    refused.append((r, exc.reason, str(exc)))
+                    outcomes[(topic, "dead_lettered")] += 1
+                    continue
+                key = digest(event.id)
+                if key in seen or key in fresh_set:
+                    outcomes[(topic, "duplicate")] += 1
+                    continue
+                try:
+                    used = domain.record(event, batch.cells)
+                except Exception as exc:
+                    raise _Failed((tp, r.offset), f"{type(exc).__name__}: {exc}") from exc
+                if used:
+                    fresh.append(key)
+                    fresh_set.add(key)
+                outcomes[(topic, "processed" if used else "ignored")] += 1
+            if last is not None:
+                batch.moves[tp] = (start, last + 1)
+                batch.seen[tp] = fresh
+        return batch, outcomes, refused
+
+    def lag(self) -> dict[TopicPartition, int]:
+        lags = {}
+        for tp in self.assigned:
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lags[tp] = max(0, highwater - (self.positions.get(tp) or 0))
+        return lags
+
+
+async def _retrying(call: Callable[[], Awaitable], rollup: Rollup):
+    """Wait out an unavailable database or broker: nothing moves on until the call succeeds."""
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except (PyMongoError, KafkaError, OSError) as exc:
+            if rollup.stopping:
+                raise
+            log.warning("infrastructure unavailable, retrying: %s", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """Waits for the batch in progress before giving partitions up; resumes new ones from the store."""
+
+    def __init__(self, rollup: Rollup):
+        self.rollup = rollup
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.rollup.lock:
+            self.rollup.assigned.difference_update(revoked)
+        for tp in revoked:
+            CONSUMER_LAG.remove(tp.topic.removeprefix(self.rollup.kafka.namespace), str(tp.partition))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        async with self.rollup.lock:
+            await self.rollup.resume(set(assigned))
+        log.info("partitions assigned", extra={"partitions": len(assigned)})
+
+
+class MetricsConsumer:
+    """The service's consumer: group `<namespace>backbone-metrics`, batches of up to
+    `max_batch_events` records, stored into the current version of the KPI store."""
+
+    def __init__(self, store: MetricsStore, kafka: KafkaSettings, *, max_batch_events: int, poll_timeout_ms: int,
+                 dead_letter: DeadLetter, on_stored: Callable[[Cells], None] | None = None):
+        self.store = store
+        self.kafka = kafka
+        self.max_batch_events = max_batch_events
+        self.poll_timeout_ms = poll_timeout_ms
+        self.dead_letter = dead_letter
+        self.on_stored = on_stored
+        self.rollup: Rollup | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(  # aiokafka clients belong to the running event loop
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            group_id=self.kafka.group("metrics"),
+            client_id="backbone-metrics",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.kafka.session_timeout_ms,
+            heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
+            request_timeout_ms=self.kafka.request_timeout_ms,
+        )
+        self.rollup = Rollup(consumer, self.store, self.kafka, role="current", version=await self.store.version(),
+                             dead_letter=self.dead_letter, on_stored=self.on_stored)
+        STORE_VERSION.set(self.rollup.version)
+        consumer.subscribe([self.kafka.topic(t.name) for t in SOURCES], listener=Rebalance(self.rollup))
+        await consumer.start()
+        self._task = asyncio.create_task(self._run(), name="metrics-rollup")
+
+    async def _run(self) -> None:
+        while not self.rollup.stopping:
+            try:
+                records = await self.rollup.consumer.getmany(timeout_ms=self.poll_timeout_ms,
+                                                             max_records=self.max_batch_events)
+                await self.rollup.process(records)
+                for tp, lag in self.rollup.lag().items():
+                    CONSUMER_LAG.labels(tp.topic.removeprefix(self.kafka.namespace), str(tp.partition)).set(lag)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self.rollup.stopping:
+                    return
+                # Nothing was stored for the batch: it is fetched again from the stored offsets.
+                log.exception("batch failed; resuming from the stored offsets")
+                await asyncio.sleep(1.0)
+                async with self.rollup.lock:
+                    await self.rollup.resync()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Let the batch in progress finish (within the grace period), then leave the group."""
+        if self.rollup is None:
+            return
+        self.rollup.stopping = True
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, grace_seconds)
+            except Exception:
+                log.warning("rollup did not finish its batch in time; it is fetched again after restart")
+        await self.rollup.consumer.stop()
+
+
+class Milestones:
+    """Watches the KPIs of partnerships whose facts changed: announces each milestone reached once
+    (its event id is derived from the milestone, so a repeat after a crash is a duplicate that
+    consumers drop), and keeps the KPI gauges of the current program year.
+
+    Runs apart from the rollup, every `interval` seconds, so a batch never waits for it. After a
+    start it looks at every partnership once, which catches what a crash interrupted."""
+
+    def __init__(self, store: MetricsStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str,
+                 interval: float):
+        self.store = store
+        self.publish = publish
+        self.source = source
+        self.interval = interval
+        self.due: set[tuple[str, str]] = set()  # (partnership, period) to look at
+        self._task: asyncio.Task | None = None
+
+    def stored(self, cells: Cells) -> None:
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        self.due |= domain.program_years_touched(cells) | domain.targets_touched(cells)
+        self.due |= {(pid, current) for pid, _ in list(self.due)}
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metrics-milestones")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            try:
+                if first:
+                    await self._look_at_everything()
+                    first = False
+                due, self.due = self.due, set()
+                try:
+                    await self.check(due)
+                except Exception:
+                    self.due |= due  # look again next time
+                    raise
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("milestone check failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def _look_at_everything(self) -> None:
+        version = await self.store.version()
+        rosters, _ = await self.store.rosters(version)
+        months = await self.store.months_with_facts(version)
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        self.due |= {(pid, period_of(date.fromisoformat(m + "-01"), Grain.PROGRAM_YEAR).label) for pid, m in months}
+        self.due |= {(pid, current) for pid in set(rosters) | {pid for pid, _ in months}}
+        for pid, roster in rosters.items():
+            self.due |= {(pid, period) for _, period in kpis.targets(roster, pid)}
+
+    async def check(self, due: set[tuple[str, str]]) -> None:
+        if not due:
+            return
+        version = await self.store.version()
+        rosters, directory = await self.store.rosters(version)
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        reached: list[kpis.Milestone] = []
+        for pid, label in sorted(due):
+            period = parse_period(label)
+            roster = rosters.get(pid)
+            dated = [(month, facts) for _, month, facts in await self.store.dated(version, [pid], period.months[0])]
+            values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
+            goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
+                     if p == label}
+            reached += kpis.milestones(pid, period, values, goals)
+            if label == current:
+                for kpi in kpis.CATALOGUE:
+                    if kpi.scalar and values[kpi.name] is not None:
+                        KPI_VALUE.labels(kpi.name, pid).set(values[kpi.name])
+        if not reached:
+            return
+        known = await self.store.announced([m.key for m in reached])
+        new = [m for m in reached if m.key not in known]
+        for m in kpis.worth_announcing(new):
+            await self.publish(new_event(
+                MilestoneReached(partnership_id=m.partnership_id, kpi=m.kpi, period=m.period, value=m.value,
+                                 threshold=m.threshold, reason=m.reason),
+                source=self.source, id=str(uuid.uuid5(MILESTONE_IDS, m.key))))
+            MILESTONES.labels(m.reason).inc()
+            log.info("milestone announced", extra={"partnership_id": m.partnership_id, "kpi": m.kpi,
+                                                   "period": m.period, "threshold": m.threshold})
+        if new:
+            await self.store.record_milestones(new)

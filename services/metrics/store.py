@@ -1,0 +1,208 @@
+"""The KPI store in MongoDB.
+
+Versioned: each version has its own collections, `facts_v<N>` (mergeable facts per partnership
+and month, roster or directory entry), `offsets_v<N>` (the next Kafka offset to apply, per
+topic-partition) and `seen_v<N>` (the ids of the events applied, per topic-partition). The
+control document in `kpi_store` names the version readers use (`current`) and the one a rebuild
+is writing (`building`), so a rebuild fills a new version while the service keeps the old one up
+to date, and switches over in one write.
+
+Exactly once: a batch's facts, its event ids and the offsets it moves to are written in ONE
+transaction that first checks (compare-and-set) that the stored offsets are still those the batch
+started from and that its version is still the one for its role. A consumer that lost its
+partitions in a rebalance, or was frozen while another took over, fails that check and writes
+nothing. Kafka's own committed offsets are only a hint for tools; the stored ones are the truth.
+"""
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+from bson import Binary
+from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, doc_id
+from services.metrics.kpis import Milestone
+
+CONTROL_ID = "store"
+DIGEST_BYTES = 16  # 128-bit digests of event ids: a collision is not a practical concern
+
+
+def digest(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def _tp(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+class Fenced(Exception):
+    """The stored offsets or the store version moved on under this consumer: it must re-read them."""
+
+
+@dataclass
+class Batch:
+    """A batch folded in memory, ready to be stored in one transaction."""
+
+    cells: Cells = field(default_factory=Cells)
+    # per partition: (stored next offset the batch starts from, or None if none yet; next offset after it)
+    moves: dict[TopicPartition, tuple[int | None, int]] = field(default_factory=dict)
+    seen: dict[TopicPartition, list[bytes]] = field(default_factory=dict)  # digests of the ids it applies
+
+
+class MetricsStore:
+    def __init__(self, db: AsyncDatabase):
+        self.db = db
+        self.client = db.client
+        self.control = db["kpi_store"]
+        self.milestones = db["milestones"]  # reached milestones, across versions: each is announced once
+
+    def _facts(self, version: int):
+        return self.db[f"facts_v{version}"]
+
+    def _offsets(self, version: int):
+        return self.db[f"offsets_v{version}"]
+
+    def _seen(self, version: int):
+        return self.db[f"seen_v{version}"]
+
+    async def _create_indexes(self, version: int) -> None:
+        await self._facts(version).create_index([("p", 1), ("b", 1)])
+        await self._facts(version).create_index([("s", 1), ("b", 1)])
+        await self._seen(version).create_index("tp")
+
+    async def setup(self) -> None:
+        try:
+            await self.control.insert_one({"_id": CONTROL_ID, "current": 1, "building": None})
+        except DuplicateKeyError:
+            pass  # an earlier start, or another instance, made it
+        await self._create_indexes(await self.version())
+
+    async def version(self) -> int:
+        """The version readers use and the service writes."""
+        return (await self.control.find_one({"_id": CONTROL_ID}))["current"]
+
+    # --- the consumer's progress ---------------------------------------------------------------
+
+    async def positions(self, version: int, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        by_id = {_tp(tp): tp for tp in tps}
+        docs = await self._offsets(version).find({"_id": {"$in": list(by_id)}}).to_list()
+        return {by_id[d["_id"]]: d["next"] for d in docs}
+
+    async def seen(self, version: int, tp: TopicPartition) -> set[bytes]:
+        ids: set[bytes] = set()
+        async for doc in self._seen(version).find({"tp": _tp(tp)}, {"ids": 1}):
+            packed = bytes(doc["ids"])
+            ids.update(packed[i:i + DIGEST_BYTES] for i in range(0, len(packed), DIGEST_BYTES))
+        return ids
+
+    async def apply(self, version: int, role: str, batch: Batch) -> None:
+        """Store a batch exactly once, or raise Fenced and store nothing."""
+        facts, offsets, seen = self._facts(version), self._offsets(version), self._seen(version)
+
+        async def write(session) -> None:
+            control = await self.control.find_one({"_id": CONTROL_ID}, session=session)
+            if control is None or control[role] != version:
+                raise Fenced(f"store version {version} is no longer {role}")
+            moves = [
+                InsertOne({"_id": _tp(tp), "next": after}) if before is None
+                else UpdateOne({"_id": _tp(tp), "next": before}, {"$set": {"next": after}})
+                for tp, (before, after) in batch.moves.items()
+            ]
+            try:
+                result = await offsets.bulk_write(moves, session=session)
+            except BulkWriteError as exc:  # someone stored this partition's first batch meanwhile
+                raise Fenced("offsets moved") from exc
+            if result.matched_count != sum(before is not None for before, _ in batch.moves.values()):
+                raise Fenced("offsets moved")
+            if batch.cells:
+                ids = {doc_id(key): key for key in batch.cells}
+                stored = {d["_id"]: Facts.unpack(d["counts"], d["packed"])
+                          for d in await facts.find({"_id": {"$in": list(ids)}}, session=session).to_list()}
+                await facts.bulk_write([
+                    ReplaceOne({"_id": _id}, _document(key, stored[_id].merge(batch.cells[key]) if _id in stored
+                                                       else batch.cells[key]), upsert=True)
+                    for _id, key in ids.items()
+                ], ordered=False, session=session)
+            new_ids = [
+                {"_id": f"{_tp(tp)}/{batch.moves[tp][1]}", "tp": _tp(tp), "ids": Binary(b"".join(digests))}
+                for tp, digests in batch.seen.items() if digests
+            ]
+            if new_ids:
+                await seen.insert_many(new_ids, session=session)
+
+        async with self.client.start_session() as session:
+            await session.with_transaction(write)
+
+    # --- rebuilds --------------------------------------------------------------------------
+
+    async def start_rebuild(self) -> int:
+        """The version a rebuild writes: the one an interrupted rebuild left, or a new one."""
+        control = await self.control.find_one({"_id": CONTROL_ID})
+        if control["building"] is not None:
+            return control["building"]
+        version = control["current"] + 1
+        for name in (self._facts(version), self._offsets(version), self._seen(version)):
+            await name.drop()  # leftovers of a rebuild of that number that was abandoned
+        await self._create_indexes(version)
+        await self.control.update_one({"_id": CONTROL_ID, "building": None}, {"$set": {"building": version}})
+        return version
+
+    async def finish_rebuild(self, version: int) -> int:
+        """Make the rebuilt version current; drop the versions before the one it replaces."""
+        result = await self.control.update_one({"_id": CONTROL_ID, "building": version},
+                                               {"$set": {"current": version, "building": None}})
+        if result.matched_count != 1:
+            raise Fenced(f"version {version} is no longer being built")
+        for older in range(1, version - 1):
+            for collection in (self._facts(older), self._offsets(older), self._seen(older)):
+                await collection.drop()
+        return version - 1
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]:
+        """Every partnership's roster, and the directory of organisations, regions and sectors."""
+        rosters, directory = {}, []
+        async for d in self._facts(version).find({"s": "membership"}):
+            facts = Facts.unpack(d["counts"], d["packed"])
+            if d["b"] == ROSTER:
+                rosters[d["p"]] = facts
+            else:
+                directory.append(facts)
+        return rosters, directory
+
+    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list[tuple[str, str, Facts]]:
+        """(partnership, month, facts) of the dated facts from `first_month` on; all partnerships if None."""
+        query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
+        if partnership_ids is not None:
+            query["p"] = {"$in": partnership_ids}
+        return [(d["p"], d["b"], Facts.unpack(d["counts"], d["packed"]))
+                async for d in self._facts(version).find(query)]
+
+    async def months_with_facts(self, version: int) -> set[tuple[str, str]]:
+        return {(d["p"], d["b"]) async for d in
+                self._facts(version).find({"s": {"$in": list(DATED_SOURCES)}}, {"p": 1, "b": 1})}
+
+    # --- milestones ------------------------------------------------------------------------
+
+    async def announced(self, keys: list[str]) -> set[str]:
+        return {d["_id"] for d in await self.milestones.find({"_id": {"$in": keys}}, {"_id": 1}).to_list()}
+
+    async def record_milestones(self, reached: list[Milestone]) -> None:
+        try:
+            await self.milestones.insert_many(
+                [{"_id": m.key, "partnership_id": m.partnership_id, "kpi": m.kpi, "period": m.period,
+                  "threshold": m.threshold, "reason": m.reason} for m in reached], ordered=False)
+        except BulkWriteError as exc:  # another instance recorded some first: theirs are as good
+            if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                raise
+
+
+def _document(key: tuple[str, str, str], facts: Facts) -> dict:
+    source, partnership_id, bucket = key
+    return {"s": source, "p": partnership_id, "b": bucket, "counts": dict(facts.counts),
+            "packed": Binary(facts.pack())}

@@ -1,0 +1,87 @@
+"""The KPI store's exactly-once guard on the real MongoDB-protocol server: a batch is stored with
+its offsets in one transaction only if the stored offsets are still those it started from and its
+store version still has its role; otherwise nothing of it is stored."""
+
+from datetime import date
+
+import pytest
+from aiokafka import TopicPartition
+from pymongo import AsyncMongoClient
+
+from services.metrics.domain import Cells, record
+from services.metrics.store import Batch, Fenced, MetricsStore, digest
+from shared.contracts.outcomes import HireRecorded
+from shared.envelope import new_event
+
+pytestmark = pytest.mark.integration
+
+TP = TopicPartition("t.backbone.outcomes", 2)
+
+
+def batch(before: int | None, after: int, *hire_ids: str) -> Batch:
+    b = Batch()
+    events = [new_event(HireRecorded(partnership_id="sw-mp", hire_id=h, person_id="p", employer_id="acme",
+                                     soc_code="51-4041", start_date=date(2025, 7, 1), resident=True), source="/t")
+              for h in hire_ids]
+    for e in events:
+        record(e, b.cells)
+    b.moves[TP] = (before, after)
+    b.seen[TP] = [digest(e.id) for e in events]
+    return b
+
+
+async def hires(store: MetricsStore, version: int) -> int:
+    return sum(f.counts["hires"] for _, _, f in await store.dated(version, None, "2025-07"))
+
+
+@pytest.fixture
+async def store(mongo_settings):
+    client = AsyncMongoClient(mongo_settings.uri.get_secret_value(), retryWrites=False)
+    store = MetricsStore(client[mongo_settings.database_prefix + "metrics"])
+    await store.setup()
+    yield store
+    await client.close()
+
+
+async def test_a_stale_consumer_stores_nothing(store):
+    await store.apply(1, "current", batch(None, 3, "h1", "h2"))
+    # Another consumer that also believed nothing was stored yet, or that the partition was at 1:
+    for stale in (batch(None, 5, "x1"), batch(1, 5, "x2")):
+        with pytest.raises(Fenced):
+            await store.apply(1, "current", stale)
+    await store.apply(1, "current", batch(3, 4, "h3"))
+    assert await store.positions(1, [TP]) == {TP: 4}
+    assert await hires(store, 1) == 3
+    assert len(await store.seen(1, TP)) == 3
+
+
+async def test_a_switched_version_fences_the_old_writer_and_the_rebuild(store):
+    await store.apply(1, "current", batch(None, 2, "h1"))
+    version = await store.start_rebuild()
+    assert version == 2 and await store.start_rebuild() == 2  # an interrupted rebuild resumes
+    await store.apply(2, "building", batch(None, 2, "h1"))
+    await store.apply(1, "current", batch(2, 3, "h2"))  # the service goes on meanwhile
+    assert await store.finish_rebuild(2) == 1
+    with pytest.raises(Fenced):
+        await store.apply(1, "current", batch(3, 4, "h3"))  # the service must move to version 2
+    with pytest.raises(Fenced):
+        await store.apply(2, "building", batch(2, 3, "h2"))  # the rebuild is over
+    await store.apply(2, "current", batch(2, 3, "h2"))
+    assert (await store.version(), await hires(store, 2)) == (2, 2)
+    assert await store.positions(2, [TP]) == {TP: 3}
+
+
+async def test_facts_merge_into_what_is_stored(store):
+    await store.apply(1, "current", batch(None, 1, "h1"))
+    await store.apply(1, "current", batch(1, 2, "h2"))
+    [(_, month, facts)] = await store.dated(1, ["sw-mp"], "2025-01")
+    assert month == "2025-07" and facts.counts["hires"] == 2
+    assert set(facts.latest) == {"hire:sw-mp/h1", "hire:sw-mp/h2"}
+    assert facts.lineage["hires"][0] == 2
+
+
+def test_cells_are_keyed_by_source_partnership_and_month():
+    cells = Cells()
+    record(new_event(HireRecorded(partnership_id="sw-mp", hire_id="h", person_id="p", employer_id="acme",
+                                  soc_code="51-4041", start_date=date(2025, 7, 1), resident=True), source="/t"), cells)
+    assert list(cells) == [("outcomes", "sw-mp", "2025-07")]
