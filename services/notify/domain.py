@@ -1,0 +1,234 @@
+"""Pure rules of notify: which subscription hears what, when to retry, when reminders and digests
+are due, and how webhook signatures and unsubscribe tokens are made. No I/O here."""
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from zoneinfo import ZoneInfo
+
+from shared.catalog import EVENT_TYPES
+from shared.contracts.base import PartnershipEvent
+
+# What notify itself sends besides the catalogue events; webhooks receive them as CloudEvents too.
+REMINDER = "org.backbone.notify.reminder.v1"
+DIGEST = "org.backbone.notify.digest.v1"
+FOLLOW_UP = "org.backbone.notify.follow_up.v1"
+
+# Every partnership event can be subscribed to, except notify's own delivery results: a
+# subscription to "*" would otherwise be notified of its own notifications, without end.
+SUBSCRIBABLE: tuple[str, ...] = tuple(
+    e.type for e in EVENT_TYPES
+    if issubclass(e.model, PartnershipEvent) and not e.type.startswith("org.backbone.notification.")
+) + (REMINDER, FOLLOW_UP)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,63}$")
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class Mode(StrEnum):
+    IMMEDIATE = "immediate"  # each matching event, reminder and follow-up as it happens
+    DIGEST = "digest"  # one summary per partnership and week instead
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # too many failed deliveries in a row: waits for someone to resume it
+    UNSUBSCRIBED = "unsubscribed"  # the recipient said stop; the address is erased
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    HELD = "held"  # its subscription is paused; sent once resumed
+    DELIVERED = "delivered"
+    DEAD = "dead"  # retries exhausted
+    CANCELLED = "cancelled"  # unsubscribed, deleted, or the activity was moved or cancelled
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+def unmatched_patterns(patterns: list[str]) -> list[str]:
+    """Patterns (with * and ? wildcards) that select no event type: surely a typo."""
+    return [p for p in patterns if not any(fnmatchcase(t, p) for t in SUBSCRIBABLE)]
+
+
+def matches(patterns: list[str], event_type: str) -> bool:
+    return event_type in SUBSCRIBABLE and any(fnmatchcase(event_type, p) for p in patterns)
+
+
+def valid_email(address: str) -> bool:
+    return bool(_EMAIL.match(address))
+
+
+def recipient_hash(recipient: str) -> str:
+    """Identifies a recipient in keys and digests without keeping the address a second time."""
+    return hashlib.sha256(recipient.strip().lower().encode()).hexdigest()
+
+
+def audience(subscriptions: list[dict], event_type: str, partnership_id: str,
+             organisation_ids: list[str] | None = None) -> list[dict]:
+    """The immediate subscriptions that hear of an event; `organisation_ids` narrows it to
+    subscribers of those organisations (a meeting's follow-up goes to its attendees only).
+    Paused subscriptions are included: their deliveries wait until they are resumed."""
+    return [
+        s for s in subscriptions
+        if s["status"] != Status.UNSUBSCRIBED and s["mode"] == Mode.IMMEDIATE
+        and partnership_id in s["partnership_ids"] and matches(s["event_types"], event_type)
+        and (organisation_ids is None or s.get("organisation_id") in organisation_ids)
+    ]
+
+
+def safe_id(raw: str) -> str:
+    """An id usable in contracts (`Id`): itself when it fits, else a stable digest of it."""
+    return raw if _ID.match(raw) else "h-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def delivery_id(subscription_id: str, notification_id: str) -> str:
+    return f"{subscription_id}/{notification_id}"
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float
+    max_delay_seconds: float
+    max_attempts: int
+
+    def delay(self, attempt: int, random_fraction: float) -> timedelta:
+        """Wait after failed attempt `attempt` (1-based): exponential, capped, with "equal jitter"
+        (half fixed, half random) so receivers coming back up are not hit by every sender at once."""
+        ceiling = min(self.max_delay_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return timedelta(seconds=ceiling / 2 + ceiling / 2 * random_fraction)
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class PausePolicy:
+    """A subscription is paused when its deliveries have failed `failures` times in a row for at
+    least `failing_for`: a receiver down for an hour catches up by retries; one gone for a day
+    stops being called until someone resumes it."""
+
+    failures: int
+    failing_for: timedelta
+
+    def reason(self, consecutive_failures: int, failing_since: datetime, now: datetime, last: str) -> str | None:
+        if consecutive_failures < self.failures or now - failing_since < self.failing_for:
+            return None
+        hours = (now - failing_since).total_seconds() / 3600
+        return f"paused after {consecutive_failures} failed deliveries in a row over {hours:.1f} h; last: {last}"
+
+
+# --- reminders --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reminder:
+    id: str
+    lead: timedelta
+    due_at: datetime
+
+
+def plan_reminders(partnership_id: str, activity_id: str, starts_at: datetime, leads: list[timedelta],
+                   now: datetime) -> list[Reminder]:
+    """One reminder per lead time that is still ahead. The start time is part of the id, so a
+    reminder for an old start time is never mistaken for one of the new."""
+    stamp = int(starts_at.timestamp())
+    return [
+        Reminder(safe_id(f"reminder.{partnership_id}.{activity_id}.{stamp}.{int(lead.total_seconds())}s"),
+                 lead, starts_at - lead)
+        for lead in sorted(set(leads), reverse=True) if starts_at - lead > now
+    ]
+
+
+def choose_reminders(due: list[dict], now: datetime) -> tuple[list[dict], list[dict]]:
+    """Of the due reminders, (to send, to skip): per activity only the shortest lead (after a
+    downtime the 48 h and the 2 h reminder may both be due: one mail, the nearer one), and none
+    once the activity has begun."""
+    send, skip = [], []
+    by_activity: dict[str, list[dict]] = {}
+    for r in due:
+        by_activity.setdefault(r["activity_key"], []).append(r)
+    for reminders in by_activity.values():
+        reminders.sort(key=lambda r: r["lead_seconds"])
+        if reminders[0]["starts_at"] <= now:
+            skip.extend(reminders)
+        else:
+            send.append(reminders[0])
+            skip.extend(reminders[1:])
+    return send, skip
+
+
+# --- weekly digests ---------------------------------------------------------------------------
+
+def week_start(now: datetime, zone: ZoneInfo) -> datetime:
+    local = now.astimezone(zone)
+    monday = local.date() - timedelta(days=local.weekday())
+    return datetime(monday.year, monday.month, monday.day, tzinfo=zone)
+
+
+def week_label(moment: datetime, zone: ZoneInfo) -> str:
+    year, week, _ = moment.astimezone(zone).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def digest_due(now: datetime, zone: ZoneInfo, send_after: timedelta) -> datetime | None:
+    """The send time of this week's digest if it has come, else None."""
+    send_at = week_start(now, zone) + send_after
+    return send_at if now >= send_at else None
+
+
+def digest_key(partnership_id: str, recipient_hash: str, week: str) -> str:
+    """Once per partnership, recipient and ISO week, however many subscriptions or restarts."""
+    return f"{partnership_id}|{recipient_hash}|{week}"
+
+
+def program_year(day: date) -> str:
+    """Workforce program years run July to June: PY2025 is 1 July 2025 - 30 June 2026."""
+    return f"PY{day.year if day.month >= 7 else day.year - 1}"
+
+
+def kpi_movement(current: dict[str, float], previous: dict[str, float] | None) -> list[dict]:
+    """Each numeric KPI with its change since the last digest (None when there was none)."""
+    rows = []
+    for kpi, value in sorted(current.items()):
+        before = (previous or {}).get(kpi)
+        rows.append({"kpi": kpi, "value": value, "change": None if before is None else round(value - before, 4)})
+    return rows
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+def new_webhook_secret(random_bytes: bytes) -> str:
+    return "whsec_" + base64.b64encode(random_bytes).decode()
+
+
+def webhook_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks scheme: base64 HMAC-SHA256, keyed with the decoded secret, over
+    "<id>.<timestamp>.<body>"; the header value is "v1,<signature>"."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def unsubscribe_token(key: bytes, subscription_id: str) -> str:
+    mac = hmac.new(key, b"unsubscribe:" + subscription_id.encode(), hashlib.sha256).digest()
+    return f"{subscription_id}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
+
+
+def read_unsubscribe_token(key: bytes, token: str) -> str | None:
+    """The subscription a token was made for, or None when it was not made with this key."""
+    subscription_id, _, _ = token.rpartition(".")
+    if subscription_id and hmac.compare_digest(unsubscribe_token(key, subscription_id), token):
+        return subscription_id
+    return None
