@@ -15,6 +15,7 @@ import time
 
 import httpx
 
+from shared.auth import new_key
 from shared.stack import LocalStack, stop_process
 
 # Each service's HTTP port for a local run, handed to it as <NAME>_PORT.
@@ -63,6 +64,13 @@ def _run_command(args: argparse.Namespace) -> int:
     stack = LocalStack()
     env = dict(os.environ)
     env.update({f"{name.upper()}_PORT": str(port) for name, port in SERVICES.items()})
+    # A local run without a configured operator key gets a fresh one, printed once below.
+    generated_key = None if env.get("BACKBONE_AUTH_OPERATOR_KEY") else new_key()[1]
+    if generated_key:
+        env["BACKBONE_AUTH_OPERATOR_KEY"] = generated_key
+    # Notify reads KPI figures for digests from the metrics service.
+    env.setdefault("NOTIFY_METRICS_URL", f"http://127.0.0.1:{SERVICES['metrics']}")
+    env.setdefault("NOTIFY_METRICS_API_KEY", env["BACKBONE_AUTH_OPERATOR_KEY"])
     if not external:
         print("starting the local stack (Tansu for Kafka, SecantusDB for MongoDB) ...", flush=True)
         env.update(stack.up().endpoints.env())
@@ -89,6 +97,8 @@ def _run_command(args: argparse.Namespace) -> int:
         print("\nBackbone is running. Logs: .backbone/logs/. Ctrl-C stops everything.\n")
         for name, port in SERVICES.items():
             print(f"  {name:<11} http://127.0.0.1:{port}/docs   metrics :{port}/metrics   ready :{port}/readyz")
+        if generated_key:
+            print(f"\n  operator key for this run: {generated_key}  (Authorization: Bearer <key>)")
         print(flush=True)
         while not stopping:
             for name, process in processes.items():
