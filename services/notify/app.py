@@ -44,6 +44,8 @@ class NotifySettings(ServiceSettings):
     delivery_lease_seconds: float = 120.0  # a claimed delivery is retried after this if its worker died
     webhook_timeout_seconds: float = 10.0
     webhook_require_https: bool = True
+    # Private, loopback and link-local webhook targets are refused unless this is set (tests, labs).
+    webhook_allow_private_networks: bool = False
     smtp_host: str | None = None  # e-mail is off without it
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
@@ -79,7 +81,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         return datetime.now(UTC) + settings.clock_shift
 
     store = NotifyStore(runtime.db, settings.journal_days, settings.attempts_days)
-    webhooks = Webhooks(settings.webhook_timeout_seconds)
+    webhooks = Webhooks(settings.webhook_timeout_seconds, settings.webhook_allow_private_networks)
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_username,
                     settings.smtp_password.get_secret_value() if settings.smtp_password else None,
                     settings.mail_from, settings.smtp_timeout_seconds) if settings.smtp_host else None

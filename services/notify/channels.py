@@ -2,9 +2,13 @@
 A failure raises SendFailed with a short reason that names no person (it goes to the delivery log
 and onto the bus)."""
 
+import asyncio
 import hashlib
+import ipaddress
 import logging
+import socket
 import time
+from urllib.parse import urlsplit
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -27,11 +31,27 @@ class Webhooks:
     """POSTs a notification with the Standard Webhooks headers: `webhook-id` (the idempotency
     key: the event id), `webhook-timestamp` and `webhook-signature` (see services/notify/README.md)."""
 
-    def __init__(self, timeout_seconds: float):
+    def __init__(self, timeout_seconds: float, allow_private_networks: bool = False):
         # No redirects: a signed delivery goes where it was subscribed to, nowhere else.
         self.client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        self.allow_private_networks = allow_private_networks
+
+    async def _refuse_private_target(self, url: str) -> None:
+        """Webhook URLs come from partner keys: never let them reach this network's own services
+        (metadata endpoints, databases, the other services' APIs)."""
+        host, port = urlsplit(url).hostname or "", urlsplit(url).port or 443
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise SendFailed("host not found") from None
+        for *_, address in infos:
+            ip = ipaddress.ip_address(address[0])
+            if not ip.is_global:
+                raise SendFailed("address not allowed: not a public network address")
 
     async def send(self, url: str, secret: str, notification_id: str, body: bytes) -> None:
+        if not self.allow_private_networks:
+            await self._refuse_private_target(url)
         timestamp = int(time.time())  # the wall clock, as the receiver checks it against its own
         headers = {
             "content-type": "application/cloudevents+json",
