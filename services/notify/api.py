@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
 
@@ -18,6 +18,7 @@ from services.notify.domain import (
     DeliveryStatus,
     Mode,
     Status,
+    delivery_id,
     new_webhook_secret,
     read_unsubscribe_token,
     recipient_hash,
@@ -204,6 +205,20 @@ def routes(store: NotifyStore, clock: Callable[[], datetime], unsubscribe_key: C
             query["status"] = status.value
         docs = await store.find_deliveries(query, limit)
         return [DeliveryOut(id=d["_id"], **d) for d in docs if principal.may_access(d["partnership_id"])]
+
+    @router.post("/subscriptions/{subscription_id}/deliveries/{event_id}/retry", tags=["deliveries"],
+                 summary="Send a dead delivery again, with a fresh round of attempts")
+    async def retry(subscription_id: str, event_id: Annotated[str, Path(max_length=200)],
+                    principal: Principal = Depends(authenticated)) -> DeliveryOut:
+        await manageable(subscription_id, principal)
+        key = delivery_id(subscription_id, safe_id(event_id))
+        if await store.redrive(key, clock()) is None:
+            [found] = await store.find_deliveries({"_id": key}, 1) or [None]
+            if found is None:
+                raise HTTPException(404, f"no delivery of {event_id!r} to this subscription")
+            raise HTTPException(409, f"delivery is {found['status']}, not dead")
+        [doc] = await store.find_deliveries({"_id": key}, 1)
+        return DeliveryOut(id=doc["_id"], **doc)
 
     unsubscribe = APIRouter(tags=["unsubscribe"])
 

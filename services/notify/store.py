@@ -217,6 +217,14 @@ class NotifyStore:
                 claimed.append(doc)
         return claimed
 
+    async def redrive(self, delivery_id: str, now: datetime) -> dict | None:
+        """A dead delivery gets a fresh round of attempts (its attempt log stays); None if not dead."""
+        return await self.deliveries.find_one_and_update(
+            {"_id": delivery_id, "status": DeliveryStatus.DEAD.value},
+            {"$set": {"status": DeliveryStatus.PENDING.value, "attempts": 0, "next_attempt_at": now,
+                      "updated_at": now, "redriven_at": now}},
+            projection={"body": False}, return_document=ReturnDocument.AFTER)
+
     async def next_due(self) -> datetime | None:
         doc = await self.deliveries.find_one({"status": DeliveryStatus.PENDING.value},
                                              sort=[("next_attempt_at", ASCENDING)])
@@ -239,7 +247,7 @@ class NotifyStore:
         docs = await self.deliveries.find(query, {"body": False}).sort("created_at", DESCENDING).limit(limit).to_list()
         attempts: dict[str, list] = {}
         async for a in self.attempts.find({"delivery_id": {"$in": [d["_id"] for d in docs]}}, {"_id": False}
-                                          ).sort("number", ASCENDING):
+                                          ).sort([("at", ASCENDING), ("number", ASCENDING)]):
             attempts.setdefault(a["delivery_id"], []).append(a)
         for d in docs:
             d["attempt_log"] = attempts.get(d["_id"], [])

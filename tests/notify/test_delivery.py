@@ -162,6 +162,14 @@ async def test_a_failing_receiver_is_retried_dead_lettered_paused_and_resumed(
         assert (await operator.post(f"/subscriptions/{hook['id']}/resume")).status_code == 409
         assert lost.id not in receiver.accepted("/down")  # dead stays dead; the failure is on the bus
 
+        # An operator sends the dead one again once the receiver is fixed; the log keeps every attempt.
+        assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/{lost.id}/retry")).status_code == 200
+        await until(lambda: lost.id in receiver.accepted("/down"))
+        [again] = (await operator.get("/deliveries", params={"event_id": lost.id})).json()
+        assert again["status"] == "delivered" and [a["outcome"] for a in again["attempt_log"]] == ["failed"] * 3 + ["delivered"]
+        assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/{lost.id}/retry")).status_code == 409
+        assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/nope/retry")).status_code == 404
+
 
 async def test_pending_deliveries_survive_a_crash(start_service, notify_env, receiver, bus, notify_db):
     env = notify_env | {"NOTIFY_RETRY_BASE_SECONDS": "30"}  # after a first failure, nothing is due for a while
