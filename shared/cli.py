@@ -4,6 +4,12 @@
     backbone stack up|down|status   the local Kafka- and MongoDB-protocol servers
     backbone stack env              the settings to point a service at the running stack
     backbone kpis rebuild           recompute all KPIs from the topics into a new store version
+    backbone sample load            load the sample state (partnerships, members, teams) via the API
+    backbone roster import FILE -p ID   import a roster CSV into a partnership (bad rows reported)
+    backbone roster export -p ID    print a partnership's roster as CSV
+
+The last three talk to the membership API: --url (or BACKBONE_MEMBERSHIP_URL) and a key (--key,
+or BACKBONE_API_KEY, or BACKBONE_AUTH_OPERATOR_KEY).
 """
 
 import argparse
@@ -12,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -99,6 +106,7 @@ def _run_command(args: argparse.Namespace) -> int:
             print(f"  {name:<11} http://127.0.0.1:{port}/docs   metrics :{port}/metrics   ready :{port}/readyz")
         if generated_key:
             print(f"\n  operator key for this run: {generated_key}  (Authorization: Bearer <key>)")
+        _load_sample_if_empty(f"http://127.0.0.1:{SERVICES['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"])
         print(flush=True)
         while not stopping:
             for name, process in processes.items():
@@ -119,6 +127,49 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
+def _membership_client(url: str | None, key: str | None) -> httpx.Client:
+    url = url or os.environ.get("BACKBONE_MEMBERSHIP_URL", f"http://127.0.0.1:{SERVICES['membership']}")
+    key = key or os.environ.get("BACKBONE_API_KEY") or os.environ.get("BACKBONE_AUTH_OPERATOR_KEY")
+    if not key:
+        raise SystemExit("an API key is needed: --key, BACKBONE_API_KEY or BACKBONE_AUTH_OPERATOR_KEY")
+    return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60.0)
+
+
+def _load_sample_if_empty(url: str, key: str) -> None:
+    from services.membership.client import load_sample  # the membership API's client side
+
+    with _membership_client(url, key) as client:
+        if client.get("/partnerships", params={"limit": 1}).json()["total"] == 0:
+            print("loading the sample state ...", flush=True)
+            created = load_sample(client)
+            print("  " + ", ".join(f"{n} {kind}" for kind, n in created.items()), flush=True)
+
+
+def _sample_command(args: argparse.Namespace) -> int:
+    from services.membership.client import load_sample
+
+    with _membership_client(args.url, args.key) as client:
+        created = load_sample(client)
+    print("created: " + ", ".join(f"{n} {kind}" for kind, n in created.items()))
+    return 0
+
+
+def _roster_command(args: argparse.Namespace) -> int:
+    from services.membership.client import export_roster, import_roster
+
+    with _membership_client(args.url, args.key) as client:
+        if args.action == "export":
+            sys.stdout.write(export_roster(client, args.partnership))
+            return 0
+        if not args.file:
+            raise SystemExit("roster import needs a FILE")
+        report = import_roster(client, args.partnership, Path(args.file))
+    for error in report.pop("errors"):
+        print(f"line {error['line']}: {error['reason']}", file=sys.stderr)
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in report.items()))
+    return 0 if report["imported"] == report["rows"] else 2
+
+
 def _kpis_command(args: argparse.Namespace) -> int:
     from services.metrics.rebuild import main as rebuild  # service code only for this subcommand
 
@@ -135,7 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("--mongo-port", type=int, default=None)
     kpis = commands.add_parser("kpis", help="the metrics service's KPI store (uses the BACKBONE_*/METRICS_ settings)")
     kpis.add_argument("action", choices=["rebuild"])
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--url", help="membership API base URL")
+    api.add_argument("--key", help="API key (else from the environment)")
+    sample = commands.add_parser("sample", parents=[api], help="the sample state of partnerships")
+    sample.add_argument("action", choices=["load"])
+    roster = commands.add_parser("roster", parents=[api], help="import or export a partnership's roster (CSV)")
+    roster.add_argument("action", choices=["import", "export"])
+    roster.add_argument("file", nargs="?", help="the CSV file to import")
+    roster.add_argument("-p", "--partnership", required=True)
     args = parser.parse_args(argv)
+    if args.command == "sample":
+        return _sample_command(args)
+    if args.command == "roster":
+        return _roster_command(args)
     if args.command == "stack":
         return _stack_command(args)
     if args.command == "kpis":

@@ -1,8 +1,16 @@
-"""Membership service: the roster and common agenda: partnerships, organisations, members, action teams, targets and access keys."""
+"""Membership service: the roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.
+
+It consumes no domain events (only the key ring's access events, wired by the shared runtime), so
+it has no handlers.py; what it publishes leaves through the transactional outbox (outbox.py)."""
+
+from typing import Literal
 
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
+from services.membership.api import routes
+from services.membership.outbox import OutboxRelay
+from services.membership.store import MembershipStore
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -13,15 +21,39 @@ class MembershipSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MEMBERSHIP_")
 
     port: int = 8101
+    outbox_batch: int = 500
+    outbox_poll_seconds: float = 1.0
+    outbox_lease_seconds: float = 10.0
+    # Tests only: SIGKILL this process at that point of the relay, to prove nothing is lost or doubled.
+    fault_injection: Literal["before_publish", "after_publish"] | None = None
 
 
 def create_app(settings: MembershipSettings | None = None) -> FastAPI:
-    runtime = Runtime(NAME, settings or MembershipSettings())
-    return create_service_app(
+    settings = settings or MembershipSettings()
+    runtime = Runtime(NAME, settings)
+    store = MembershipStore(runtime.db, settings.kafka)
+    relay = OutboxRelay(store, runtime.broker, settings.kafka, batch=settings.outbox_batch,
+                        poll_seconds=settings.outbox_poll_seconds, lease_seconds=settings.outbox_lease_seconds,
+                        fault_point=settings.fault_injection)
+
+    async def start(_: Runtime) -> None:
+        await store.create_indexes()
+
+    async def start_relay(_: Runtime) -> None:
+        await relay.start()
+
+    async def stop_relay(_: Runtime) -> None:
+        await relay.stop()
+
+    app = create_service_app(
         runtime,
         title="Backbone membership service",
         description="The roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.",
+        routers=[routes(store, runtime.source)],
+        on_startup=[start, start_relay],
+        on_shutdown=[stop_relay],
     )
+    return app
 
 
 def main() -> None:
