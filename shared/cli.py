@@ -4,6 +4,7 @@
     backbone stack up|down|status   the local Kafka- and MongoDB-protocol servers
     backbone stack env              the settings to point a service at the running stack
     backbone kpis rebuild           recompute all KPIs from the topics into a new store version
+    backbone asyncapi [--out DIR]   write each service's AsyncAPI document (docs/asyncapi/)
     backbone sample load            load the sample state (partnerships, members, teams) via the API
     backbone roster import FILE -p ID   import a roster CSV into a partnership (bad rows reported)
     backbone roster export -p ID    print a partnership's roster as CSV
@@ -13,6 +14,7 @@ or BACKBONE_API_KEY, or BACKBONE_AUTH_OPERATOR_KEY).
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -170,6 +172,32 @@ def _roster_command(args: argparse.Namespace) -> int:
     return 0 if report["imported"] == report["rows"] else 2
 
 
+def asyncapi_documents() -> dict[str, dict]:
+    """Each service's AsyncAPI document, for the deployment's broker address (kafka:9092)."""
+    import importlib
+
+    from shared.asyncapi import document
+    from shared.settings import KafkaSettings, ServiceSettings
+
+    documents = {}
+    for name in SERVICES:
+        module = importlib.import_module(f"services.{name}.app")
+        [settings_class] = [v for v in vars(module).values()
+                            if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings]
+        app = module.create_app(settings_class(kafka=KafkaSettings(bootstrap_servers="kafka:9092", namespace="")))
+        documents[name] = document(app.state.runtime.broker, name, app.description)
+    return documents
+
+
+def _asyncapi_command(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in asyncapi_documents().items():
+        (out / f"{name}.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {out / name}.json")
+    return 0
+
+
 def _kpis_command(args: argparse.Namespace) -> int:
     from services.metrics.rebuild import main as rebuild  # service code only for this subcommand
 
@@ -195,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     roster.add_argument("action", choices=["import", "export"])
     roster.add_argument("file", nargs="?", help="the CSV file to import")
     roster.add_argument("-p", "--partnership", required=True)
+    asyncapi = commands.add_parser("asyncapi", help="write the services' AsyncAPI documents")
+    asyncapi.add_argument("--out", default="docs/asyncapi")
     args = parser.parse_args(argv)
+    if args.command == "asyncapi":
+        return _asyncapi_command(args)
     if args.command == "sample":
         return _sample_command(args)
     if args.command == "roster":

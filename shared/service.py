@@ -12,8 +12,9 @@ from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.asyncapi import asyncapi_router, declare_publishers
 from shared.auth import KeyRing, whoami_router
-from shared.catalog import ACCESS
+from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
 from shared.envelope import CloudEvent
 from shared.kafka import ensure_topics, make_broker, publish
@@ -58,6 +59,7 @@ def create_service_app(
     title: str,
     description: str,
     routers: Sequence[APIRouter] = (),
+    publishes: Sequence[Topic] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> FastAPI:
@@ -89,6 +91,8 @@ def create_service_app(
         observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready})
     )
     app.include_router(whoami_router())
+    declare_publishers(runtime.broker, runtime.settings.kafka, runtime.name, tuple(publishes))
+    app.include_router(asyncapi_router(runtime.broker, runtime.name, description))
     for router in routers:
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ from services.events.api import routes
 from services.events.handlers import subscribe_all
 from services.events.intake import Intake
 from services.events.store import EventsStore
+from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -36,6 +37,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
         runtime,
         title="Backbone events service",
         description="Activities, attendance, talent outcomes and demand surveys from operators and partner systems.",
+        publishes=(ACTIVITIES, OUTCOMES, DEMAND),
         routers=[routes(intake, store, runtime.source, settings.max_batch_events, settings.max_batch_bytes)],
         on_startup=[create_indexes],
     )

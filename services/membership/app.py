@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from services.membership.api import routes
 from services.membership.outbox import OutboxRelay
 from services.membership.store import MembershipStore
+from shared.catalog import ACCESS, MEMBERSHIP
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -49,6 +50,7 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
         runtime,
         title="Backbone membership service",
         description="The roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.",
+        publishes=(MEMBERSHIP, ACCESS),
         routers=[routes(store, runtime.source)],
         on_startup=[start, start_relay],
         on_shutdown=[stop_relay],

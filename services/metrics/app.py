@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 from services.metrics.api import routes
 from services.metrics.handlers import MetricsConsumer, Milestones
 from services.metrics.store import MetricsStore
+from shared.catalog import SIGNALS
 from shared.kafka import dead_letter
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
@@ -53,7 +54,10 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     return create_service_app(
         runtime,
         title="Backbone metrics service",
-        description="Shared measurement: rolls every domain event into KPIs stored in MongoDB.",
+        description=("Shared measurement: rolls every domain event into KPIs stored in MongoDB. It reads "
+                     "backbone.membership, .activities, .outcomes and .demand with its own batch consumer "
+                     "(group backbone-metrics), so those reads are not listed as FastStream subscribers."),
+        publishes=(SIGNALS,),
         routers=[routes(store)],
         on_startup=[start],
         on_shutdown=[stop],

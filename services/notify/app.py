@@ -16,6 +16,7 @@ from services.notify.domain import PausePolicy, RetryPolicy
 from services.notify.handlers import Notifier, subscribe_all
 from services.notify.scheduler import KpiSource, Scheduler
 from services.notify.store import NotifyStore
+from shared.catalog import SIGNALS
 from shared.service import Runtime, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -120,6 +121,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         runtime,
         title="Backbone notify service",
         description="Continuous communication: webhooks, e-mail, reminders, digests and milestones.",
+        publishes=(SIGNALS,),
         routers=[routes(store, clock, lambda: deliverer.unsubscribe_key, mailer is not None,
                         settings.webhook_require_https)],
         on_startup=[start],
