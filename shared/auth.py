@@ -99,10 +99,18 @@ class KeyRing:
         digest = hash_key(secret)
         if self.bootstrap_hash and hmac.compare_digest(digest, self.bootstrap_hash):
             return Principal(BOOTSTRAP_KEY_ID, AccessRole.OPERATOR)
-        doc = await self.keys.find_one({"key_hash": digest, "revoked": False})
-        if doc is None:
-            return None
-        return Principal(doc["_id"], AccessRole(doc["role"]), frozenset(doc["partnership_ids"]))
+        return self._principal(await self.keys.find_one({"key_hash": digest, "revoked": False}))
+
+    async def principal(self, key_id: str) -> Principal | None:
+        """The principal of a key authenticated before (e.g. behind a session cookie); None once
+        it is revoked, so a revocation ends sessions too."""
+        if key_id == BOOTSTRAP_KEY_ID:
+            return Principal(BOOTSTRAP_KEY_ID, AccessRole.OPERATOR) if self.bootstrap_hash else None
+        return self._principal(await self.keys.find_one({"_id": key_id, "revoked": False}))
+
+    @staticmethod
+    def _principal(doc: dict | None) -> Principal | None:
+        return Principal(doc["_id"], AccessRole(doc["role"]), frozenset(doc["partnership_ids"])) if doc else None
 
 
 def _presented_key(request: Request) -> str | None:

@@ -106,8 +106,9 @@ def _run_command(args: argparse.Namespace) -> int:
         print("\nBackbone is running. Logs: .backbone/logs/. Ctrl-C stops everything.\n")
         for name, port in SERVICES.items():
             print(f"  {name:<11} http://127.0.0.1:{port}/docs   metrics :{port}/metrics   ready :{port}/readyz")
+        print(f"\n  KPI pages   http://127.0.0.1:{SERVICES['metrics']}/ui/   (sign in with an API key)")
         if generated_key:
-            print(f"\n  operator key for this run: {generated_key}  (Authorization: Bearer <key>)")
+            print(f"  operator key for this run: {generated_key}  (Authorization: Bearer <key>)")
         _load_sample_if_empty(f"http://127.0.0.1:{SERVICES['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"])
         print(flush=True)
         while not stopping:

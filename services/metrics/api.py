@@ -86,27 +86,24 @@ def _describe(period: Period) -> dict:
     return {"label": period.label, "grain": period.grain.value, "start": period.start, "end": period.end}
 
 
-def routes(store: MetricsStore) -> APIRouter:
-    router = APIRouter(prefix="/kpis", tags=["kpis"])
+class KpiQueries:
+    """What the API answers, for the JSON routes and the KPI pages alike (so both show the same
+    numbers). Each call reads the current KPI store once."""
 
-    async def reader() -> _Reader:
-        r = _Reader(store)
+    def __init__(self, store: MetricsStore):
+        self.store = store
+
+    async def reader(self) -> _Reader:
+        r = _Reader(self.store)
         await r.load()
         return r
 
-    @router.get("/definitions", summary="The KPI catalogue: every definition with its version")
-    async def definitions(principal: Principal = Depends(authenticated)) -> dict:
-        return {"store_version": await store.version(), "kpis": [k.describe() for k in kpis.CATALOGUE]}
+    async def definitions(self) -> dict:
+        return {"store_version": await self.store.version(), "kpis": [k.describe() for k in kpis.CATALOGUE]}
 
-    @router.get("/values", summary="Every KPI of a scope for one period, with progress against targets")
-    async def values(
-        period: PeriodParam,
-        scope: Scope = Scope.PARTNERSHIP,
-        scope_id: ScopeId = None,
-        as_of: Annotated[date | None, Query(description="the day 'on track' is judged on; default today")] = None,
-        principal: Principal = Depends(authenticated),
-    ) -> dict:
-        r = await reader()
+    async def values(self, principal: Principal, period: str, scope: Scope = Scope.PARTNERSHIP,
+                     scope_id: str | None = None, as_of: date | None = None) -> dict:
+        r = await self.reader()
         members = r.members_of(scope, scope_id, principal)
         p = _period(period, "period")
         values = kpis.evaluate(r.view(p, await r.dated(members, p), members))
@@ -121,16 +118,9 @@ def routes(store: MetricsStore) -> APIRouter:
             ]
         return answer
 
-    @router.get("/series", summary="One KPI of a scope over consecutive periods of one grain")
-    async def series(
-        kpi: KpiName,
-        first: PeriodParam,
-        last: PeriodParam,
-        scope: Scope = Scope.PARTNERSHIP,
-        scope_id: ScopeId = None,
-        principal: Principal = Depends(authenticated),
-    ) -> dict:
-        r = await reader()
+    async def series(self, principal: Principal, kpi: str, first: str, last: str, scope: Scope = Scope.PARTNERSHIP,
+                     scope_id: str | None = None) -> dict:
+        r = await self.reader()
         members = r.members_of(scope, scope_id, principal)
         start, end = _period(first, "first"), _period(last, "last")
         if start.grain is not end.grain or end.start < start.start:
@@ -140,17 +130,16 @@ def routes(store: MetricsStore) -> APIRouter:
         if len(periods) > MAX_SERIES_PERIODS:
             raise HTTPException(422, [{"loc": ["query", "last"], "msg": f"at most {MAX_SERIES_PERIODS} periods",
                                        "type": "value_error"}])
-        definition = kpis.BY_NAME[kpi.value]
+        definition = kpis.BY_NAME[kpi]
         dated = await r.dated(members, start)
         return {"kpi": definition.name, "version": definition.version, "scope": scope.value, "scope_id": scope_id,
                 "points": [{"period": p.label, "value": definition.compute(r.view(p, dated, members))} for p in periods]}
 
-    @router.get("/compare", summary="One KPI for one period across the partnerships the caller may see")
-    async def compare(kpi: KpiName, period: PeriodParam, principal: Principal = Depends(authenticated)) -> dict:
-        r = await reader()
+    async def compare(self, principal: Principal, kpi: str, period: str) -> dict:
+        r = await self.reader()
         p = _period(period, "period")
         visible = sorted(pid for pid in r.rosters if principal.may_access(pid))
-        definition = kpis.BY_NAME[kpi.value]
+        definition = kpis.BY_NAME[kpi]
         dated = await r.dated(visible, p)
         rows = []
         for pid in visible:
@@ -161,6 +150,51 @@ def routes(store: MetricsStore) -> APIRouter:
             rows.sort(key=lambda row: (row["value"] is None, -(row["value"] or 0), row["partnership_id"]))
         return {"kpi": definition.name, "version": definition.version, "period": _describe(p), "partnerships": rows}
 
+    async def lineage(self, principal: Principal, kpi: str, period: str, scope: Scope = Scope.PARTNERSHIP,
+                      scope_id: str | None = None, limit: int = 1000) -> dict:
+        r = await self.reader()
+        members = r.members_of(scope, scope_id, principal)
+        p = _period(period, "period")
+        definition = kpis.BY_NAME[kpi]
+        dated = await r.dated(members, p)
+        events, ids = kpis.lineage(definition, p, [(m, f) for _, m, f in dated], r.rosters_of(members), limit)
+        return {"kpi": definition.name, "version": definition.version, "scope": scope.value, "scope_id": scope_id,
+                "period": _describe(p), "value": definition.compute(r.view(p, dated, members)),
+                "events": events, "event_ids": ids, "complete": len(ids) == events}
+
+
+def routes(queries: KpiQueries) -> APIRouter:
+    router = APIRouter(prefix="/kpis", tags=["kpis"])
+
+    @router.get("/definitions", summary="The KPI catalogue: every definition with its version")
+    async def definitions(principal: Principal = Depends(authenticated)) -> dict:
+        return await queries.definitions()
+
+    @router.get("/values", summary="Every KPI of a scope for one period, with progress against targets")
+    async def values(
+        period: PeriodParam,
+        scope: Scope = Scope.PARTNERSHIP,
+        scope_id: ScopeId = None,
+        as_of: Annotated[date | None, Query(description="the day 'on track' is judged on; default today")] = None,
+        principal: Principal = Depends(authenticated),
+    ) -> dict:
+        return await queries.values(principal, period, scope, scope_id, as_of)
+
+    @router.get("/series", summary="One KPI of a scope over consecutive periods of one grain")
+    async def series(
+        kpi: KpiName,
+        first: PeriodParam,
+        last: PeriodParam,
+        scope: Scope = Scope.PARTNERSHIP,
+        scope_id: ScopeId = None,
+        principal: Principal = Depends(authenticated),
+    ) -> dict:
+        return await queries.series(principal, kpi.value, first, last, scope, scope_id)
+
+    @router.get("/compare", summary="One KPI for one period across the partnerships the caller may see")
+    async def compare(kpi: KpiName, period: PeriodParam, principal: Principal = Depends(authenticated)) -> dict:
+        return await queries.compare(principal, kpi.value, period)
+
     @router.get("/lineage", summary="Which events (ids) produced a KPI value")
     async def lineage(
         kpi: KpiName,
@@ -170,14 +204,6 @@ def routes(store: MetricsStore) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         principal: Principal = Depends(authenticated),
     ) -> dict:
-        r = await reader()
-        members = r.members_of(scope, scope_id, principal)
-        p = _period(period, "period")
-        definition = kpis.BY_NAME[kpi.value]
-        dated = await r.dated(members, p)
-        events, ids = kpis.lineage(definition, p, [(m, f) for _, m, f in dated], r.rosters_of(members), limit)
-        return {"kpi": definition.name, "version": definition.version, "scope": scope.value, "scope_id": scope_id,
-                "period": _describe(p), "value": definition.compute(r.view(p, dated, members)),
-                "events": events, "event_ids": ids, "complete": len(ids) == events}
+        return await queries.lineage(principal, kpi.value, period, scope, scope_id, limit)
 
     return router

@@ -259,6 +259,27 @@ def _action_team(e: CloudEvent, d: mem.ActionTeamState, cells: Cells) -> None:
     roster = _roster(cells, d)
     roster.add(f"team:{d.partnership_id}/{d.action_team_id}", f"{order_of(e)}|{d.status.value}")
     roster.trace("action_teams", e.id)
+    # For the partnership page: what the team is, as of its latest change.
+    roster.set_latest(f"team_info:{d.action_team_id}", order_of(e), e.id,
+                      {"name": d.name, "priority": d.priority, "status": d.status.value, "members": len(d.member_ids)})
+
+
+def _scheduled(e: CloudEvent, d: act.ActivityScheduled, cells: Cells) -> None:
+    # The partnership page lists upcoming activities; times and status are kept apart so a late
+    # "scheduled" never undoes a reschedule or a cancellation.
+    roster = _roster(cells, d)
+    roster.set_latest(f"activity:{d.activity_id}", order_of(e), e.id, {"title": d.title, "kind": d.kind.value})
+    _activity_time(e, d, cells)
+
+
+def _activity_time(e: CloudEvent, d: act.ActivityScheduled | act.ActivityRescheduled, cells: Cells) -> None:
+    _roster(cells, d).set_latest(f"activity_time:{d.activity_id}", order_of(e), e.id,
+                                 d.starts_at.astimezone(UTC).isoformat())
+
+
+def _activity_closed(e: CloudEvent, d: act.ActivityCancelled | act.ActivityCompleted, cells: Cells) -> None:
+    status = "cancelled" if isinstance(d, act.ActivityCancelled) else "completed"
+    _roster(cells, d).set_latest(f"activity_closed:{d.activity_id}", order_of(e), e.id, status)
 
 
 def _target(e: CloudEvent, d: mem.TargetSet, cells: Cells) -> None:
@@ -281,6 +302,7 @@ def _sector(e: CloudEvent, d: mem.SectorDefined, cells: Cells) -> None:
 
 
 def _completed(e: CloudEvent, d: act.ActivityCompleted, cells: Cells) -> None:
+    _activity_closed(e, d, cells)
     facts = _month(cells, "activities", d, d.completed_at.astimezone(UTC).date())
     facts.count(HELD + d.kind.value)
     facts.add("engaged", *d.participant_ids)
@@ -369,6 +391,9 @@ RECORDERS: dict[type[EventData], Callable[[CloudEvent, Any, Cells], None]] = {
     mem.ActionTeamFormed: _action_team,
     mem.ActionTeamChanged: _action_team,
     mem.TargetSet: _target,
+    act.ActivityScheduled: _scheduled,
+    act.ActivityRescheduled: _activity_time,
+    act.ActivityCancelled: _activity_closed,
     act.ActivityCompleted: _completed,
     act.AttendanceRecorded: _attendance,
     out.HireRecorded: _hire,
@@ -381,7 +406,8 @@ RECORDERS: dict[type[EventData], Callable[[CloudEvent, Any, Cells], None]] = {
     out.ApprenticeshipStarted: _counted("apprenticeships", lambda d: d.started_on),
     dem.DemandSurveyResponded: _survey,
 }
-# Scheduling, rescheduling and cancelling feed no KPI: only what was held counts.
+# Scheduling, rescheduling and cancelling feed no KPI (only what was held counts), just the list
+# of upcoming activities on the partnership page.
 
 
 def record(event: CloudEvent, cells: Cells) -> bool:

@@ -1,0 +1,134 @@
+"""What the KPI pages show, as pure logic: tables (also exported as CSV and JSON), sorting,
+number formats, and bar charts as inline SVG (no chart library, nothing from a CDN)."""
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import date
+from html import escape
+from typing import Any
+
+from services.metrics import kpis
+from services.metrics.domain import Grain, parse_period, period_of, periods_between
+
+# The overview's columns: the shared-measurement headline of every partnership.
+HEADLINE = ("active_members", "employers_engaged", "tours_held", "hiring_events_held", "hires", "local_hire_rate",
+            "retention_90_days", "placements")
+# The partnership page's trend charts.
+TRENDS = ("hires", "employers_engaged", "tours_held", "students_reached")
+
+
+@dataclass
+class Table:
+    name: str  # also the export's file name
+    caption: str
+    columns: list[tuple[str, str]]  # (key, heading)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([heading for _, heading in self.columns])
+        for row in self.rows:
+            writer.writerow(["" if row.get(k) is None else row[k] for k, _ in self.columns])
+        return out.getvalue()
+
+    def json(self) -> dict:
+        return {"table": self.name, "caption": self.caption,
+                "rows": [{k: row.get(k) for k, _ in self.columns} for row in self.rows]}
+
+    def sorted_by(self, key: str | None, descending: bool) -> "Table":
+        if key not in dict(self.columns):
+            return self
+        present = [r for r in self.rows if r.get(key) is not None]
+        missing = [r for r in self.rows if r.get(key) is None]  # blanks last, whichever the direction
+        return Table(self.name, self.caption, self.columns,
+                     sorted(present, key=lambda r: r[key], reverse=descending) + missing)
+
+
+def program_year(day: date) -> str:
+    return period_of(day, Grain.PROGRAM_YEAR).label
+
+
+def fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == kpis.Unit.RATIO:
+        return f"{100 * value:.0f}%"
+    if unit == kpis.Unit.USD_PER_HOUR:
+        return f"${value:,.2f}/h"
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
+def scalar(name: str, value: Any) -> Any:
+    """A KPI's headline number: breakdowns (members by kind) show their total."""
+    return value.get("total") if isinstance(value, dict) else value
+
+
+def grain_periods(label: str, grain: str) -> list[str]:
+    """The months, quarters or (the one) program year of a program year, as period labels."""
+    year = int(label[2:])
+    start, end = date(year, 7, 1), date(year + 1, 6, 30)
+    if grain == "year":
+        return [label]
+    return [p.label for p in periods_between(Grain.MONTH if grain == "month" else Grain.QUARTER, start, end)]
+
+
+def is_future(period_label: str, today: date) -> bool:
+    return parse_period(period_label).start > today
+
+
+def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, width: int = 560, height: int = 180) -> str:
+    """An accessible SVG bar chart: role=img with a title and a description listing every value
+    (the table next to it carries the same numbers)."""
+    values = [v or 0 for _, v in points]
+    top = max(values, default=0) or 1
+    n = max(len(points), 1)
+    gap, left, bottom = 4, 36, 28
+    bar = (width - left) / n - gap
+    parts = []
+    for i, (label, value) in enumerate(points):
+        h = (height - bottom - 10) * (value or 0) / top
+        x = left + i * (bar + gap)
+        y = height - bottom - h
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" class="bar">'
+                     f"<title>{escape(label)}: {escape(fmt(value, unit))}</title></rect>")
+        if n <= 12 or i % max(1, n // 12) == 0:
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 10}" text-anchor="middle" class="axis">'
+                         f"{escape(label[-3:] if len(label) > 7 else label)}</text>")
+    parts.append(f'<text x="{left - 6}" y="14" text-anchor="end" class="axis">{escape(fmt(top, unit))}</text>')
+    parts.append(f'<line x1="{left}" x2="{width}" y1="{height - bottom}" y2="{height - bottom}" class="baseline"/>')
+    description = "; ".join(f"{label}: {fmt(value, unit)}" for label, value in points)
+    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="t-{id(points)} d-{id(points)}" '
+            f'class="chart"><title id="t-{id(points)}">{escape(title)}</title>'
+            f'<desc id="d-{id(points)}">{escape(description)}</desc>{"".join(parts)}</svg>')
+
+
+def progress_bar(percent: float | None) -> str:
+    shown = min(max(percent or 0, 0), 100)
+    return (f'<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+            f'aria-valuenow="{shown:.0f}"><span style="width:{shown:.0f}%"></span></div>')
+
+
+def upcoming_activities(roster_latest: dict[str, list], today_iso: str, limit: int = 10) -> list[dict]:
+    """Scheduled activities that neither closed nor started yet, soonest first."""
+    rows = []
+    for key, (_, _, info) in roster_latest.items():
+        if not key.startswith("activity:"):
+            continue
+        activity_id = key.removeprefix("activity:")
+        if f"activity_closed:{activity_id}" in roster_latest:
+            continue
+        starts_at = roster_latest.get(f"activity_time:{activity_id}", [None, None, None])[2]
+        if starts_at and starts_at >= today_iso:
+            rows.append({"activity_id": activity_id, "title": info["title"], "kind": info["kind"].replace("_", " "),
+                         "starts_at": starts_at[:16].replace("T", " ")})
+    return sorted(rows, key=lambda r: r["starts_at"])[:limit]
+
+
+def action_teams(roster_latest: dict[str, list]) -> list[dict]:
+    return sorted(({"action_team_id": key.removeprefix("team_info:"), **info}
+                   for key, (_, _, info) in roster_latest.items() if key.startswith("team_info:")),
+                  key=lambda r: (r["status"] != "active", r["name"]))

@@ -1,0 +1,190 @@
+"""The KPI pages end to end: a real metrics service on the real stack, fed catalogue events for
+two partnerships, driven by Playwright in Debian's headless Chromium. The numbers shown equal
+the JSON API's; sorting, filters, exports, the one-page print view and access all work.
+
+BACKBONE_WRITE_SCREENSHOTS=1 also writes the screenshots the README shows (docs/screenshots/)."""
+
+import asyncio
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import async_playwright
+
+from services.metrics import views
+from shared.auth import hash_key
+from shared.contracts import activities as act
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.envelope import new_event
+from shared.kafka import ensure_topics, make_broker, publish_many
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+OPERATOR = "pages-tests-operator-key"
+ADMIN = "pages-tests-admin-key-of-sw-mp"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PY = views.program_year(date.today())
+
+
+def state(today: date) -> list:
+    """Two partnerships: sw-mp with members, a team, a target, a held tour, an upcoming one and
+    five hires this program year; nw-mp with two hires."""
+    year_start = date(int(PY[2:]), 7, 1)
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    ex = EXAMPLES
+    events = [
+        ex[mem.PartnershipCreated],
+        ex[mem.PartnershipCreated].model_copy(update={"partnership_id": "nw-mp", "name": "Northwest Manufacturing"}),
+        ex[mem.OrganisationRegistered],
+        ex[mem.MemberJoined],
+        ex[mem.MemberJoined].model_copy(update={"membership_id": "m-2", "organisation_id": "qvcc",
+                                                "organisation_kind": "education"}),
+        ex[mem.ActionTeamFormed],
+        mem.TargetSet(partnership_id="sw-mp", kpi="hires", period=PY, value=20),
+        ex[act.ActivityScheduled].model_copy(update={"activity_id": "tour-9", "title": "Career day at ACME",
+                                                    "starts_at": soon, "ends_at": soon + timedelta(hours=2)}),
+        ex[act.ActivityCompleted].model_copy(update={"completed_at": datetime.combine(year_start, datetime.min.time(), UTC)
+                                                     + timedelta(days=20)}),
+        mem.AccessKeyIssued(key_id="admin-sw", key_hash=hash_key(ADMIN), role="partnership_admin",
+                            partnership_ids=["sw-mp"], label="SW-MP admin"),
+    ]
+    for i in range(7):
+        events.append(ex[out.HireRecorded].model_copy(update={
+            "hire_id": f"h-{i}", "person_id": f"p-{i}", "partnership_id": "sw-mp" if i < 5 else "nw-mp",
+            "resident": i % 2 == 0, "start_date": min(year_start + timedelta(days=31 * i), today)}))
+    return events
+
+
+@pytest.fixture
+async def served(start_service, kafka_settings):
+    service = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR})
+    await ensure_topics(kafka_settings)
+    broker = make_broker(kafka_settings, "pages-test")
+    await broker.start()
+    await publish_many(broker, kafka_settings, [new_event(e, source="/test") for e in state(date.today())])
+    await broker.stop()
+    async with httpx.AsyncClient(base_url=service.url, headers={"authorization": f"Bearer {OPERATOR}"}) as api:
+        for _ in range(100):  # until the rollup has stored it all
+            r = await api.get("/kpis/values", params={"period": PY, "scope": "state"})
+            if r.status_code == 200 and r.json()["values"]["hires"] == 7:
+                break
+            await asyncio.sleep(0.2)
+        yield service, api
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM)
+        yield chromium
+        await chromium.close()
+
+
+async def login(browser, url: str, key: str):
+    page = await (await browser.new_context(viewport={"width": 1200, "height": 900})).new_page()
+    await page.goto(url + "/ui/login")
+    await page.keyboard.press("Tab")  # keyboard only: the skip to the first field works
+    while await page.evaluate("document.activeElement.id") != "api_key":
+        await page.keyboard.press("Tab")
+    await page.keyboard.type(key)
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+    return page
+
+
+async def cells(page, table: str, key: str) -> dict[str, str]:
+    rows = page.locator(f"#table-{table} tbody tr")
+    found = {}
+    for i in range(await rows.count()):
+        row = rows.nth(i)
+        found[await row.get_attribute("data-partnership")] = await row.locator(f'td[data-key="{key}"]').get_attribute("data-value")
+    return found
+
+
+async def test_overview_numbers_sorting_and_exports_equal_the_api(served, browser):
+    service, api = served
+    page = await login(browser, service.url, OPERATOR)
+    assert page.url.endswith("/ui/") and "Statewide overview" in await page.title()
+    for pid in ("sw-mp", "nw-mp"):
+        values = (await api.get("/kpis/values", params={"period": PY, "scope_id": pid})).json()["values"]
+        shown = await cells(page, "overview", "hires")
+        assert float(shown[pid]) == values["hires"]
+        assert float((await cells(page, "overview", "active_members"))[pid] or 0) == values["active_members"].get("total", 0)
+    assert list(await cells(page, "overview", "hires")) == ["sw-mp", "nw-mp"]  # highest first
+    async with page.expect_navigation():  # the column heading: now lowest first
+        await page.locator("#table-overview").get_by_role("link", name="Hires", exact=True).click()
+    assert list(await cells(page, "overview", "hires")) == ["nw-mp", "sw-mp"]
+    exported = await (await page.request.get(service.url + f"/ui/?period={PY}&format=csv")).text()
+    assert re.search(r"^sw-mp,.*,5(\.0)?,", exported, re.M) and exported.splitlines()[0].startswith("Partnership,")
+    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=SHOTS / "overview.png", full_page=True)
+
+
+async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
+    service, api = served
+    page = await login(browser, service.url, OPERATOR)
+    await page.goto(service.url + f"/ui/partnerships/sw-mp?period={PY}")
+    answer = (await api.get("/kpis/values", params={"period": PY, "scope_id": "sw-mp"})).json()
+    card = page.locator('.card[data-kpi="hires"] .value')
+    assert float(await card.get_attribute("data-value")) == answer["values"]["hires"] == 5
+    assert "25.0%" in await page.locator('.card[data-kpi="hires"]').inner_text()  # 5 of the target of 20
+    assert "Career day at ACME" in await page.locator("#table-upcoming-activities").inner_text()
+    assert "employer" in await page.locator("#table-members-by-kind").inner_text()
+    assert "Career marketing" in await page.locator("#table-action-teams").inner_text() or \
+        await page.locator("#table-action-teams tbody tr").count() == 1
+    await page.select_option("#grain", "quarter")  # filter: trends by quarter
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Show").click()
+    assert "grain=quarter" in page.url and await page.locator("svg.chart").count() == len(views.TRENDS)
+    exported = await (await page.request.get(service.url + f"/ui/partnerships/sw-mp?period={PY}&table=kpis&format=json")).json()
+    assert {r["kpi"]: r["value"] for r in exported["rows"]}["hires"] == answer["values"]["hires"]
+    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
+        await page.screenshot(path=SHOTS / "partnership.png", full_page=True)
+
+    await page.goto(service.url + f"/ui/partnerships/sw-mp/print?period={PY}")
+    pdf = await page.pdf(format="Letter", print_background=True, prefer_css_page_size=True)
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == 1
+
+    await page.goto(service.url + f"/ui/kpis/hires?period={PY}")
+    compare = (await api.get("/kpis/compare", params={"kpi": "hires", "period": PY})).json()
+    shown = page.locator("#table-hires-by-partnership tbody tr")
+    assert await shown.count() == len(compare["partnerships"])
+    for i, row in enumerate(compare["partnerships"]):
+        assert float(await shown.nth(i).locator('td[data-key="value"]').get_attribute("data-value")) == row["value"]
+    lineage = (await api.get("/kpis/lineage", params={"kpi": "hires", "period": PY, "scope": "state"})).json()
+    assert int(await page.locator("[data-events]").get_attribute("data-events")) == lineage["events"] == 7
+    assert "version 1" in await page.locator("h1").inner_text()
+    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
+        await page.screenshot(path=SHOTS / "kpi.png", full_page=True)
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(service.url + f"/ui/partnerships/sw-mp?period={PY}")
+        await page.screenshot(path=SHOTS / "partnership-phone.png")
+
+
+async def test_a_partnership_admin_sees_its_own_partnership_only(served, browser):
+    service, _ = served
+    page = await login(browser, service.url, ADMIN)
+    assert page.url.endswith("/ui/partnerships/sw-mp")  # sent to its partnership
+    response = await page.goto(service.url + "/ui/partnerships/nw-mp")
+    assert response.status == 403 and "no access" in await page.locator("[role=alert]").inner_text()
+    assert (await page.goto(service.url + "/ui/")).status == 403
+    assert (await page.request.get(service.url + "/ui/partnerships/nw-mp?table=kpis&format=csv")).status == 403
+    cookie = [c for c in await page.context.cookies() if c["name"] == "backbone_session"][0]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and ADMIN not in cookie["value"]
+
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Sign out").click()
+    assert "/ui/login" in page.url
+    anonymous = await (await browser.new_context()).new_page()
+    await anonymous.goto(service.url + "/ui/partnerships/sw-mp")
+    assert "/ui/login" in anonymous.url
+    wrong = await login(browser, service.url, "not-a-key")
+    assert "not valid" in await wrong.locator("[role=alert]").inner_text()
