@@ -1,0 +1,54 @@
+"""The pages' pure parts: tables, sorting, formats, charts, upcoming activities."""
+
+from datetime import date
+
+from services.metrics import views
+
+
+def table() -> views.Table:
+    return views.Table("t", "T", [("id", "Id"), ("hires", "Hires")],
+                       [{"id": "a", "hires": 3}, {"id": "b", "hires": None}, {"id": "c", "hires": 7}])
+
+
+def test_sorting_keeps_blanks_last_either_way_and_ignores_unknown_columns():
+    assert [r["id"] for r in table().sorted_by("hires", True).rows] == ["c", "a", "b"]
+    assert [r["id"] for r in table().sorted_by("hires", False).rows] == ["a", "c", "b"]
+    assert [r["id"] for r in table().sorted_by("nope", True).rows] == ["a", "b", "c"]
+
+
+def test_exports_carry_the_raw_values():
+    assert table().csv() == "Id,Hires\na,3\nb,\nc,7\n"
+    assert table().json()["rows"][1] == {"id": "b", "hires": None}
+
+
+def test_formats_by_unit():
+    assert (views.fmt(0.625, "ratio"), views.fmt(24.5, "usd_per_hour"), views.fmt(1200.0, "count"),
+            views.fmt(None, "count")) == ("62%", "$24.50/h", "1,200", "–")
+
+
+def test_program_years_and_their_periods():
+    assert views.program_year(date(2026, 6, 30)) == "PY2025" and views.program_year(date(2026, 7, 1)) == "PY2026"
+    assert views.grain_periods("PY2025", "quarter") == ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]
+    assert len(views.grain_periods("PY2025", "month")) == 12 and views.grain_periods("PY2025", "year") == ["PY2025"]
+
+
+def test_a_chart_is_an_image_with_its_numbers_in_words():
+    svg = views.bar_chart([("2025-Q3", 4), ("2025-Q4", None), ("2026-Q1", 8)], "Hires by quarter", "count")
+    assert 'role="img"' in svg and "<title" in svg and "2025-Q3: 4; 2025-Q4: –; 2026-Q1: 8" in svg
+    assert svg.count("<rect") == 3
+
+
+def test_upcoming_activities_leave_out_closed_and_past_ones_and_follow_reschedules():
+    latest = {
+        "activity:a": ["", "", {"title": "Tour A", "kind": "plant_tour"}],
+        "activity_time:a": ["", "", "2026-12-01T15:00:00+00:00"],
+        "activity:b": ["", "", {"title": "Fair B", "kind": "hiring_event"}],
+        "activity_time:b": ["", "", "2026-11-30T09:00:00+00:00"],
+        "activity:c": ["", "", {"title": "Cancelled", "kind": "career_day"}],
+        "activity_time:c": ["", "", "2026-12-02T09:00:00+00:00"],
+        "activity_closed:c": ["", "", "cancelled"],
+        "activity:d": ["", "", {"title": "Past", "kind": "career_day"}],
+        "activity_time:d": ["", "", "2026-01-02T09:00:00+00:00"],
+    }
+    rows = views.upcoming_activities(latest, "2026-11-25T00:00:00+00:00")
+    assert [(r["title"], r["kind"]) for r in rows] == [("Fair B", "hiring event"), ("Tour A", "plant tour")]
