@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from services.membership import domain as d
 from services.membership.roster import import_roster
@@ -28,7 +28,8 @@ class Page(BaseModel):
 
 
 class Paging:
-    def __init__(self, offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50):
+    def __init__(self, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50):
         self.offset, self.limit = offset, limit
 
 
@@ -54,7 +55,11 @@ def routes(store: MembershipStore, source: str) -> APIRouter:
     router = APIRouter()
 
     def event(model: type[EventData], payload: dict) -> CloudEvent:
-        return new_event(model.model_validate(payload), source=source)
+        try:
+            return new_event(model.model_validate(payload), source=source)
+        except ValidationError as exc:  # the change would publish an invalid event: refuse it
+            raise HTTPException(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                      for e in exc.errors()]) from None
 
     async def commit(change: Change) -> None:
         try:

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from shared.contracts import membership as mem
 from shared.contracts.base import (
@@ -31,6 +31,15 @@ class Input(BaseModel):
     """What callers send: unknown fields are refused, so a typo is a 422, not a silent drop."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _not_null(value):
+    if value is None:
+        raise ValueError("may be left out, but not null")
+    return value
+
+
+NotNull = AfterValidator(_not_null)  # for patch fields whose entity always has a value
 
 
 # --- regions, sectors, partnerships, targets ---------------------------------------------------
@@ -64,13 +73,13 @@ class PartnershipIn(PartnershipFields):
 
 
 class PartnershipPatch(Input):
-    name: Name | None = None
-    stage: PartnershipStage | None = None
+    name: Annotated[Name | None, NotNull] = None
+    stage: Annotated[PartnershipStage | None, NotNull] = None
     vision: Text | None = None
     mission: Text | None = None
     launch_date: Day | None = None
     convener_id: Id | None = None
-    priorities: list[Name] | None = Field(default=None, max_length=50)
+    priorities: Annotated[list[Name] | None, NotNull] = Field(default=None, max_length=50)
 
 
 class TargetIn(Input):
@@ -100,13 +109,13 @@ class OrganisationIn(Input):
 
 
 class OrganisationPatch(Input):
-    name: Name | None = None
-    kind: OrganisationKind | None = None
+    name: Annotated[Name | None, NotNull] = None
+    kind: Annotated[OrganisationKind | None, NotNull] = None
     size_band: str | None = Field(default=None, max_length=20)
     naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
     county: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    champion: bool | None = None
+    champion: Annotated[bool | None, NotNull] = None
 
 
 def organisation_state(doc: dict) -> dict:
@@ -155,11 +164,11 @@ class ContactIn(Input):
 
 
 class ContactPatch(Input):
-    name: Name | None = None
+    name: Annotated[Name | None, NotNull] = None
     email: Email | None = None
     phone: str | None = Field(default=None, max_length=40)
     role: Name | None = None
-    consent: bool | None = None
+    consent: Annotated[bool | None, NotNull] = None
 
 
 # --- action teams -----------------------------------------------------------------------------
@@ -188,12 +197,12 @@ class ActionTeamIn(Input):
 
 
 class ActionTeamPatch(Input):
-    name: Name | None = None
+    name: Annotated[Name | None, NotNull] = None
     priority: Name | None = None
     objective: Text | None = None
-    status: ActionTeamStatus | None = None
-    member_ids: list[Id] | None = Field(default=None, max_length=500)
-    items: list[ActionItem] | None = Field(default=None, max_length=200)
+    status: Annotated[ActionTeamStatus | None, NotNull] = None
+    member_ids: Annotated[list[Id] | None, NotNull] = Field(default=None, max_length=500)
+    items: Annotated[list[ActionItem] | None, NotNull] = Field(default=None, max_length=200)
 
 
 def action_team_state(doc: dict) -> dict:
