@@ -13,7 +13,6 @@ stack and stops it afterwards. The ratio matters, not the absolute figures (2 sh
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,19 +23,16 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
-from shared.contracts import membership as mem  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
-from shared.kafka import ensure_topics, make_broker, publish  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from shared.stack import Endpoints, LocalStack, free_port, stop_process  # noqa: E402
+from shared.stack import Endpoints, LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
-OPERATOR_KEY = "bench-operator-key"
-BATCH_TYPE = {"content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {OPERATOR_KEY}"}
+BATCH_TYPE = {"content-type": "application/cloudevents-batch+json", **AUTH}
 
 
 def hires(count: int) -> list[bytes]:
@@ -88,51 +84,13 @@ async def http_ingest(url: str, chunks: list[list[bytes]], concurrency: int) -> 
         return await in_parallel(chunks, concurrency, send)
 
 
-async def seed_and_wait(kafka: KafkaSettings, url: str) -> None:
-    """The read model the hires need: the partnership and the employer."""
-    await ensure_topics(kafka)
-    broker = make_broker(kafka, "membership")
-    await broker.start()
-    try:
-        for data in (EXAMPLES[mem.PartnershipCreated], EXAMPLES[mem.OrganisationRegistered]):
-            await publish(broker, kafka, new_event(data, source="/bench"))
-    finally:
-        await broker.stop()
-    probe = EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": "probe"}).model_dump(mode="json")
-    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {OPERATOR_KEY}"}) as http:
-        async with asyncio.timeout(30):
-            while (await http.post("/outcomes/hires", json=probe)).status_code != 202:
-                await asyncio.sleep(0.2)
-
-
-def start_service(endpoints: Endpoints, namespace: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = os.environ | endpoints.env() | {
-        "BACKBONE_KAFKA_NAMESPACE": namespace, "BACKBONE_MONGO_DATABASE_PREFIX": namespace.replace(".", "_"),
-        "BACKBONE_KAFKA_SESSION_TIMEOUT_MS": "2000", "BACKBONE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, "EVENTS_PORT": str(port), "EVENTS_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "services.events.app"], cwd=ROOT, env=env,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_process(process.pid)
-    raise RuntimeError(f"events service did not start: see {log}")
-
-
 async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -> None:
     namespace = f"bench{uuid.uuid4().hex[:8]}."
     kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
-    process, url = start_service(endpoints, namespace, workdir / "events.log")
+    service = Service("events", endpoints, namespace, workdir / "events.log")
+    url = service.url
     try:
-        await seed_and_wait(kafka, url)
+        await seed_roster(kafka, url)
         events = hires(args.events)
         chunks = batches(events, args.batch)
         # Warm both paths (connections, first metadata) so neither pays start-up in its figure.
@@ -140,7 +98,7 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
         raw = await raw_kafka(endpoints.bootstrap_servers, kafka.topic("bench.raw"), chunks, args.concurrency)
         ingest = await http_ingest(url, chunks, args.concurrency)
     finally:
-        stop_process(process.pid)
+        service.stop()
     n = len(events)
     print(f"{n} hire events, batches of {args.batch}, {args.concurrency} concurrent, acks=all on both sides")
     print(f"  raw aiokafka producer      {n / raw:10.0f} events/s")

@@ -1,0 +1,95 @@
+"""How the rollup's cost grows: the metrics service as its own process rolls up 10k, 100k and 1M
+events already on the topics; time until all are stored and the process's peak memory.
+
+    .venv/bin/python bench/growth.py [--sizes 10000 100000 1000000]
+
+The events are bench/rollup.py's program-year scenario (12 partnerships), produced with acks=all
+before the service starts, each size in its own namespace. The clock runs from starting the
+process until its stored-records count (backbone_metrics_batch_events_sum) reaches the size,
+less the start-up time of the same service on empty topics (measured first). The baseline is the
+smallest size: per-event time and memory are given relative to it. Starts its own local stack.
+"""
+
+import argparse
+import asyncio
+import gc
+import re
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Service  # noqa: E402  (bench/harness.py)
+from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
+
+from shared.kafka import ensure_topics  # noqa: E402
+from shared.settings import KafkaSettings  # noqa: E402
+from shared.stack import LocalStack  # noqa: E402
+
+STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
+BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)
+
+
+async def one_size(n: int, endpoints, workdir: Path, startup: float = 0.0) -> tuple[float, float, float]:
+    """Seconds to roll up n events (less `startup`), seconds busy folding and storing batches (the
+    service's own histogram), and the process's peak MiB."""
+    namespace = f"grow{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
+    await ensure_topics(kafka)
+    events = scenario(n, 12) if n else []
+    await produce(kafka, events)
+    total = len(events)
+    del events
+    gc.collect()
+    started = time.perf_counter()
+    service = Service("metrics", endpoints, namespace, workdir / f"metrics-{n}.log")
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            while True:
+                exposition = (await http.get(service.url + "/metrics")).text
+                found = STORED.search(exposition)
+                if float(found.group(1) if found else 0) >= total:
+                    break
+                await asyncio.sleep(0.1)
+        busy = BUSY.search(exposition)
+        return (time.perf_counter() - started - startup, float(busy.group(1)) if busy else 0.0,
+                service.peak_memory_mib())
+    finally:
+        service.stop()
+
+
+async def bench(sizes: list[int], workdir: Path) -> None:
+    stack = LocalStack(workdir / "stack")
+    endpoints = stack.up().endpoints
+    results = []
+    try:
+        startup, _, idle = await one_size(0, endpoints, workdir)
+        print(f"  start-up on empty topics: {startup:.1f} s, {idle:.0f} MiB (wall times below are net of it)")
+        for n in sizes:
+            wall, busy, memory = await one_size(n, endpoints, workdir, startup)
+            results.append((n, busy, memory))
+            print(f"  {n:>9,} events: wall {wall:6.1f} s, busy {busy:6.2f} s   peak {memory:5.0f} MiB", flush=True)
+    finally:
+        stack.down()
+    n0, s0, m0 = results[0]
+    print(f"\n{'events':>10} {'busy s':>9} {'events/s':>10} {'µs/event':>9} {'vs smallest':>12} {'peak MiB':>9} {'vs smallest':>12}")
+    for n, seconds, memory in results:
+        per_event = seconds / n * 1e6
+        print(f"{n:>10,} {seconds:>9.1f} {n / seconds:>10,.0f} {per_event:>9.1f} {per_event / (s0 / n0 * 1e6):>11.2f}x "
+              f"{memory:>9.0f} {memory / m0:>11.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
+        asyncio.run(bench(args.sizes, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Shared by the benchmarks that run real service processes: a local stack, a service process on
+a free port with its own namespace, its peak memory, and a roster the events service accepts."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.contracts import membership as mem  # noqa: E402
+from shared.contracts import outcomes as out  # noqa: E402
+from shared.envelope import new_event  # noqa: E402
+from shared.kafka import ensure_topics, make_broker, publish  # noqa: E402
+from shared.settings import KafkaSettings  # noqa: E402
+from shared.stack import Endpoints, free_port, stop_process  # noqa: E402
+from tests.examples import EXAMPLES  # noqa: E402
+
+OPERATOR_KEY = "bench-operator-key"
+AUTH = {"authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+class Service:
+    def __init__(self, name: str, endpoints: Endpoints, namespace: str, log: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}.app"], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env=os.environ | endpoints.env() | env | {
+                "BACKBONE_KAFKA_NAMESPACE": namespace, "BACKBONE_MONGO_DATABASE_PREFIX": namespace.replace(".", "_"),
+                "BACKBONE_KAFKA_SESSION_TIMEOUT_MS": "2000", "BACKBONE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+                "BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, f"{name.upper()}_PORT": str(self.port),
+                f"{name.upper()}_LOG_LEVEL": "WARNING"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{name} did not start: see {log}")
+
+    def peak_memory_mib(self) -> float:
+        """The process's peak resident memory (VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        stop_process(self.process.pid)
+
+
+async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> None:
+    """The partnership and the employer the hires name; waits until the events service knows them."""
+    await ensure_topics(kafka)
+    broker = make_broker(kafka, "bench-membership")
+    await broker.start()
+    try:
+        for data in (EXAMPLES[mem.PartnershipCreated], EXAMPLES[mem.OrganisationRegistered]):
+            await publish(broker, kafka, new_event(data, source="/bench"))
+    finally:
+        await broker.stop()
+    if events_url is None:
+        return
+    probe = EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": "probe"}).model_dump(mode="json")
+    async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
+        async with asyncio.timeout(30):
+            while (await http.post("/outcomes/hires", json=probe)).status_code != 202:
+                await asyncio.sleep(0.2)
