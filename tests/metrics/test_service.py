@@ -79,7 +79,7 @@ async def until_kpis_equal(http: httpx.AsyncClient, s: scenario.Scenario, timeou
         while True:
             state = await http.get("/kpis/values", params={"scope": "state", "period": "PY2025"}, headers=AUTH)
             if state.status_code == 200 and state.json()["values"]["hires"] == want:
-                if not (found := await mismatches(http, s)):
+                if not await mismatches(http, s):
                     return
             await asyncio.sleep(0.3)
 
