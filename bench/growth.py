@@ -32,6 +32,7 @@ from shared.stack import LocalStack  # noqa: E402
 
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)
+BATCHES = re.compile(r"^backbone_metrics_batch_events_count (\S+)$", re.M)
 
 
 async def one_size(n: int, endpoints, workdir: Path, startup: float = 0.0) -> tuple[float, float, float]:
@@ -55,7 +56,9 @@ async def one_size(n: int, endpoints, workdir: Path, startup: float = 0.0) -> tu
                 if float(found.group(1) if found else 0) >= total:
                     break
                 await asyncio.sleep(0.1)
-        busy = BUSY.search(exposition)
+        busy, batches = BUSY.search(exposition), BATCHES.search(exposition)
+        if batches and total:
+            print(f"  {total:>9,} events in {float(batches.group(1)):,.0f} batches", flush=True)
         return (time.perf_counter() - started - startup, float(busy.group(1)) if busy else 0.0,
                 service.peak_memory_mib())
     finally:
