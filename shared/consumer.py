@@ -4,7 +4,8 @@ FastStream's ack policies either commit a failed message (losing it) or redelive
 (blocking the partition). Here each failure is sorted by what it means:
 - the message itself is bad (not JSON, unknown type, invalid payload): dead letter, go on;
 - the event is valid but breaks a domain rule (RuleViolation): dead letter, go on;
-- the infrastructure is away (database, broker): wait and redeliver, as long as it takes;
+- the infrastructure is away (database, broker) or busy (a write conflict between
+  transactions): wait and redeliver, as long as it takes;
 - anything else (a bug): redeliver a few times with backoff, then dead letter, go on.
 The offset is committed only after the handler's effect is stored or the message dead-lettered.
 """
@@ -18,7 +19,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from shared.catalog import Topic
 from shared.contracts.base import EventData
@@ -36,6 +37,13 @@ EVENTS_CONSUMED = Counter(
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The infrastructure is away or busy: the same message will go through later. A write
+    conflict between two transactions is such a case, however often it happens in a row."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, PyMongoError)
+                                          and exc.has_error_label("TransientTransactionError"))
 
 
 class RuleViolation(Exception):
@@ -78,12 +86,12 @@ class EventConsumer:
         except RuleViolation as exc:
             await self._dead_letter(record, "rule_violation", str(exc))
             return
-        except TRANSIENT:
-            log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
-            EVENTS_CONSUMED.labels(topic, "retried").inc()
-            await asyncio.sleep(self.backoff_seconds * 4)
-            raise
         except Exception as exc:
+            if is_transient(exc):
+                log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
+                EVENTS_CONSUMED.labels(topic, "retried").inc()
+                await asyncio.sleep(self.backoff_seconds * 4)
+                raise
             attempt = self._attempts.get(position, 0) + 1
             if attempt >= self.max_attempts:
                 self._attempts.pop(position, None)

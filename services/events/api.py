@@ -152,7 +152,7 @@ def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: in
         results = [next(decided) if isinstance(p, CloudEvent) else p for p in parsed]
         if content_type == STRUCTURED:
             return _single(results[0])
-        counts = {outcome: sum(r.status is outcome for r in results) for outcome in Outcome}
+        counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}  # plain str keys for the JSON log formatter
         log.info("batch decided", extra={"key_id": principal.key_id, **counts})
         return BatchResult(accepted=counts[Outcome.ACCEPTED], duplicate=counts[Outcome.DUPLICATE],
                            rejected=counts[Outcome.REJECTED], results=results)
