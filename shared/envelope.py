@@ -6,9 +6,9 @@ from typing import Any, Literal
 from uuid import uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model
 
-from shared.catalog import BY_TYPE, event_type_of
+from shared.catalog import EVENT_TYPES, event_type_of
 from shared.contracts.base import EventData, Timestamp
 
 MAX_EVENT_BYTES = 256 * 1024  # far above any real payload; bigger is a partner bug, not data
@@ -31,35 +31,35 @@ def _field_errors(exc: ValidationError, prefix: tuple = ()) -> list[dict[str, st
     ]
 
 
-class _Attributes(BaseModel):
-    """The CloudEvents context attributes, validated before the payload's type is known."""
+class CloudEvent(BaseModel):
+    """An event in its envelope. Each event type has its own subclass (see `_TYPED`), whose
+    `data` is that type's payload model, so one validation pass checks the whole event."""
 
-    model_config = ConfigDict(extra="ignore")  # extension attributes are allowed and ignored
+    model_config = ConfigDict(frozen=True)  # extension attributes are allowed and ignored
 
-    specversion: Literal["1.0"]
+    specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=500)
     type: str = Field(min_length=1)
     time: Timestamp
     subject: str | None = Field(default=None, max_length=500)
     datacontenttype: Literal["application/json"] = "application/json"
-    data: dict[str, Any]
-
-
-class CloudEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    specversion: Literal["1.0"] = "1.0"
-    id: str
-    source: str
-    type: str
-    time: datetime
-    subject: str | None = None
-    datacontenttype: Literal["application/json"] = "application/json"
     data: SerializeAsAny[EventData]
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+class _Attributes(CloudEvent):
+    """The context attributes alone: what can be said about an event of an unknown type."""
+
+    data: dict[str, Any]
+
+
+_TYPED: dict[str, type[CloudEvent]] = {
+    t.type: create_model(f"{t.model.__name__}Event", __base__=CloudEvent, __module__=__name__, data=(t.model, ...))
+    for t in EVENT_TYPES
+}
 
 
 def new_event(
@@ -71,10 +71,11 @@ def new_event(
     time: datetime | None = None,
 ) -> CloudEvent:
     """Wrap a payload in its envelope; the type name comes from the catalogue."""
-    return CloudEvent(
+    event_type = event_type_of(data).type
+    return _TYPED[event_type](
         id=id or str(uuid4()),
         source=source,
-        type=event_type_of(data).type,
+        type=event_type,
         time=time or datetime.now(UTC),
         subject=subject,
         data=data,
@@ -92,15 +93,12 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
             raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
     if not isinstance(raw, dict):
         raise EventError([{"field": "(event)", "message": "a CloudEvent must be a JSON object"}])
+    event_type = raw.get("type")
+    typed = _TYPED.get(event_type) if isinstance(event_type, str) else None
     try:
-        attributes = _Attributes.model_validate(raw)
+        if typed is not None:
+            return typed.model_validate(raw)
+        _Attributes.model_validate(raw)  # a malformed envelope is reported before the type
     except ValidationError as exc:
         raise EventError(_field_errors(exc)) from None
-    event_type = BY_TYPE.get(attributes.type)
-    if event_type is None:
-        raise EventError([{"field": "type", "message": f"unknown event type {attributes.type!r}"}], "unknown_type")
-    try:
-        data = event_type.model.model_validate(attributes.data)
-    except ValidationError as exc:
-        raise EventError(_field_errors(exc, ("data",))) from None
-    return CloudEvent(**attributes.model_dump(exclude={"data", "specversion", "datacontenttype"}), data=data)
+    raise EventError([{"field": "type", "message": f"unknown event type {event_type!r}"}], "unknown_type")
