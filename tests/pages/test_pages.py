@@ -19,6 +19,7 @@ from shared.auth import hash_key
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
+from shared.contracts.base import OrganisationKind
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, publish_many
 from tests.examples import EXAMPLES
@@ -45,7 +46,7 @@ def state(today: date) -> list:
         ex[mem.OrganisationRegistered],
         ex[mem.MemberJoined],
         ex[mem.MemberJoined].model_copy(update={"membership_id": "m-2", "organisation_id": "qvcc",
-                                                "organisation_kind": "education"}),
+                                                "organisation_kind": OrganisationKind.EDUCATION}),
         ex[mem.ActionTeamFormed],
         mem.TargetSet(partnership_id="sw-mp", kpi="hires", period=PY, value=20),
         ex[act.ActivityScheduled].model_copy(update={"activity_id": "tour-9", "title": "Career day at ACME",
