@@ -23,10 +23,10 @@ class EventError(ValueError):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
-def _field_errors(exc: ValidationError, prefix: tuple = ()) -> list[dict[str, str]]:
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     # Only location and message: pydantic's "input" could carry personal data into logs.
     return [
-        {"field": ".".join(str(p) for p in (*prefix, *e["loc"])) or "(event)", "message": e["msg"]}
+        {"field": ".".join(str(p) for p in e["loc"]) or "(event)", "message": e["msg"]}
         for e in exc.errors(include_url=False)
     ]
 
@@ -35,7 +35,7 @@ class CloudEvent(BaseModel):
     """An event in its envelope. Each event type has its own subclass (see `_TYPED`), whose
     `data` is that type's payload model, so one validation pass checks the whole event."""
 
-    model_config = ConfigDict(frozen=True)  # extension attributes are allowed and ignored
+    model_config = ConfigDict(frozen=True, extra="ignore")  # extension attributes are allowed and ignored
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=200)
