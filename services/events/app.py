@@ -27,7 +27,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
     settings = settings or EventsSettings()
     runtime = Runtime(NAME, settings)
     store = EventsStore(runtime.db)
-    intake = Intake(runtime, store)
+    intake = Intake(runtime, store, max_group_events=settings.max_batch_events)
     subscribe_all(runtime.broker, settings.kafka, NAME, store, intake)
 
     async def create_indexes(_: Runtime) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cached_property
 
-from services.metrics.domain import AT_MEETINGS, HELD, REACHED, WAGES, Facts, Grain, Period, period_of
+from services.metrics.domain import AT_MEETINGS, HELD, REACHED, WAGES, Facts, Grain, Period
 from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
@@ -41,6 +42,22 @@ class Aggregation(StrEnum):
     LATEST_PER_EMPLOYER = "per survey round, the latest response of each employer in the period"
 
 
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    """What is known of one hire of a cohort."""
+
+    start: date
+    ended: str | None  # the first ISO day known not to be with the employer (separated, or a check said so)
+    employed: str  # the last ISO day known to be ("" if never checked)
+
+    def employed_on(self, day: date) -> bool | None:
+        """No if it had ended by `day`, yes if a check on or after `day` found them employed, else unknown."""
+        iso = day.isoformat()
+        if self.ended is not None and self.ended <= iso:
+            return False
+        return True if self.employed >= iso else None
+
+
 @dataclass
 class View:
     """What KPIs are computed from, for one scope and period."""
@@ -50,6 +67,19 @@ class View:
     since: Facts  # dated facts from the period's first month on: what became of the period's hires
     roster: Facts  # the scope's rosters: members, action teams, targets
     kinds: dict[str, str]  # organisation id -> kind
+
+    @cached_property
+    def cohort(self) -> list[Tenure]:
+        """The period's hires, once for the three retention KPIs."""
+        ends, employed = self.since.minima, self.since.maxima
+        cohort = []
+        for key, entry in self.flow.latest.items():
+            if key.startswith("hire:"):
+                hire = key[5:]
+                ended = [d for d in (ends.get(f"separated:{hire}"), ends.get(f"absent:{hire}")) if d]
+                cohort.append(Tenure(date.fromisoformat(entry[2]), min(ended) if ended else None,
+                                     employed.get(f"employed:{hire}", "")))
+        return cohort
 
 
 def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iterable[Facts],
@@ -168,44 +198,28 @@ def employer_attendee_share(v: View) -> float | None:
     return _ratio(employers, employers + v.flow.counts[AT_MEETINGS + Audience.PUBLIC_PARTNERS.value])
 
 
-def _cohort(v: View) -> dict[str, date]:
-    return {key.removeprefix("hire:"): date.fromisoformat(entry[2])
-            for key, entry in v.flow.latest.items() if key.startswith("hire:")}
-
-
-def employed_on(v: View, hire: str, day: date) -> bool | None:
-    """Whether a hire still worked for the same employer on `day`: no if a separation or a check
-    saying otherwise came on or before it, yes if a later check found them employed, else unknown."""
-    iso = day.isoformat()
-    ended = [d for d in (v.since.minima.get(f"separated:{hire}"), v.since.minima.get(f"absent:{hire}")) if d]
-    if ended and min(ended) <= iso:
-        return False
-    if v.since.maxima.get(f"employed:{hire}", "") >= iso:
-        return True
-    return None
-
-
-def _share_retained(v: View, retained: Callable[[str, date], bool | None]) -> float | None:
-    known = [r for hire, start in _cohort(v).items() if (r := retained(hire, start)) is not None]
+def _share_retained(v: View, retained: Callable[[Tenure], bool | None]) -> float | None:
+    known = [r for tenure in v.cohort if (r := retained(tenure)) is not None]
     return _ratio(sum(known), len(known))
 
 
 def _retained_after(days: int) -> Callable[[View], float | None]:
-    return lambda v: _share_retained(v, lambda hire, start: employed_on(v, hire, start + timedelta(days=days)))
+    after = timedelta(days=days)
+    return lambda v: _share_retained(v, lambda t: t.employed_on(t.start + after))
 
 
 def _quarter_after(start: date, quarters: int) -> date:
-    first = period_of(start, Grain.QUARTER).start
-    month = first.month - 1 + 3 * quarters
-    return date(first.year + month // 12, month % 12 + 1, 1)
+    """The first day of the `quarters`-th calendar quarter after the one holding `start`."""
+    month = (start.month - 1) // 3 * 3 + 3 * quarters  # months after January of start's year
+    return date(start.year + month // 12, month % 12 + 1, 1)
 
 
 def retention_q2_q4(v: View) -> float | None:
     """WIOA-style: employed by the same employer in the 2nd and in the 4th quarter after the quarter
     of hire (known from its first day on)."""
 
-    def retained(hire: str, start: date) -> bool | None:
-        q2, q4 = (employed_on(v, hire, _quarter_after(start, n)) for n in (2, 4))
+    def retained(t: Tenure) -> bool | None:
+        q2, q4 = t.employed_on(_quarter_after(t.start, 2)), t.employed_on(_quarter_after(t.start, 4))
         if q2 is False or q4 is False:
             return False
         return True if q2 and q4 else None

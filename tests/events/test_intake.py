@@ -1,20 +1,24 @@
-"""The intake's crash-window design on the real stack: nothing is recorded as accepted unless
-Kafka acknowledged it, so a submission that failed half-way is accepted in full on retry."""
+"""The intake on the real stack: nothing is recorded as accepted unless Kafka acknowledged it,
+so a submission that failed half-way is accepted in full on retry; concurrent submissions are
+decided in groups exactly as if they had come one after another."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
 
 from services.events.intake import Intake, Outcome
 from services.events.store import EventsStore
-from shared.catalog import ACTIVITIES
+from shared.catalog import ACTIVITIES, OUTCOMES
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker
 from shared.mongo import make_client
-from tests.events.conftest import header, read_topic
+from tests.events.conftest import example, header, read_topic
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration
@@ -25,11 +29,16 @@ class UnreachableBroker:
         raise KafkaConnectionError("broker away")
 
 
-async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, mongo_settings):
-    client = make_client(mongo_settings)
+async def _store_with_member(client, mongo_settings) -> EventsStore:
     store = EventsStore(client[mongo_settings.database_prefix + "events"])
     await store.save_partnership(EXAMPLES[mem.PartnershipCreated])
     await store.member_joined(EXAMPLES[mem.MemberJoined])
+    return store
+
+
+async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, mongo_settings):
+    client = make_client(mongo_settings)
+    store = await _store_with_member(client, mongo_settings)
     runtime = SimpleNamespace(broker=UnreachableBroker(), settings=SimpleNamespace(kafka=kafka_settings))
     intake = Intake(runtime, store)
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
@@ -50,5 +59,63 @@ async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings,
         assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
         assert (await store.activity(P, "tour-1")).status == "completed"
         assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
+    finally:
+        await client.close()
+
+
+def _groups() -> tuple[float, float]:
+    """(groups decided, submissions in them) so far in this process."""
+    return (REGISTRY.get_sample_value("backbone_events_intake_group_submissions_count") or 0,
+            REGISTRY.get_sample_value("backbone_events_intake_group_submissions_sum") or 0)
+
+
+async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, mongo_settings):
+    """A tour is scheduled; then, all at once: 30 hires, its cancellation, its completion (which
+    a cancelled tour must refuse), the schedule resent and one hire resent. Only arrival order
+    decides, whichever submissions end up in one group."""
+    await ensure_topics(kafka_settings)
+    client = make_client(mongo_settings)
+    broker = make_broker(kafka_settings, "events")
+    await broker.start()
+    try:
+        store = await _store_with_member(client, mongo_settings)
+        intake = Intake(SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings)), store,
+                        max_group_events=10)
+        scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+        hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
+                 for i in range(30)]
+        cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+        completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+        submissions = ([[scheduled]] + [[h] for h in hires[:15]] + [[cancelled], [completed], [scheduled]]
+                       + [[h] for h in hires[15:]] + [[hires[3]]])
+        before = _groups()
+        tasks = [asyncio.create_task(intake.submit(s, entry="http")) for s in submissions]  # in arrival order
+        results = [r for rs in await asyncio.gather(*tasks) for r in rs]
+        groups, decided = (after - b for after, b in zip(_groups(), before))
+
+        statuses = [r.status for r in results]
+        assert statuses == ([Outcome.ACCEPTED] * 17 + [Outcome.REJECTED, Outcome.DUPLICATE]
+                            + [Outcome.ACCEPTED] * 15 + [Outcome.DUPLICATE])
+        assert results[17].errors[0]["field"] == "data.activity_id"
+        assert decided == len(submissions) and 1 < groups < len(submissions)  # grouped, none above 10 events
+        assert (await store.activity(P, "tour-1")).status == "cancelled"
+        assert await store.recorded([e.id for e in hires]) == {e.id for e in hires}
+        assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
+        assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
+    finally:
+        await broker.stop()
+        await client.close()
+
+
+async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, mongo_settings):
+    client = make_client(mongo_settings)
+    store = await _store_with_member(client, mongo_settings)
+    intake = Intake(SimpleNamespace(broker=UnreachableBroker(), settings=SimpleNamespace(kafka=kafka_settings)), store)
+    hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
+             for i in range(5)]
+    try:
+        outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
+        assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
+        assert await store.recorded([h.id for h in hires]) == set()
     finally:
         await client.close()
