@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import NamedTuple
 
 from services.metrics.domain import AT_MEETINGS, HELD, REACHED, WAGES, Facts, Grain, Period
 from shared.catalog import BY_MODEL
@@ -42,8 +43,7 @@ class Aggregation(StrEnum):
     LATEST_PER_EMPLOYER = "per survey round, the latest response of each employer in the period"
 
 
-@dataclass(frozen=True, slots=True)
-class Tenure:
+class Tenure(NamedTuple):  # a tuple: views build tens of thousands of them
     """What is known of one hire of a cohort."""
 
     start: date

@@ -119,3 +119,41 @@ async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, mongo
         assert await store.recorded([h.id for h in hires]) == set()
     finally:
         await client.close()
+
+
+async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, mongo_settings):
+    """A client that goes away mid-decision cancels its own turn, not the submissions it had
+    taken along: the next in line decides them."""
+    await ensure_topics(kafka_settings)
+    client = make_client(mongo_settings)
+    broker = make_broker(kafka_settings, "events")
+    await broker.start()
+    try:
+        store = await _store_with_member(client, mongo_settings)
+        calls, stuck = 0, asyncio.Event()
+        recorded = store.recorded
+
+        async def second_turn_hangs(ids):
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                stuck.set()
+                await asyncio.Event().wait()
+            return await recorded(ids)
+
+        store.recorded = second_turn_hangs
+        intake = Intake(SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings)), store)
+        hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
+                 for i in range(4)]
+        first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
+        await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
+        taker.cancel()
+        decided = await asyncio.wait_for(asyncio.gather(first, *rest), 20)
+        assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 3
+        with pytest.raises(asyncio.CancelledError):
+            await taker
+        # Its caller got no answer; its event went through with the others (a retry is a duplicate).
+        assert await recorded([h.id for h in hires]) == {h.id for h in hires}
+    finally:
+        await broker.stop()
+        await client.close()
