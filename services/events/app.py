@@ -1,5 +1,7 @@
 """Events service: activities, attendance, talent outcomes and demand surveys from operators and partner systems."""
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
@@ -21,13 +23,17 @@ class EventsSettings(ServiceSettings):
     # An ATS sends hundreds of outcomes per call; far more belongs in several calls.
     max_batch_events: int = 1000
     max_batch_bytes: int = 4 * 1024 * 1024
+    # How long a replica may hold a partnership's turn to decide events: far above a group's
+    # time (publish with acks=all, one transaction), short enough when a replica died holding it.
+    decision_lease_seconds: float = 60.0
 
 
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
     settings = settings or EventsSettings()
     runtime = Runtime(NAME, settings)
     store = EventsStore(runtime.db)
-    intake = Intake(runtime, store, max_group_events=settings.max_batch_events)
+    intake = Intake(runtime, store, max_group_events=settings.max_batch_events,
+                    decision_lease=timedelta(seconds=settings.decision_lease_seconds))
     subscribe_all(runtime.broker, settings.kafka, NAME, store, intake)
 
     async def create_indexes(_: Runtime) -> None:

@@ -2,8 +2,10 @@
 check, rules, publish to its catalogue topic with acks=all, then record it as accepted."""
 
 import asyncio
+import uuid
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
@@ -47,18 +49,21 @@ class Intake:
 
     Rules read state, then the events are published, then their effects are stored. Two
     submissions at once could both pass a rule only one may (cancel and complete of one
-    activity), and Kafka's order must be the order the rules saw, so submissions take turns.
+    activity), and Kafka's order must be the order the rules saw, so submissions take turns:
+    within the process here, across replicas by a per-partnership lease in the store.
     Taking turns one by one would cap the service at one database round trip, one acks=all
     publish and one transaction per submission (~100 small requests/s here, queueing for
     seconds beyond): instead whoever holds the turn decides every submission waiting by then
     as one group (group commit), each later event seeing the earlier ones' effects exactly as
-    if they had come one after another. The HTTP API and the inbound consumer share the turn;
-    running several instances needs partnership-affine routing."""
+    if they had come one after another. The HTTP API and the inbound consumer share the turn."""
 
-    def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000):
+    def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
+                 decision_lease: timedelta = timedelta(seconds=60)):
         self.runtime = runtime
         self.store = store
         self.max_group_events = max_group_events
+        self.decision_lease = decision_lease
+        self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
         self._waiting: deque[_Submission] = deque()
         self._turn = asyncio.Lock()
 
@@ -111,6 +116,11 @@ class Intake:
             s.decided.set_result([next(results) for _ in s.events])
 
     async def _decide(self, events: list[CloudEvent]) -> list[EventResult]:
+        partnership_ids = {pid for e in events if (pid := getattr(e.data, "partnership_id", None))}
+        async with self.store.turn(partnership_ids, self.replica, self.decision_lease):
+            return await self._decide_alone(events)
+
+    async def _decide_alone(self, events: list[CloudEvent]) -> list[EventResult]:
         seen = await self.store.recorded([e.id for e in events])
         facts = await self.store.facts(domain.references(e.data for e in events if e.id not in seen))
         results: list[EventResult] = []

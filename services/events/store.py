@@ -7,15 +7,22 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from datetime import date
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.events.domain import Activity, Facts, Hire, Key, References
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
+
+log = logging.getLogger(__name__)
+RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _id(key: Key) -> str:
@@ -37,6 +44,8 @@ class EventsStore:
         # One document per accepted event; its _id (the event id) is the unique index that makes
         # every entry point accept an event id once.
         self.accepted = db["accepted_events"]
+        # One document per partnership: which replica decides its events now, and until when.
+        self.turns = db["decision_turns"]
 
     async def create_indexes(self) -> None:
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
@@ -78,6 +87,41 @@ class EventsStore:
         )
 
     # --- the service's own state ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def turn(self, partnership_ids: set[str], holder: str, lease: timedelta) -> AsyncIterator[None]:
+        """Decide these partnerships' events alone among every replica of the service: rules read
+        state, publish, then store, and a second replica in between could pass a rule only one
+        may. Taken in one global order (no two replicas wait on each other); a replica that dies
+        holding a turn holds it until its lease runs out."""
+        taken: list[str] = []
+        try:
+            for partnership_id in sorted(partnership_ids):
+                await self._take_turn(partnership_id, holder, lease)
+                taken.append(partnership_id)
+            yield
+        finally:
+            if taken:
+                try:
+                    await self.turns.update_many({"_id": {"$in": taken}, "holder": holder},
+                                                 {"$set": {"until": RELEASED}})
+                except PyMongoError as exc:  # the leases run out by themselves
+                    log.warning("decision turns not released: %s", type(exc).__name__)
+
+    async def _take_turn(self, partnership_id: str, holder: str, lease: timedelta) -> None:
+        pause = 0.005
+        while True:
+            now = datetime.now(UTC)
+            try:
+                # Free, run out or already ours: take it. Held by another: the upsert collides
+                # with the existing document's _id.
+                await self.turns.update_one(
+                    {"_id": partnership_id, "$or": [{"until": {"$lte": now}}, {"holder": holder}]},
+                    {"$set": {"holder": holder, "until": now + lease}}, upsert=True)
+                return
+            except DuplicateKeyError:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
 
     async def recorded(self, event_ids: list[str]) -> set[str]:
         """Which of these event ids were accepted before."""

@@ -3,6 +3,7 @@ so a submission that failed half-way is accepted in full on retry; concurrent su
 decided in groups exactly as if they had come one after another."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -27,6 +28,21 @@ pytestmark = pytest.mark.integration
 class UnreachableBroker:
     async def publish(self, *args, **kwargs):
         raise KafkaConnectionError("broker away")
+
+
+class SlowBroker:
+    """Kafka taking its time: the replica sits between its rules and its record."""
+
+    def __init__(self, broker, seconds: float):
+        self.broker, self.seconds = broker, seconds
+
+    async def publish(self, *args, **kwargs):
+        await asyncio.sleep(self.seconds)
+        return await self.broker.publish(*args, **kwargs)
+
+
+def _runtime(broker, kafka_settings) -> SimpleNamespace:
+    return SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings))
 
 
 async def _store_with_member(client, mongo_settings) -> EventsStore:
@@ -154,6 +170,58 @@ async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, mon
             await taker
         # Its caller got no answer; its event went through with the others (a retry is a duplicate).
         assert await recorded([h.id for h in hires]) == {h.id for h in hires}
+    finally:
+        await broker.stop()
+        await client.close()
+
+
+async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings):
+    """Two replicas on one database: one asked to cancel a scheduled tour, the other to complete
+    it, at once. The second waits for the first's turn and sees the tour cancelled."""
+    await ensure_topics(kafka_settings)
+    client = make_client(mongo_settings)
+    broker = make_broker(kafka_settings, "events")
+    await broker.start()
+    try:
+        store = await _store_with_member(client, mongo_settings)
+        slow = Intake(_runtime(SlowBroker(broker, 0.5), kafka_settings), store)
+        quick = Intake(_runtime(broker, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
+        scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+        cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+        completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+        assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
+
+        cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
+        async with asyncio.timeout(20):
+            while not await store.turns.find_one({"_id": P, "holder": slow.replica}):
+                await asyncio.sleep(0.01)
+        [refused] = await quick.submit([completed], entry="http")
+        [accepted] = await cancelling
+        assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
+        assert refused.errors[0]["field"] == "data.activity_id"
+        assert (await store.activity(P, "tour-1")).status == "cancelled"
+        assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
+    finally:
+        await broker.stop()
+        await client.close()
+
+
+async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, mongo_settings):
+    await ensure_topics(kafka_settings)
+    client = make_client(mongo_settings)
+    broker = make_broker(kafka_settings, "events")
+    await broker.start()
+    try:
+        store = await _store_with_member(client, mongo_settings)
+        # What a replica that died in its turn leaves behind.
+        await store.turns.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
+        intake = Intake(_runtime(broker, kafka_settings), store)
+        hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
+        submitting = asyncio.create_task(intake.submit([hire], entry="http"))
+        await asyncio.sleep(0.3)
+        assert not submitting.done()  # waiting for the lease
+        [result] = await asyncio.wait_for(submitting, 20)
+        assert result.status == Outcome.ACCEPTED
     finally:
         await broker.stop()
         await client.close()
