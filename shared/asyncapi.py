@@ -3,7 +3,6 @@ and from publishers declared here for what each service sends, with the CloudEve
 the catalogue's payload models of each topic as the message schema."""
 
 import json
-from datetime import datetime
 from functools import cache
 from typing import Any, Literal, Union
 
@@ -13,6 +12,7 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field, create_model
 
 from shared.catalog import DEAD_LETTER, EVENT_TYPES, Topic
+from shared.envelope import CloudEvent
 from shared.settings import KafkaSettings
 
 
@@ -23,16 +23,11 @@ def envelope_of(topic: Topic) -> type[BaseModel]:
     name = "".join(part.capitalize() for part in topic.name.split(".")[1:]) + "Event"
     if not types:  # the dead-letter topic keeps whatever was refused, as it came
         return create_model(name, __doc__=topic.description)
-    return create_model(
+    return create_model(  # the envelope's attributes as parse_event checks them
         name,
+        __base__=CloudEvent,
         __doc__=topic.description,
-        specversion=(Literal["1.0"], "1.0"),
-        id=(str, ...),
-        source=(str, ...),
         type=(Literal[tuple(e.type for e in types)], ...),
-        time=(datetime, ...),
-        subject=(str | None, None),
-        datacontenttype=(Literal["application/json"], "application/json"),
         data=(Union[tuple(e.model for e in types)], Field(description="the payload model named by `type`")),
     )
 
