@@ -1,6 +1,7 @@
-"""HTTP batch ingest throughput of the events service, against raw Kafka producing the same events.
+"""HTTP batch ingest throughput of the events service, against raw Kafka producing the same events;
+and the rate of partner events through backbone.inbound.
 
-    .venv/bin/python bench/ingest.py [--events 5000] [--batch 500] [--concurrency 2]
+    .venv/bin/python bench/ingest.py [--events 5000] [--batch 500] [--concurrency 2] [--inbound-events 1000]
 
 Both sides wait for acks=all. The baseline is a plain aiokafka producer sending the same
 CloudEvents JSON in the same batches (send all, then wait for every acknowledgement). The events
@@ -8,6 +9,9 @@ service does, per batch: parse and validate every event, one duplicate lookup an
 lookup, publish with acks=all, and one MongoDB transaction recording ids and hires. Uses the
 servers of BACKBONE_TEST_KAFKA_BOOTSTRAP / BACKBONE_TEST_MONGO_URI if set, else starts a local
 stack and stops it afterwards. The ratio matters, not the absolute figures (2 shared cores here).
+
+Inbound: other hires sent by a plain producer to backbone.inbound, timed from the first send until
+every one is on backbone.outcomes (decided and republished by the events service, one at a time).
 """
 
 import argparse
@@ -21,11 +25,13 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
+from shared.catalog import INBOUND, OUTCOMES  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
@@ -35,11 +41,11 @@ from tests.examples import EXAMPLES, P  # noqa: E402
 BATCH_TYPE = {"content-type": "application/cloudevents-batch+json", **AUTH}
 
 
-def hires(count: int) -> list[bytes]:
+def hires(count: int, first: int = 0) -> list[bytes]:
     base = EXAMPLES[out.HireRecorded]
     return [new_event(base.model_copy(update={"hire_id": f"h-{i}", "person_id": f"p-{i}",
                                               "start_date": date(2026, 1 + i % 12, 1)}), source="/bench/ats").to_json()
-            for i in range(count)]
+            for i in range(first, first + count)]
 
 
 def batches(events: list[bytes], size: int) -> list[list[bytes]]:
@@ -84,6 +90,27 @@ async def http_ingest(url: str, chunks: list[list[bytes]], concurrency: int) -> 
         return await in_parallel(chunks, concurrency, send)
 
 
+async def through_inbound(kafka: KafkaSettings, events: list[bytes]) -> float:
+    """Seconds from the first send to backbone.inbound until every event is on backbone.outcomes."""
+    ids = {orjson.loads(e)["id"].encode() for e in events}
+    consumer = AIOKafkaConsumer(kafka.topic(OUTCOMES.name), bootstrap_servers=kafka.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=False)
+    await consumer.start()
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*[await producer.send(kafka.topic(INBOUND.name), e, key=P.encode()) for e in events])
+        async with asyncio.timeout(600):
+            while ids:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    ids -= {dict(r.headers).get("ce_id") for r in records}
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -> None:
     namespace = f"bench{uuid.uuid4().hex[:8]}."
     kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
@@ -97,12 +124,15 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
         await raw_kafka(endpoints.bootstrap_servers, kafka.topic("bench.raw"), [events[:10]], 1)
         raw = await raw_kafka(endpoints.bootstrap_servers, kafka.topic("bench.raw"), chunks, args.concurrency)
         ingest = await http_ingest(url, chunks, args.concurrency)
+        inbound = await through_inbound(kafka, hires(args.inbound_events, first=args.events))
     finally:
         service.stop()
     n = len(events)
     print(f"{n} hire events, batches of {args.batch}, {args.concurrency} concurrent, acks=all on both sides")
     print(f"  raw aiokafka producer      {n / raw:10.0f} events/s")
     print(f"  events service HTTP batch  {n / ingest:10.0f} events/s   ({ingest / raw:.1f}x the time of raw Kafka)")
+    print(f"  backbone.inbound -> topic  {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
+          f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)")
 
 
 def main() -> None:
@@ -110,6 +140,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--inbound-events", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         kafka, mongo = os.environ.get("BACKBONE_TEST_KAFKA_BOOTSTRAP"), os.environ.get("BACKBONE_TEST_MONGO_URI")

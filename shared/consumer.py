@@ -36,6 +36,8 @@ EVENTS_CONSUMED = Counter(
 )
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+# Decides a batch of events at once: per event, why it breaks a domain rule, or None.
+BatchHandler = Callable[[list[CloudEvent]], Awaitable[list[str | None]]]
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
 
 
@@ -70,12 +72,57 @@ class EventConsumer:
 
     async def handle(self, message: KafkaMessage) -> None:
         record = message.raw_message
-        topic = record.topic.removeprefix(self.settings.namespace)
         try:
             event = parse_event(record.value)
         except EventError as exc:
             await self._dead_letter(record, exc.reason, str(exc))
             return
+        await self._handle_event(record, event)
+
+    async def handle_batch(self, message: KafkaMessage, decide: BatchHandler) -> None:
+        """A fetched batch through `decide` at once. A transient failure redelivers the batch (its
+        accepted events come back as duplicates); any other failure goes through the batch one
+        message at a time, so only the message at fault is retried and dead-lettered. Dead letters
+        keep the order of the messages."""
+        records = message.raw_message
+        refusals: list[tuple[str, str] | None] = []  # per record: (reason, detail) if not parseable
+        events: list[CloudEvent] = []
+        for record in records:
+            try:
+                events.append(parse_event(record.value))
+                refusals.append(None)
+            except EventError as exc:
+                refusals.append((exc.reason, str(exc)))
+        try:
+            violations = await decide(events) if events else []
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
+                for record, refusal in zip(records, refusals):
+                    if refusal is None:
+                        EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), "retried").inc()
+                await asyncio.sleep(self.backoff_seconds * 4)
+                raise
+            log.warning("batch failed, going through it one by one", exc_info=True)
+            parsed = iter(events)
+            for record, refusal in zip(records, refusals):
+                if refusal is None:
+                    await self._handle_event(record, next(parsed))  # counts, retries or dead-letters it
+                else:
+                    await self._dead_letter(record, *refusal)
+            return
+        decided = iter(violations)
+        for record, refusal in zip(records, refusals):
+            if refusal is None:
+                violation = next(decided)
+                if violation is None:
+                    EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), "processed").inc()
+                    continue
+                refusal = ("rule_violation", violation)
+            await self._dead_letter(record, *refusal)
+
+    async def _handle_event(self, record, event: CloudEvent) -> None:
+        topic = record.topic.removeprefix(self.settings.namespace)
         handler = self.handlers.get(type(event.data))
         if handler is None:
             EVENTS_CONSUMED.labels(topic, "ignored").inc()
@@ -129,22 +176,30 @@ def subscribe(
     topics: Iterable[Topic],
     handlers: dict[type[EventData], Handler],
     group_suffix: str = "",
+    batches: BatchHandler | None = None,
+    max_batch_events: int = 500,
     **consumer_options,
 ) -> EventConsumer:
-    """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning."""
+    """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning,
+    one message at a time through `handlers`, or whole fetched batches through `batches`."""
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
-    names = [settings.topic(t.name) for t in topics]
-
-    @broker.subscriber(
-        *names,
+    subscriber = broker.subscriber(
+        *[settings.topic(t.name) for t in topics],
         group_id=settings.group(service) + group_suffix,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after success; seek back on a raised error
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         title=f"{service}:{','.join(t.name for t in topics)}",
+        **({"batch": True, "max_records": max_batch_events} if batches else {}),
     )
-    async def on_event(message: KafkaMessage) -> None:
-        await consumer.handle(message)
+    if batches:
+        @subscriber
+        async def on_batch(message: KafkaMessage) -> None:
+            await consumer.handle_batch(message, batches)
+    else:
+        @subscriber
+        async def on_event(message: KafkaMessage) -> None:
+            await consumer.handle(message)
 
     return consumer

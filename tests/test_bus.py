@@ -6,6 +6,7 @@ import asyncio
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from shared.catalog import DEAD_LETTER, MEMBERSHIP
 from shared.consumer import RuleViolation, subscribe
@@ -81,3 +82,54 @@ async def test_event_crosses_services_and_bad_messages_are_dead_lettered(kafka_s
     assert b"data.role" in reasons["invalid_event"]["dl_detail"]
     assert reasons["invalid_json"]["dl_topic"].decode() == topic
     assert all(dict(r.headers)["dl_service"] == b"events" for r in letters)
+
+
+async def test_batches_are_redelivered_when_the_infrastructure_fails_and_gone_through_one_by_one_on_a_bug(
+        kafka_settings):
+    """A batch consumer: a broker outage redelivers the whole batch; a bug goes through it message by
+    message, so only the message at fault is retried and then dead-lettered; refusals keep order."""
+    await ensure_topics(kafka_settings)
+    joined = [new_event(EXAMPLES[MemberJoined].model_copy(update={"organisation_id": f"org-{i}"}),
+                        source="/backbone/membership") for i in range(6)]
+    culprit, breaking = joined[2], joined[4]
+    batches: list[list[str]] = []
+    one_by_one: list[str] = []
+
+    async def decide(events: list[CloudEvent]) -> list[str | None]:
+        batches.append([e.id for e in events])
+        if len(batches) == 1:
+            raise KafkaConnectionError("broker away")  # transient: the same batch comes again
+        if culprit.id in batches[-1]:
+            raise ValueError("a bug")
+        return ["not a member" if e.id == breaking.id else None for e in events]
+
+    async def on_joined(event: CloudEvent) -> None:
+        one_by_one.append(event.id)
+        if event.id == culprit.id:
+            raise ValueError("a bug")
+        if event.id == breaking.id:
+            raise RuleViolation("not a member")
+
+    consumer_broker = make_broker(kafka_settings, "events")
+    subscribe(consumer_broker, kafka_settings, "events", [MEMBERSHIP], {MemberJoined: on_joined},
+              batches=decide, max_attempts=2, backoff_seconds=0.01)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        topic = kafka_settings.topic(MEMBERSHIP.name)
+        for message in [e.to_json() for e in joined[:3]] + [b"\x00not json"] + [e.to_json() for e in joined[3:]]:
+            await producer.send(topic, message, key=b"sw-mp")  # one partition: one batch, in this order
+        await producer.flush()
+        await consumer_broker.start()
+        letters = await _dead_letters(kafka_settings, 3)
+    finally:
+        await producer.stop()
+        await consumer_broker.stop()
+
+    assert batches[0] == batches[1]  # redelivered after the outage
+    assert culprit.id in batches[1]
+    # Gone through one by one, twice (max_attempts=2), then the culprit is dead-lettered.
+    assert one_by_one.count(culprit.id) == 2
+    reasons = [(dict(r.headers)["dl_reason"].decode(), dict(r.headers)["dl_offset"].decode()) for r in letters]
+    assert [reason for reason, _ in reasons] == ["handler_error", "invalid_json", "rule_violation"]
+    assert [int(offset) for _, offset in reasons] == sorted(int(offset) for _, offset in reasons)

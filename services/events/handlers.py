@@ -7,7 +7,7 @@ from faststream.kafka import KafkaBroker
 from services.events.intake import Intake, Outcome
 from services.events.store import EventsStore
 from shared.catalog import EVENT_TYPES, INBOUND, MEMBERSHIP
-from shared.consumer import RuleViolation, subscribe
+from shared.consumer import BatchHandler, RuleViolation, subscribe
 from shared.contracts import membership as mem
 from shared.envelope import CloudEvent, EventError
 from shared.settings import KafkaSettings
@@ -44,7 +44,19 @@ def inbound_handlers(intake: Intake) -> dict:
     return {e.model: on_inbound for e in EVENT_TYPES}
 
 
+def inbound_batches(intake: Intake) -> BatchHandler:
+    """A fetched batch of partner events decided as one submission (one group, not one per event);
+    the handlers above take over when a batch fails for a reason other than the infrastructure."""
+
+    async def decide(events: list[CloudEvent]) -> list[str | None]:
+        results = await intake.submit(events, entry="kafka")
+        return [str(EventError(r.errors)) if r.status is Outcome.REJECTED else None for r in results]
+
+    return decide
+
+
 def subscribe_all(broker: KafkaBroker, settings: KafkaSettings, service: str, store: EventsStore, intake: Intake) -> None:
     subscribe(broker, settings, service, [MEMBERSHIP], membership_handlers(store))
     # Own consumer group: a slow partner batch never holds up the read model, and vice versa.
-    subscribe(broker, settings, service, [INBOUND], inbound_handlers(intake), group_suffix="-inbound")
+    subscribe(broker, settings, service, [INBOUND], inbound_handlers(intake), group_suffix="-inbound",
+              batches=inbound_batches(intake))
