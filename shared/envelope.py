@@ -37,7 +37,7 @@ class CloudEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")  # extension attributes are allowed and ignored
 
-    specversion: Literal["1.0"] = "1.0"
+    specversion: Literal["1.0"]  # required by CloudEvents: an event without it is refused
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=500)
     type: str = Field(min_length=1)
@@ -73,6 +73,7 @@ def new_event(
     """Wrap a payload in its envelope; the type name comes from the catalogue."""
     event_type = event_type_of(data).type
     return _TYPED[event_type](
+        specversion="1.0",
         id=id or str(uuid4()),
         source=source,
         type=event_type,

@@ -90,6 +90,12 @@ def test_wrong_specversion_is_rejected():
     assert _error(_hire_json() | {"specversion": "0.3"}).errors[0]["field"] == "specversion"
 
 
+def test_missing_specversion_is_rejected():
+    hire = _hire_json()
+    del hire["specversion"]
+    assert _error(hire).errors[0]["field"] == "specversion"
+
+
 def test_extension_attributes_are_accepted():
     raw = _hire_json() | {"partnerref": "batch-7"}
     assert parse_event(raw).id == raw["id"]
