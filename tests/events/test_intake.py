@@ -3,12 +3,14 @@ so a submission that failed half-way is accepted in full on retry; concurrent su
 decided in groups exactly as if they had come one after another."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 
 from services.events.intake import Intake, Outcome
 from services.events.store import EventsStore
@@ -16,7 +18,7 @@ from shared.catalog import ACTIVITIES, OUTCOMES
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
-from shared.envelope import new_event
+from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_broker
 from shared.mongo import make_client
 from tests.events.conftest import example, header, read_topic
@@ -45,38 +47,47 @@ def _runtime(broker, kafka_settings) -> SimpleNamespace:
     return SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings))
 
 
-async def _store_with_member(client, mongo_settings) -> EventsStore:
+def _hires(count: int) -> list[CloudEvent]:
+    return [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
+            for i in range(count)]
+
+
+@pytest.fixture
+async def client(mongo_settings) -> AsyncIterator[AsyncMongoClient]:
+    client = make_client(mongo_settings)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def store(client, mongo_settings) -> EventsStore:
+    """The events database with one partnership and its member, as the roster consumer leaves it."""
     store = EventsStore(client[mongo_settings.database_prefix + "events"])
     await store.save_partnership(EXAMPLES[mem.PartnershipCreated])
     await store.member_joined(EXAMPLES[mem.MemberJoined])
     return store
 
 
-async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, mongo_settings):
-    client = make_client(mongo_settings)
-    store = await _store_with_member(client, mongo_settings)
-    runtime = SimpleNamespace(broker=UnreachableBroker(), settings=SimpleNamespace(kafka=kafka_settings))
+async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, store):
+    runtime = _runtime(UnreachableBroker(), kafka_settings)
     intake = Intake(runtime, store)
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
-    try:
-        with pytest.raises(KafkaConnectionError):
-            await intake.submit([scheduled, completed], entry="http")
-        assert await store.recorded([scheduled.id, completed.id]) == set()
-        assert await store.activity(P, "tour-1") is None
+    with pytest.raises(KafkaConnectionError):
+        await intake.submit([scheduled, completed], entry="http")
+    assert await store.recorded([scheduled.id, completed.id]) == set()
+    assert await store.activity(P, "tour-1") is None
 
-        await ensure_topics(kafka_settings)
-        runtime.broker = make_broker(kafka_settings, "events")
-        await runtime.broker.start()
-        try:
-            results = await intake.submit([scheduled, completed], entry="http")
-        finally:
-            await runtime.broker.stop()
-        assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
-        assert (await store.activity(P, "tour-1")).status == "completed"
-        assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
+    await ensure_topics(kafka_settings)
+    runtime.broker = make_broker(kafka_settings, "events")
+    await runtime.broker.start()
+    try:
+        results = await intake.submit([scheduled, completed], entry="http")
     finally:
-        await client.close()
+        await runtime.broker.stop()
+    assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert (await store.activity(P, "tour-1")).status == "completed"
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
 
 
 def _groups() -> tuple[float, float]:
@@ -85,143 +96,98 @@ def _groups() -> tuple[float, float]:
             REGISTRY.get_sample_value("backbone_events_intake_group_submissions_sum") or 0)
 
 
-async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, mongo_settings):
+async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, store, events_broker):
     """A tour is scheduled; then, all at once: 30 hires, its cancellation, its completion (which
     a cancelled tour must refuse), the schedule resent and one hire resent. Only arrival order
     decides, whichever submissions end up in one group."""
-    await ensure_topics(kafka_settings)
-    client = make_client(mongo_settings)
-    broker = make_broker(kafka_settings, "events")
-    await broker.start()
-    try:
-        store = await _store_with_member(client, mongo_settings)
-        intake = Intake(SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings)), store,
-                        max_group_events=10)
-        scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
-        hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
-                 for i in range(30)]
-        cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
-        completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
-        submissions = ([[scheduled]] + [[h] for h in hires[:15]] + [[cancelled], [completed], [scheduled]]
-                       + [[h] for h in hires[15:]] + [[hires[3]]])
-        before = _groups()
-        tasks = [asyncio.create_task(intake.submit(s, entry="http")) for s in submissions]  # in arrival order
-        results = [r for rs in await asyncio.gather(*tasks) for r in rs]
-        groups, decided = (after - b for after, b in zip(_groups(), before))
+    intake = Intake(_runtime(events_broker, kafka_settings), store, max_group_events=10)
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    hires = _hires(30)
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    submissions = ([[scheduled]] + [[h] for h in hires[:15]] + [[cancelled], [completed], [scheduled]]
+                   + [[h] for h in hires[15:]] + [[hires[3]]])
+    before = _groups()
+    tasks = [asyncio.create_task(intake.submit(s, entry="http")) for s in submissions]  # in arrival order
+    results = [r for rs in await asyncio.gather(*tasks) for r in rs]
+    groups, decided = (after - b for after, b in zip(_groups(), before))
 
-        statuses = [r.status for r in results]
-        assert statuses == ([Outcome.ACCEPTED] * 17 + [Outcome.REJECTED, Outcome.DUPLICATE]
-                            + [Outcome.ACCEPTED] * 15 + [Outcome.DUPLICATE])
-        assert results[17].errors[0]["field"] == "data.activity_id"
-        assert decided == len(submissions) and 1 < groups < len(submissions)  # grouped, none above 10 events
-        assert (await store.activity(P, "tour-1")).status == "cancelled"
-        assert await store.recorded([e.id for e in hires]) == {e.id for e in hires}
-        assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
-        assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
-    finally:
-        await broker.stop()
-        await client.close()
+    statuses = [r.status for r in results]
+    assert statuses == ([Outcome.ACCEPTED] * 17 + [Outcome.REJECTED, Outcome.DUPLICATE]
+                        + [Outcome.ACCEPTED] * 15 + [Outcome.DUPLICATE])
+    assert results[17].errors[0]["field"] == "data.activity_id"
+    assert decided == len(submissions) and 1 < groups < len(submissions)  # grouped, none above 10 events
+    assert (await store.activity(P, "tour-1")).status == "cancelled"
+    assert await store.recorded([e.id for e in hires]) == {e.id for e in hires}
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
+    assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
 
 
-async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, mongo_settings):
-    client = make_client(mongo_settings)
-    store = await _store_with_member(client, mongo_settings)
-    intake = Intake(SimpleNamespace(broker=UnreachableBroker(), settings=SimpleNamespace(kafka=kafka_settings)), store)
-    hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
-             for i in range(5)]
-    try:
-        outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
-        assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
-        assert await store.recorded([h.id for h in hires]) == set()
-    finally:
-        await client.close()
+async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, store):
+    intake = Intake(_runtime(UnreachableBroker(), kafka_settings), store)
+    hires = _hires(5)
+    outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
+    assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
+    assert await store.recorded([h.id for h in hires]) == set()
 
 
-async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, mongo_settings):
+async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_broker):
     """A client that goes away mid-decision cancels its own turn, not the submissions it had
     taken along: the next in line decides them."""
-    await ensure_topics(kafka_settings)
-    client = make_client(mongo_settings)
-    broker = make_broker(kafka_settings, "events")
-    await broker.start()
-    try:
-        store = await _store_with_member(client, mongo_settings)
-        calls, stuck = 0, asyncio.Event()
-        recorded = store.recorded
+    calls, stuck = 0, asyncio.Event()
+    recorded = store.recorded
 
-        async def second_turn_hangs(ids):
-            nonlocal calls
-            calls += 1
-            if calls == 2:
-                stuck.set()
-                await asyncio.Event().wait()
-            return await recorded(ids)
+    async def second_turn_hangs(ids):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            stuck.set()
+            await asyncio.Event().wait()
+        return await recorded(ids)
 
-        store.recorded = second_turn_hangs
-        intake = Intake(SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings)), store)
-        hires = [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
-                 for i in range(4)]
-        first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
-        await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
-        taker.cancel()
-        decided = await asyncio.wait_for(asyncio.gather(first, *rest), 20)
-        assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 3
-        with pytest.raises(asyncio.CancelledError):
-            await taker
-        # Its caller got no answer; its event went through with the others (a retry is a duplicate).
-        assert await recorded([h.id for h in hires]) == {h.id for h in hires}
-    finally:
-        await broker.stop()
-        await client.close()
+    store.recorded = second_turn_hangs
+    intake = Intake(_runtime(events_broker, kafka_settings), store)
+    hires = _hires(4)
+    first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
+    await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
+    taker.cancel()
+    decided = await asyncio.wait_for(asyncio.gather(first, *rest), 20)
+    assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 3
+    with pytest.raises(asyncio.CancelledError):
+        await taker
+    # Its caller got no answer; its event went through with the others (a retry is a duplicate).
+    assert await recorded([h.id for h in hires]) == {h.id for h in hires}
 
 
-async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings):
+async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings, client, store, events_broker):
     """Two replicas on one database: one asked to cancel a scheduled tour, the other to complete
     it, at once. The second waits for the first's turn and sees the tour cancelled."""
-    await ensure_topics(kafka_settings)
-    client = make_client(mongo_settings)
-    broker = make_broker(kafka_settings, "events")
-    await broker.start()
-    try:
-        store = await _store_with_member(client, mongo_settings)
-        slow = Intake(_runtime(SlowBroker(broker, 0.5), kafka_settings), store)
-        quick = Intake(_runtime(broker, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
-        scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
-        cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
-        completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
-        assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
+    slow = Intake(_runtime(SlowBroker(events_broker, 0.5), kafka_settings), store)
+    quick = Intake(_runtime(events_broker, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
 
-        cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
-        async with asyncio.timeout(20):
-            while not await store.turns.find_one({"_id": P, "holder": slow.replica}):
-                await asyncio.sleep(0.01)
-        [refused] = await quick.submit([completed], entry="http")
-        [accepted] = await cancelling
-        assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
-        assert refused.errors[0]["field"] == "data.activity_id"
-        assert (await store.activity(P, "tour-1")).status == "cancelled"
-        assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
-    finally:
-        await broker.stop()
-        await client.close()
+    cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
+    async with asyncio.timeout(20):
+        while not await store.turns.find_one({"_id": P, "holder": slow.replica}):
+            await asyncio.sleep(0.01)
+    [refused] = await quick.submit([completed], entry="http")
+    [accepted] = await cancelling
+    assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
+    assert refused.errors[0]["field"] == "data.activity_id"
+    assert (await store.activity(P, "tour-1")).status == "cancelled"
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
 
 
-async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, mongo_settings):
-    await ensure_topics(kafka_settings)
-    client = make_client(mongo_settings)
-    broker = make_broker(kafka_settings, "events")
-    await broker.start()
-    try:
-        store = await _store_with_member(client, mongo_settings)
-        # What a replica that died in its turn leaves behind.
-        await store.turns.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
-        intake = Intake(_runtime(broker, kafka_settings), store)
-        hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
-        submitting = asyncio.create_task(intake.submit([hire], entry="http"))
-        await asyncio.sleep(0.3)
-        assert not submitting.done()  # waiting for the lease
-        [result] = await asyncio.wait_for(submitting, 20)
-        assert result.status == Outcome.ACCEPTED
-    finally:
-        await broker.stop()
-        await client.close()
+async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_broker):
+    # What a replica that died in its turn leaves behind.
+    await store.turns.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
+    intake = Intake(_runtime(events_broker, kafka_settings), store)
+    hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
+    submitting = asyncio.create_task(intake.submit([hire], entry="http"))
+    await asyncio.sleep(0.3)
+    assert not submitting.done()  # waiting for the lease
+    [result] = await asyncio.wait_for(submitting, 20)
+    assert result.status == Outcome.ACCEPTED
