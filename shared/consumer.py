@@ -100,7 +100,7 @@ class EventConsumer:
                 log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
                 for record, refusal in zip(records, refusals):
                     if refusal is None:
-                        EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), "retried").inc()
+                        self._count(record, "retried")
                 await asyncio.sleep(self.backoff_seconds * 4)
                 raise
             log.warning("batch failed, going through it one by one", exc_info=True)
@@ -116,16 +116,15 @@ class EventConsumer:
             if refusal is None:
                 violation = next(decided)
                 if violation is None:
-                    EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), "processed").inc()
+                    self._count(record, "processed")
                     continue
                 refusal = ("rule_violation", violation)
             await self._dead_letter(record, *refusal)
 
     async def _handle_event(self, record, event: CloudEvent) -> None:
-        topic = record.topic.removeprefix(self.settings.namespace)
         handler = self.handlers.get(type(event.data))
         if handler is None:
-            EVENTS_CONSUMED.labels(topic, "ignored").inc()
+            self._count(record, "ignored")
             return
         position = (record.topic, record.partition, record.offset)
         try:
@@ -136,7 +135,7 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
-                EVENTS_CONSUMED.labels(topic, "retried").inc()
+                self._count(record, "retried")
                 await asyncio.sleep(self.backoff_seconds * 4)
                 raise
             attempt = self._attempts.get(position, 0) + 1
@@ -146,12 +145,12 @@ class EventConsumer:
                 await self._dead_letter(record, "handler_error", f"{type(exc).__name__}: {exc}")
                 return
             self._attempts[position] = attempt
-            EVENTS_CONSUMED.labels(topic, "retried").inc()
+            self._count(record, "retried")
             log.warning("handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt})
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
         self._attempts.pop(position, None)
-        EVENTS_CONSUMED.labels(topic, "processed").inc()
+        self._count(record, "processed")
 
     async def _dead_letter(self, record, reason: str, detail: str) -> None:
         await dead_letter(
@@ -166,7 +165,10 @@ class EventConsumer:
             reason=reason,
             detail=detail,
         )
-        EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), "dead_lettered").inc()
+        self._count(record, "dead_lettered")
+
+    def _count(self, record, outcome: str) -> None:
+        EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), outcome).inc()
 
 
 def subscribe(
