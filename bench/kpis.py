@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    distinct = list({e.id: e for e in scenario(args.events, 12)}.values())
+    distinct = [e.model_dump() for e in {e.id: e for e in scenario(args.events, 12)}.values()]
     cells = domain.Cells()
     for e in distinct:
         domain.record(e, cells)

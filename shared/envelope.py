@@ -6,7 +6,15 @@ from typing import Any, Literal
 from uuid import uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    create_model,
+)
+from pydantic_core import CoreSchema, SchemaValidator
 
 from shared.catalog import EVENT_TYPES, event_type_of
 from shared.contracts.base import EventData, Timestamp
@@ -62,6 +70,41 @@ _TYPED: dict[str, type[CloudEvent]] = {
 }
 
 
+# An event as plain data: the envelope's attributes, `data` a dict of the payload's fields, with
+# dates, times and enums as the models hold them (what `CloudEvent.model_dump()` gives).
+PlainEvent = dict[str, Any]
+
+
+def _as_plain(schema: CoreSchema) -> CoreSchema:
+    """The core schema of a model with the same checks, building dicts instead of instances.
+
+    Derived from the models, so the contracts are written once. A model with validators of its
+    own (they expect an instance) is validated as itself, then dumped."""
+    if isinstance(schema, list):
+        return [_as_plain(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "model" and schema["schema"]["type"] == "model-fields":
+        fields = schema["schema"]["fields"]
+        return {
+            "type": "typed-dict",
+            "fields": {name: {"type": "typed-dict-field", "schema": _as_plain(f["schema"]),
+                              "required": f["schema"]["type"] != "default"} for name, f in fields.items()},
+            "extra_behavior": schema.get("config", {}).get("extra_fields_behavior", "ignore"),
+        }
+    if schema.get("type", "").startswith("function-") and schema.get("schema", {}).get("type") == "model":
+        return {"type": "function-after", "schema": schema,
+                "function": {"type": "no-info", "function": lambda model: model.model_dump()}}
+    return {key: value if key in ("cls", "function", "metadata", "serialization") else _as_plain(value)
+            for key, value in schema.items()}
+
+
+_PLAIN = SchemaValidator({
+    "type": "tagged-union", "discriminator": "type",
+    "choices": {event_type: _as_plain(model.__pydantic_core_schema__) for event_type, model in _TYPED.items()},
+})
+
+
 def new_event(
     data: EventData,
     *,
@@ -103,3 +146,16 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
     except ValidationError as exc:
         raise EventError(_field_errors(exc)) from None
     raise EventError([{"field": "type", "message": f"unknown event type {event_type!r}"}], "unknown_type")
+
+
+def parse_plain(raw: bytes | str) -> PlainEvent:
+    """`parse_event`'s checks into plain data: about twice as quick, for consumers that only
+    read events (the metrics rollup runs this per record). Refused events raise the same
+    EventError as `parse_event`, which also decides anything the quick path does not accept."""
+    if len(raw) <= MAX_EVENT_BYTES:
+        try:
+            # orjson first, as in parse_event, so that both read exactly the same JSON.
+            return _PLAIN.validate_python(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValidationError):
+            pass
+    return parse_event(raw).model_dump()

@@ -6,8 +6,15 @@ from datetime import datetime
 import orjson
 import pytest
 
+from shared import envelope
 from shared.catalog import BY_TYPE, EVENT_TYPES, TOPICS
-from shared.envelope import MAX_EVENT_BYTES, EventError, new_event, parse_event
+from shared.envelope import (
+    MAX_EVENT_BYTES,
+    EventError,
+    new_event,
+    parse_event,
+    parse_plain,
+)
 from tests.examples import EXAMPLES
 
 TYPE_NAME = re.compile(r"^org\.backbone\.[a-z_]+\.[a-z_]+\.v\d+$")
@@ -99,3 +106,37 @@ def test_missing_specversion_is_rejected():
 def test_extension_attributes_are_accepted():
     raw = _hire_json() | {"partnerref": "batch-7"}
     assert parse_event(raw).id == raw["id"]
+
+
+@pytest.mark.parametrize("entry", EVENT_TYPES, ids=lambda e: e.type)
+def test_plain_parsing_gives_what_the_models_hold(entry, monkeypatch):
+    raw = new_event(EXAMPLES[entry.model], source="/test", subject="s-1").to_json()
+    expected = parse_event(raw).model_dump()
+    monkeypatch.setattr(envelope, "parse_event", None)  # the quick path alone must accept it
+    assert parse_plain(raw) == expected
+
+
+def _scheduled_backwards() -> dict:
+    raw = orjson.loads(new_event(EXAMPLES[next(e.model for e in EVENT_TYPES if e.type.endswith("activity.scheduled.v1"))],
+                                 source="/test").to_json())
+    raw["data"]["ends_at"] = "2020-01-01T00:00:00Z"  # before it starts: the model's own validator refuses it
+    return raw
+
+
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"[1, 2]", b" " * (MAX_EVENT_BYTES + 1), {"type": "org.backbone.hire.recorded.v9"},
+    {"specversion": "0.3"}, {"time": "2026-01-01T12:00:00"}, {"data": {"soc_code": "welder", "nickname": "Al"}},
+    {"id": ""}, "scheduled backwards",
+], ids=["not json", "array", "oversized", "unknown type", "specversion", "naive time", "bad payload", "empty id",
+        "model validator"])
+def test_plain_parsing_refuses_what_parse_event_refuses_with_the_same_error(raw):
+    if raw == "scheduled backwards":
+        raw = _scheduled_backwards()
+    elif isinstance(raw, dict):
+        hire = _hire_json()
+        raw = hire | {k: v for k, v in raw.items() if k != "data"} | {"data": hire["data"] | raw.get("data", {})}
+    raw = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+    expected = _error(raw)
+    with pytest.raises(EventError) as caught:
+        parse_plain(raw)
+    assert (caught.value.reason, caught.value.errors) == (expected.reason, expected.errors)

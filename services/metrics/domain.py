@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 
+from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, EventData
-from shared.envelope import CloudEvent
+from shared.envelope import PlainEvent
 
 # --- periods ---------------------------------------------------------------------------------
 
@@ -226,206 +227,225 @@ def doc_id(key: DocKey) -> str:
     return "/".join(key)  # ids never contain "/" (shared.contracts.base.Id)
 
 
-def order_of(event: CloudEvent) -> str:
+def order_of(event: PlainEvent) -> str:
     """Sort key of "latest" facts: the event's time, normalised so that strings compare."""
-    return event.time.astimezone(UTC).isoformat()
+    return event["time"].astimezone(UTC).isoformat()
 
 
 # --- from events to facts --------------------------------------------------------------------
+# Recorders read events as plain data (shared.envelope.parse_plain): `e` the envelope, `d` its
+# payload, with the fields of the payload model named in each signature.
 
 HELD = "held:"  # + activity kind: completed activities
 REACHED = "reached:"  # + audience: people counted at any activity
 AT_MEETINGS = "meeting:"  # + audience: people counted at partnership meetings
 WAGES = "wage_cents"
 
-
-def _roster(cells: Cells, data) -> Facts:
-    return cells.at("membership", data.partnership_id, ROSTER)
-
-
-def _month(cells: Cells, source: str, data, day: date) -> Facts:
-    return cells.at(source, data.partnership_id, month_of(day))
+Payload = dict[str, Any]
+Recorder = Callable[[PlainEvent, Payload, Cells], None]
 
 
-def _partnership(e: CloudEvent, d: mem.PartnershipState, cells: Cells) -> None:
-    _roster(cells, d).set_latest(f"partnership:{d.partnership_id}", order_of(e), e.id,
-                                 {"name": d.name, "region_id": d.region_id, "sector_id": d.sector_id})
+def _roster(cells: Cells, d: Payload) -> Facts:
+    return cells.at("membership", d["partnership_id"], ROSTER)
 
 
-def _membership(e: CloudEvent, d: mem.MemberJoined | mem.MemberLeft, cells: Cells) -> None:
-    roster = _roster(cells, d)
-    member = f"{d.partnership_id}/{d.membership_id}"
-    if isinstance(d, mem.MemberJoined):
-        roster.add(f"joined:{member}", d.joined_on.isoformat())
-    else:
-        roster.add(f"left:{member}", d.left_on.isoformat())
-    roster.set_latest(f"member:{member}", order_of(e), e.id,
-                      {"organisation_id": d.organisation_id, "kind": d.organisation_kind.value})
-    roster.trace("members", e.id)
+def _month(cells: Cells, source: str, d: Payload, day: date) -> Facts:
+    return cells.at(source, d["partnership_id"], month_of(day))
 
 
-def _action_team(e: CloudEvent, d: mem.ActionTeamState, cells: Cells) -> None:
-    # Team events carry no date of their own: their time says when the status changed.
-    roster = _roster(cells, d)
-    roster.add(f"team:{d.partnership_id}/{d.action_team_id}", f"{order_of(e)}|{d.status.value}")
-    roster.trace("action_teams", e.id)
-    # For the partnership page: what the team is, as of its latest change.
-    roster.set_latest(f"team_info:{d.action_team_id}", order_of(e), e.id,
-                      {"name": d.name, "priority": d.priority, "status": d.status.value, "members": len(d.member_ids)})
+def _partnership(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.PartnershipState
+    _roster(cells, d).set_latest(f"partnership:{d['partnership_id']}", order_of(e), e["id"],
+                                 {"name": d["name"], "region_id": d["region_id"], "sector_id": d["sector_id"]})
 
 
-def _scheduled(e: CloudEvent, d: act.ActivityScheduled, cells: Cells) -> None:
-    # The partnership page lists upcoming activities; times and status are kept apart so a late
-    # "scheduled" never undoes a reschedule or a cancellation.
-    roster = _roster(cells, d)
-    roster.set_latest(f"activity:{d.activity_id}", order_of(e), e.id, {"title": d.title, "kind": d.kind.value})
-    _activity_time(e, d, cells)
+def _membership(change: str, day: str) -> Recorder:
+    """A member joining or leaving (mem.MemberJoined, mem.MemberLeft): `change` on the date in `day`."""
 
-
-def _activity_time(e: CloudEvent, d: act.ActivityScheduled | act.ActivityRescheduled, cells: Cells) -> None:
-    _roster(cells, d).set_latest(f"activity_time:{d.activity_id}", order_of(e), e.id,
-                                 d.starts_at.astimezone(UTC).isoformat())
-
-
-def _activity_closed(e: CloudEvent, d: act.ActivityCancelled | act.ActivityCompleted, cells: Cells) -> None:
-    status = "cancelled" if isinstance(d, act.ActivityCancelled) else "completed"
-    _roster(cells, d).set_latest(f"activity_closed:{d.activity_id}", order_of(e), e.id, status)
-
-
-def _target(e: CloudEvent, d: mem.TargetSet, cells: Cells) -> None:
-    _roster(cells, d).set_latest(f"target:{d.partnership_id}/{d.kpi}/{d.period}", order_of(e), e.id, d.value)
-
-
-def _organisation(e: CloudEvent, d: mem.OrganisationState, cells: Cells) -> None:
-    cells.at("membership", "", f"organisation:{d.organisation_id}").set_latest(
-        f"kind:{d.organisation_id}", order_of(e), e.id, d.kind.value)
-
-
-def _region(e: CloudEvent, d: mem.RegionDefined, cells: Cells) -> None:
-    cells.at("membership", "", f"region:{d.region_id}").set_latest(
-        f"region:{d.region_id}", order_of(e), e.id, {"name": d.name, "state": d.state})
-
-
-def _sector(e: CloudEvent, d: mem.SectorDefined, cells: Cells) -> None:
-    cells.at("membership", "", f"sector:{d.sector_id}").set_latest(
-        f"sector:{d.sector_id}", order_of(e), e.id, {"name": d.name})
-
-
-def _completed(e: CloudEvent, d: act.ActivityCompleted, cells: Cells) -> None:
-    _activity_closed(e, d, cells)
-    facts = _month(cells, "activities", d, d.completed_at.astimezone(UTC).date())
-    facts.count(HELD + d.kind.value)
-    facts.add("engaged", *d.participant_ids)
-    if d.kind is ActivityKind.HIRING_EVENT:
-        facts.add("hiring_event_orgs", *d.participant_ids)
-    facts.trace(HELD + d.kind.value, e.id)
-
-
-def _attendance(e: CloudEvent, d: act.AttendanceRecorded, cells: Cells) -> None:
-    # Attendance carries no date of its own: it counts in the period it was recorded.
-    facts = _month(cells, "activities", d, e.time.astimezone(UTC).date())
-    meeting = d.kind is ActivityKind.PARTNERSHIP_MEETING
-    for audience, n in d.counts.items():
-        facts.count(REACHED + audience.value, n)
-        if meeting:
-            facts.count(AT_MEETINGS + audience.value, n)
-    facts.add("engaged", *d.organisation_ids)
-    if d.kind is ActivityKind.HIRING_EVENT:
-        facts.add("hiring_event_orgs", *d.organisation_ids)
-    facts.trace("attendance", e.id)
-    if meeting:
-        facts.trace("meeting_attendance", e.id)
-
-
-def _hire(e: CloudEvent, d: out.HireRecorded, cells: Cells) -> None:
-    facts = _month(cells, "outcomes", d, d.start_date)
-    facts.count("hires")
-    if d.resident:
-        facts.count("hires:resident")
-    if d.career_changer:
-        facts.count("hires:career_changer")
-    if d.hourly_wage is not None:
-        facts.observe(WAGES, round(d.hourly_wage * 100))
-    facts.set_latest(f"hire:{d.partnership_id}/{d.hire_id}", order_of(e), e.id, d.start_date.isoformat())
-    facts.trace("hires", e.id)
-
-
-def _retention(e: CloudEvent, d: out.RetentionChecked, cells: Cells) -> None:
-    facts = _month(cells, "outcomes", d, d.checked_on)
-    hire = f"{d.partnership_id}/{d.hire_id}"
-    if d.still_employed:
-        facts.at_least(f"employed:{hire}", d.checked_on.isoformat())
-    else:
-        facts.at_most(f"absent:{hire}", d.checked_on.isoformat())
-    facts.trace("retention", e.id)
-
-
-def _separation(e: CloudEvent, d: out.SeparationRecorded, cells: Cells) -> None:
-    facts = _month(cells, "outcomes", d, d.separated_on)
-    facts.at_most(f"separated:{d.partnership_id}/{d.hire_id}", d.separated_on.isoformat())
-    facts.trace("retention", e.id)
-
-
-def _counted(fact: str, day: Callable[[Any], date]) -> Callable[[CloudEvent, Any, Cells], None]:
-    """An outcome that only adds one to a count in the month of its date."""
-
-    def record(e: CloudEvent, d, cells: Cells) -> None:
-        facts = _month(cells, "outcomes", d, day(d))
-        facts.count(fact)
-        facts.trace(fact, e.id)
+    def record(e: PlainEvent, d: Payload, cells: Cells) -> None:
+        roster = _roster(cells, d)
+        member = f"{d['partnership_id']}/{d['membership_id']}"
+        roster.add(f"{change}:{member}", d[day].isoformat())
+        roster.set_latest(f"member:{member}", order_of(e), e["id"],
+                          {"organisation_id": d["organisation_id"], "kind": d["organisation_kind"].value})
+        roster.trace("members", e["id"])
 
     return record
 
 
-def _survey(e: CloudEvent, d: dem.DemandSurveyResponded, cells: Cells) -> None:
-    facts = _month(cells, "demand", d, d.responded_on)
+def _action_team(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.ActionTeamState
+    # Team events carry no date of their own: their time says when the status changed.
+    roster = _roster(cells, d)
+    roster.add(f"team:{d['partnership_id']}/{d['action_team_id']}", f"{order_of(e)}|{d['status'].value}")
+    roster.trace("action_teams", e["id"])
+    # For the partnership page: what the team is, as of its latest change.
+    roster.set_latest(f"team_info:{d['action_team_id']}", order_of(e), e["id"],
+                      {"name": d["name"], "priority": d["priority"], "status": d["status"].value,
+                       "members": len(d["member_ids"])})
+
+
+def _scheduled(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityScheduled
+    # The partnership page lists upcoming activities; times and status are kept apart so a late
+    # "scheduled" never undoes a reschedule or a cancellation.
+    roster = _roster(cells, d)
+    roster.set_latest(f"activity:{d['activity_id']}", order_of(e), e["id"],
+                      {"title": d["title"], "kind": d["kind"].value})
+    _activity_time(e, d, cells)
+
+
+def _activity_time(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityScheduled, ActivityRescheduled
+    _roster(cells, d).set_latest(f"activity_time:{d['activity_id']}", order_of(e), e["id"],
+                                 d["starts_at"].astimezone(UTC).isoformat())
+
+
+def _activity_closed(e: PlainEvent, d: Payload, cells: Cells, status: str) -> None:
+    _roster(cells, d).set_latest(f"activity_closed:{d['activity_id']}", order_of(e), e["id"], status)
+
+
+def _cancelled(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityCancelled
+    _activity_closed(e, d, cells, "cancelled")
+
+
+def _target(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.TargetSet
+    _roster(cells, d).set_latest(f"target:{d['partnership_id']}/{d['kpi']}/{d['period']}", order_of(e), e["id"],
+                                 d["value"])
+
+
+def _organisation(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.OrganisationState
+    cells.at("membership", "", f"organisation:{d['organisation_id']}").set_latest(
+        f"kind:{d['organisation_id']}", order_of(e), e["id"], d["kind"].value)
+
+
+def _region(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.RegionDefined
+    cells.at("membership", "", f"region:{d['region_id']}").set_latest(
+        f"region:{d['region_id']}", order_of(e), e["id"], {"name": d["name"], "state": d["state"]})
+
+
+def _sector(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.SectorDefined
+    cells.at("membership", "", f"sector:{d['sector_id']}").set_latest(
+        f"sector:{d['sector_id']}", order_of(e), e["id"], {"name": d["name"]})
+
+
+def _completed(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityCompleted
+    _activity_closed(e, d, cells, "completed")
+    kind = d["kind"]
+    facts = _month(cells, "activities", d, d["completed_at"].astimezone(UTC).date())
+    facts.count(HELD + kind.value)
+    facts.add("engaged", *d["participant_ids"])
+    if kind is ActivityKind.HIRING_EVENT:
+        facts.add("hiring_event_orgs", *d["participant_ids"])
+    facts.trace(HELD + kind.value, e["id"])
+
+
+def _attendance(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.AttendanceRecorded
+    # Attendance carries no date of its own: it counts in the period it was recorded.
+    facts = _month(cells, "activities", d, e["time"].astimezone(UTC).date())
+    kind = d["kind"]
+    meeting = kind is ActivityKind.PARTNERSHIP_MEETING
+    for audience, n in d["counts"].items():
+        facts.count(REACHED + audience.value, n)
+        if meeting:
+            facts.count(AT_MEETINGS + audience.value, n)
+    facts.add("engaged", *d["organisation_ids"])
+    if kind is ActivityKind.HIRING_EVENT:
+        facts.add("hiring_event_orgs", *d["organisation_ids"])
+    facts.trace("attendance", e["id"])
+    if meeting:
+        facts.trace("meeting_attendance", e["id"])
+
+
+def _hire(e: PlainEvent, d: Payload, cells: Cells) -> None:  # out.HireRecorded
+    start = d["start_date"]
+    facts = _month(cells, "outcomes", d, start)
+    facts.count("hires")
+    if d["resident"]:
+        facts.count("hires:resident")
+    if d["career_changer"]:
+        facts.count("hires:career_changer")
+    if d["hourly_wage"] is not None:
+        facts.observe(WAGES, round(d["hourly_wage"] * 100))
+    facts.set_latest(f"hire:{d['partnership_id']}/{d['hire_id']}", order_of(e), e["id"], start.isoformat())
+    facts.trace("hires", e["id"])
+
+
+def _retention(e: PlainEvent, d: Payload, cells: Cells) -> None:  # out.RetentionChecked
+    checked_on = d["checked_on"]
+    facts = _month(cells, "outcomes", d, checked_on)
+    hire = f"{d['partnership_id']}/{d['hire_id']}"
+    if d["still_employed"]:
+        facts.at_least(f"employed:{hire}", checked_on.isoformat())
+    else:
+        facts.at_most(f"absent:{hire}", checked_on.isoformat())
+    facts.trace("retention", e["id"])
+
+
+def _separation(e: PlainEvent, d: Payload, cells: Cells) -> None:  # out.SeparationRecorded
+    separated_on = d["separated_on"]
+    facts = _month(cells, "outcomes", d, separated_on)
+    facts.at_most(f"separated:{d['partnership_id']}/{d['hire_id']}", separated_on.isoformat())
+    facts.trace("retention", e["id"])
+
+
+def _counted(fact: str, day: str) -> Recorder:
+    """An outcome that only adds one to a count in the month of its date, the field `day`."""
+
+    def record(e: PlainEvent, d: Payload, cells: Cells) -> None:
+        facts = _month(cells, "outcomes", d, d[day])
+        facts.count(fact)
+        facts.trace(fact, e["id"])
+
+    return record
+
+
+def _survey(e: PlainEvent, d: Payload, cells: Cells) -> None:  # dem.DemandSurveyResponded
+    facts = _month(cells, "demand", d, d["responded_on"])
     openings = Counter()
-    for line in d.openings:
-        openings[line.soc_code] += line.openings
+    for line in d["openings"]:
+        openings[line["soc_code"]] += line["openings"]
     # An employer's later answer in the same round replaces its earlier one.
-    facts.set_latest(f"response:{d.partnership_id}/{d.survey_round}/{d.employer_id}",
-                     f"{d.responded_on.isoformat()}|{order_of(e)}", e.id, dict(openings))
-    facts.add("respondents", d.employer_id)
-    facts.trace("demand", e.id)
+    facts.set_latest(f"response:{d['partnership_id']}/{d['survey_round']}/{d['employer_id']}",
+                     f"{d['responded_on'].isoformat()}|{order_of(e)}", e["id"], dict(openings))
+    facts.add("respondents", d["employer_id"])
+    facts.trace("demand", e["id"])
 
 
-RECORDERS: dict[type[EventData], Callable[[CloudEvent, Any, Cells], None]] = {
+RECORDERS: dict[type[EventData], Recorder] = {
     mem.RegionDefined: _region,
     mem.SectorDefined: _sector,
     mem.PartnershipCreated: _partnership,
     mem.PartnershipUpdated: _partnership,
     mem.OrganisationRegistered: _organisation,
     mem.OrganisationUpdated: _organisation,
-    mem.MemberJoined: _membership,
-    mem.MemberLeft: _membership,
+    mem.MemberJoined: _membership("joined", "joined_on"),
+    mem.MemberLeft: _membership("left", "left_on"),
     mem.ActionTeamFormed: _action_team,
     mem.ActionTeamChanged: _action_team,
     mem.TargetSet: _target,
     act.ActivityScheduled: _scheduled,
     act.ActivityRescheduled: _activity_time,
-    act.ActivityCancelled: _activity_closed,
+    act.ActivityCancelled: _cancelled,
     act.ActivityCompleted: _completed,
     act.AttendanceRecorded: _attendance,
     out.HireRecorded: _hire,
     out.RetentionChecked: _retention,
     out.SeparationRecorded: _separation,
-    out.PlacementRecorded: _counted("placements", lambda d: d.start_date),
-    out.TrainingEnrolled: _counted("training_enrolments", lambda d: d.enrolled_on),
-    out.TrainingCompleted: _counted("training_completions", lambda d: d.completed_on),
-    out.CredentialEarned: _counted("credentials", lambda d: d.earned_on),
-    out.ApprenticeshipStarted: _counted("apprenticeships", lambda d: d.started_on),
+    out.PlacementRecorded: _counted("placements", "start_date"),
+    out.TrainingEnrolled: _counted("training_enrolments", "enrolled_on"),
+    out.TrainingCompleted: _counted("training_completions", "completed_on"),
+    out.CredentialEarned: _counted("credentials", "earned_on"),
+    out.ApprenticeshipStarted: _counted("apprenticeships", "started_on"),
     dem.DemandSurveyResponded: _survey,
 }
 # Scheduling, rescheduling and cancelling feed no KPI (only what was held counts), just the list
 # of upcoming activities on the partnership page.
+_BY_TYPE: dict[str, Recorder] = {BY_MODEL[model].type: recorder for model, recorder in RECORDERS.items()}
 
 
-def record(event: CloudEvent, cells: Cells) -> bool:
+def record(event: PlainEvent, cells: Cells) -> bool:
     """Add the event's facts to `cells`; False when its type feeds no KPI."""
-    recorder = RECORDERS.get(type(event.data))
+    recorder = _BY_TYPE.get(event["type"])
     if recorder is None:
         return False
-    recorder(event, event.data, cells)
+    recorder(event, event["data"], cells)
     return True
 
 

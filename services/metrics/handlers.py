@@ -32,7 +32,7 @@ from services.metrics.store import Batch, Fenced, MetricsStore, digest
 from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED
 from shared.contracts.signals import MilestoneReached
-from shared.envelope import CloudEvent, EventError, new_event, parse_event
+from shared.envelope import CloudEvent, EventError, new_event, parse_plain
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -174,12 +174,12 @@ class Rollup:
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
                 try:
-                    event = parse_event(r.value)
+                    event = parse_plain(r.value)
                 except EventError as exc:
                     refused.append((r, exc.reason, str(exc)))
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
-                key = digest(event.id)
+                key = digest(event["id"])
                 if key in seen or key in fresh_set:
                     outcomes[(topic, "duplicate")] += 1
                     continue

@@ -39,7 +39,7 @@ def ev(data, when: datetime = datetime(2025, 8, 1, tzinfo=UTC)) -> CloudEvent:
 def values(events: list[CloudEvent], period: str, partnerships=(P, Q)) -> dict:
     cells = Cells()
     for e in events:
-        record(e, cells)
+        record(e.model_dump(), cells)
     p = parse_period(period)
     dated = [(k[2], f) for k, f in cells.items() if k[0] != "membership" and k[1] in partnerships and k[2] >= p.months[0]]
     rosters = [f for k, f in cells.items() if k[2] == ROSTER and k[1] in partnerships]
@@ -318,8 +318,8 @@ def test_progress_against_targets():
 def test_targets_of_a_partnership_latest_wins():
     cells = Cells()
     for value, when in ((40, at(date(2025, 7, 1))), (30, at(date(2025, 6, 1))), (45, at(date(2025, 8, 1)))):
-        record(ev(mem.TargetSet(partnership_id=P, kpi="hires", period="PY2025", value=value), when), cells)
-    record(ev(mem.TargetSet(partnership_id=Q, kpi="hires", period="PY2025", value=5)), cells)
+        record(ev(mem.TargetSet(partnership_id=P, kpi="hires", period="PY2025", value=value), when).model_dump(), cells)
+    record(ev(mem.TargetSet(partnership_id=Q, kpi="hires", period="PY2025", value=5)).model_dump(), cells)
     roster = Facts().merge(cells[("membership", P, ROSTER)]).merge(cells[("membership", Q, ROSTER)])
     assert kpis.targets(roster, P) == {("hires", "PY2025"): 45}
 
@@ -366,7 +366,7 @@ def test_batches_and_order_do_not_change_kpis(seed):
     events = _mixed_events(300, rnd)
     one_by_one = Cells()
     for e in events:
-        record(e, one_by_one)
+        record(e.model_dump(), one_by_one)
     shuffled = events[:]
     rnd.shuffle(shuffled)
     merged = Cells()
@@ -375,7 +375,7 @@ def test_batches_and_order_do_not_change_kpis(seed):
         batch, shuffled = shuffled[:size], shuffled[size:]
         folded = Cells()
         for e in batch:
-            record(e, folded)
+            record(e.model_dump(), folded)
         for key, facts in folded.items():
             # through the stored form, as the store does
             merged[key] = Facts.unpack(dict(merged[key].counts), merged[key].pack()).merge(facts) if key in merged else facts
@@ -391,7 +391,7 @@ def test_lineage_names_the_events_and_stays_bounded():
     events = [hire(f"h{i}", date(2025, 7, 1) + timedelta(days=i % 60)) for i in range(3 * LINEAGE_LIMIT)]
     cells = Cells()
     for e in events:
-        record(e, cells)
+        record(e.model_dump(), cells)
     py = parse_period("PY2025")
     dated = [(k[2], f) for k, f in cells.items()]
     total, ids = kpis.lineage(kpis.BY_NAME["hires"], py, dated, [], limit=10_000)
