@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
@@ -18,7 +19,7 @@ from shared.auth import KeyRing, whoami_router
 from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
 from shared.envelope import CloudEvent
-from shared.kafka import ensure_topics, make_broker, publish
+from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from shared.logs import configure_logging
 from shared.mongo import make_client
 from shared.observability import instrument, observability_router
@@ -36,6 +37,7 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.broker: KafkaBroker = make_broker(settings.kafka, name)
+        self.producer: AIOKafkaProducer | None = None  # for batches; made by start(), in the event loop
         self.mongo: AsyncMongoClient = make_client(settings.mongo)
         self.db: AsyncDatabase = self.mongo[settings.mongo.database_prefix + name]
         self.source = f"/backbone/{name}"  # CloudEvents `source` of what this service emits
@@ -43,8 +45,25 @@ class Runtime:
         # Its own consumer group, so the key ring never waits on the service's main consumers.
         subscribe(self.broker, settings.kafka, name, [ACCESS], self.keys.handlers(), group_suffix="-access")
 
+    async def start(self) -> None:
+        self.producer = make_producer(self.settings.kafka, self.name)
+        await self.producer.start()
+        try:
+            await self.broker.start()
+        except BaseException:
+            await self.producer.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self.broker.stop()  # waits for handlers in flight, then leaves the group
+        await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
+
     async def publish(self, event: CloudEvent) -> None:
         await publish(self.broker, self.settings.kafka, event)
+
+    async def publish_many(self, events: list[CloudEvent]) -> None:
+        """Return only once Kafka has acknowledged every event with acks=all."""
+        await publish_many(self.producer, self.settings.kafka, events)
 
     async def broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2.0)
@@ -73,13 +92,13 @@ def create_service_app(
         await runtime.keys.create_indexes()
         for hook in on_startup:
             await hook(runtime)
-        await runtime.broker.start()
+        await runtime.start()
         log.info("service started", extra={"port": runtime.settings.port})
         try:
             yield
         finally:
             log.info("service stopping")
-            await runtime.broker.stop()  # waits for handlers in flight, then leaves the group
+            await runtime.stop()
             for hook in on_shutdown:
                 await hook(runtime)
             await runtime.mongo.close()

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from services.events import domain
 from services.events.store import EventsStore
 from shared.envelope import CloudEvent, EventError
-from shared.kafka import publish_many
 from shared.service import Runtime
 
 EVENTS_SUBMITTED = Counter(
@@ -137,6 +136,6 @@ class Intake:
             seen.add(event.id)  # the same id later in this group is a duplicate
             accepted.append(event)
             results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
-        await publish_many(self.runtime.broker, self.runtime.settings.kafka, accepted)
+        await self.runtime.publish_many(accepted)
         await self.store.record(accepted, facts)
         return results

@@ -22,7 +22,7 @@ from shared.catalog import OUTCOMES
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
-from shared.kafka import ensure_topics, make_broker, publish_many
+from shared.kafka import ensure_topics, make_producer, publish_many
 from shared.stack import free_port, stop_process
 from tests.chaos.stream import EMPLOYERS, PARTNERSHIPS, event
 
@@ -168,8 +168,6 @@ async def seed(kafka_settings, events_url: str) -> None:
     """The roster the hires refer to, and a probe (dated outside PY2025) that proves the events
     service has it."""
     await ensure_topics(kafka_settings)
-    broker = make_broker(kafka_settings, "chaos-membership")
-    await broker.start()
     roster = []
     for pid in PARTNERSHIPS:
         roster.append(mem.PartnershipCreated(partnership_id=pid, name=pid, region_id="r", sector_id="s", stage="launched"))
@@ -180,8 +178,8 @@ async def seed(kafka_settings, events_url: str) -> None:
     for org in (*EMPLOYERS, "qvcc"):
         roster.append(mem.OrganisationRegistered(organisation_id=org, name=org,
                                                  kind="education" if org == "qvcc" else "employer"))
-    await publish_many(broker, kafka_settings, [new_event(e, source="/chaos") for e in roster])
-    await broker.stop()
+    async with make_producer(kafka_settings, "chaos-membership") as producer:
+        await publish_many(producer, kafka_settings, [new_event(e, source="/chaos") for e in roster])
     async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
         for pid in PARTNERSHIPS:
             probe = out.HireRecorded(partnership_id=pid, hire_id="probe", person_id="probe", employer_id=EMPLOYERS[-1],

@@ -8,13 +8,13 @@ from datetime import date
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from shared.catalog import Topic
 from shared.contracts import membership as mem
 from shared.envelope import new_event
-from shared.kafka import ensure_topics, make_broker, publish
+from shared.kafka import ensure_topics, make_broker, make_producer, publish
 from shared.mongo import make_client
 from tests.examples import EXAMPLES, P
 
@@ -46,9 +46,11 @@ async def membership_broker(kafka_settings) -> AsyncIterator[KafkaBroker]:
 
 
 @pytest.fixture
-async def events_broker(kafka_settings) -> AsyncIterator[KafkaBroker]:
-    async with running_broker(kafka_settings, "events") as broker:
-        yield broker
+async def events_producer(kafka_settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer as the events service publishes its batches, every catalogue topic in place."""
+    await ensure_topics(kafka_settings)
+    async with make_producer(kafka_settings, "events") as producer:
+        yield producer
 
 
 @pytest.fixture

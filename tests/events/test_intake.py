@@ -5,7 +5,6 @@ decided in groups exactly as if they had come one after another."""
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -19,7 +18,7 @@ from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
-from shared.kafka import ensure_topics, make_broker
+from shared.kafka import ensure_topics, make_producer, publish_many
 from shared.mongo import make_client
 from tests.events.conftest import example, header, read_topic
 from tests.examples import EXAMPLES, P
@@ -27,24 +26,30 @@ from tests.examples import EXAMPLES, P
 pytestmark = pytest.mark.integration
 
 
-class UnreachableBroker:
-    async def publish(self, *args, **kwargs):
+class UnreachableProducer:
+    async def send(self, *args, **kwargs):
         raise KafkaConnectionError("broker away")
 
 
-class SlowBroker:
+class SlowProducer:
     """Kafka taking its time: the replica sits between its rules and its record."""
 
-    def __init__(self, broker, seconds: float):
-        self.broker, self.seconds = broker, seconds
+    def __init__(self, producer, seconds: float):
+        self.producer, self.seconds = producer, seconds
 
-    async def publish(self, *args, **kwargs):
+    async def send(self, *args, **kwargs):
         await asyncio.sleep(self.seconds)
-        return await self.broker.publish(*args, **kwargs)
+        return await self.producer.send(*args, **kwargs)
 
 
-def _runtime(broker, kafka_settings) -> SimpleNamespace:
-    return SimpleNamespace(broker=broker, settings=SimpleNamespace(kafka=kafka_settings))
+class _Runtime:
+    """What the intake uses of a service's runtime (shared.service.Runtime): its batch publishing."""
+
+    def __init__(self, producer, kafka_settings):
+        self.producer, self.kafka_settings = producer, kafka_settings
+
+    async def publish_many(self, events: list[CloudEvent]) -> None:
+        await publish_many(self.producer, self.kafka_settings, events)
 
 
 def _hires(count: int) -> list[CloudEvent]:
@@ -69,7 +74,7 @@ async def store(client, mongo_settings) -> EventsStore:
 
 
 async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, store):
-    runtime = _runtime(UnreachableBroker(), kafka_settings)
+    runtime = _Runtime(UnreachableProducer(), kafka_settings)
     intake = Intake(runtime, store)
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
@@ -79,12 +84,8 @@ async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings,
     assert await store.activity(P, "tour-1") is None
 
     await ensure_topics(kafka_settings)
-    runtime.broker = make_broker(kafka_settings, "events")
-    await runtime.broker.start()
-    try:
+    async with make_producer(kafka_settings, "events") as runtime.producer:
         results = await intake.submit([scheduled, completed], entry="http")
-    finally:
-        await runtime.broker.stop()
     assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
     assert (await store.activity(P, "tour-1")).status == "completed"
     assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
@@ -96,11 +97,11 @@ def _groups() -> tuple[float, float]:
             REGISTRY.get_sample_value("backbone_events_intake_group_submissions_sum") or 0)
 
 
-async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, store, events_broker):
+async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, store, events_producer):
     """A tour is scheduled; then, all at once: 30 hires, its cancellation, its completion (which
     a cancelled tour must refuse), the schedule resent and one hire resent. Only arrival order
     decides, whichever submissions end up in one group."""
-    intake = Intake(_runtime(events_broker, kafka_settings), store, max_group_events=10)
+    intake = Intake(_Runtime(events_producer, kafka_settings), store, max_group_events=10)
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     hires = _hires(30)
     cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
@@ -124,14 +125,14 @@ async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_
 
 
 async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, store):
-    intake = Intake(_runtime(UnreachableBroker(), kafka_settings), store)
+    intake = Intake(_Runtime(UnreachableProducer(), kafka_settings), store)
     hires = _hires(5)
     outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
     assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
     assert await store.recorded([h.id for h in hires]) == set()
 
 
-async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_broker):
+async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_producer):
     """A client that goes away mid-decision cancels its own turn, not the submissions it had
     taken along: the next in line decides them."""
     calls, stuck = 0, asyncio.Event()
@@ -146,7 +147,7 @@ async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, sto
         return await recorded(ids)
 
     store.recorded = second_turn_hangs
-    intake = Intake(_runtime(events_broker, kafka_settings), store)
+    intake = Intake(_Runtime(events_producer, kafka_settings), store)
     hires = _hires(4)
     first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
     await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
@@ -159,11 +160,11 @@ async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, sto
     assert await recorded([h.id for h in hires]) == {h.id for h in hires}
 
 
-async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings, client, store, events_broker):
+async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings, client, store, events_producer):
     """Two replicas on one database: one asked to cancel a scheduled tour, the other to complete
     it, at once. The second waits for the first's turn and sees the tour cancelled."""
-    slow = Intake(_runtime(SlowBroker(events_broker, 0.5), kafka_settings), store)
-    quick = Intake(_runtime(events_broker, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
+    slow = Intake(_Runtime(SlowProducer(events_producer, 0.5), kafka_settings), store)
+    quick = Intake(_Runtime(events_producer, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
@@ -181,10 +182,10 @@ async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_setting
     assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
 
 
-async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_broker):
+async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_producer):
     # What a replica that died in its turn leaves behind.
     await store.turns.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
-    intake = Intake(_runtime(events_broker, kafka_settings), store)
+    intake = Intake(_Runtime(events_producer, kafka_settings), store)
     hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
     submitting = asyncio.create_task(intake.submit([hire], entry="http"))
     await asyncio.sleep(0.3)

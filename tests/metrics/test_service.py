@@ -25,7 +25,7 @@ from shared.catalog import DEAD_LETTER, OUTCOMES, SIGNALS
 from shared.contracts.base import AccessRole
 from shared.contracts.membership import AccessKeyIssued
 from shared.envelope import CloudEvent, new_event, parse_event
-from shared.kafka import ensure_topics, make_broker, publish, publish_many
+from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from tests.metrics import scenario
 
 pytestmark = pytest.mark.integration
@@ -48,14 +48,10 @@ SCOPES = [("partnership", pid, {pid}) for pid in scenario.PARTNERSHIPS] + [
 
 
 async def send(kafka_settings, events: list[CloudEvent], chunk: int = 500, pause: float = 0.0) -> None:
-    broker = make_broker(kafka_settings, "scenario")
-    await broker.start()
-    try:
+    async with make_producer(kafka_settings, "scenario") as producer:
         for i in range(0, len(events), chunk):
-            await publish_many(broker, kafka_settings, events[i:i + chunk])
+            await publish_many(producer, kafka_settings, events[i:i + chunk])
             await asyncio.sleep(pause)
-    finally:
-        await broker.stop()
 
 
 async def mismatches(http: httpx.AsyncClient, s: scenario.Scenario) -> list[str]:

@@ -21,7 +21,7 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import OrganisationKind
 from shared.envelope import new_event
-from shared.kafka import ensure_topics, make_broker, publish_many
+from shared.kafka import ensure_topics, make_producer, publish_many
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -67,10 +67,8 @@ def state(today: date) -> list:
 async def served(start_service, kafka_settings):
     service = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR})
     await ensure_topics(kafka_settings)
-    broker = make_broker(kafka_settings, "pages-test")
-    await broker.start()
-    await publish_many(broker, kafka_settings, [new_event(e, source="/test") for e in state(date.today())])
-    await broker.stop()
+    async with make_producer(kafka_settings, "pages-test") as producer:
+        await publish_many(producer, kafka_settings, [new_event(e, source="/test") for e in state(date.today())])
     async with httpx.AsyncClient(base_url=service.url, headers={"authorization": f"Bearer {OPERATOR}"}) as api:
         for _ in range(100):  # until the rollup has stored it all
             r = await api.get("/kpis/values", params={"period": PY, "scope": "state"})
