@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections import Counter as Tally
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -101,8 +102,8 @@ async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, even
         pending.append(await producer.send(settings.topic(event_type.topic.name), event.to_json(),
                                            key=event_type.partition_key(event.data), headers=headers))
     await asyncio.gather(*pending)
-    for event in events:
-        EVENTS_PUBLISHED.labels(event_type_of(event.data).topic.name, event.type).inc()
+    for (topic, event_type), n in Tally((event_type_of(e.data).topic.name, e.type) for e in events).items():
+        EVENTS_PUBLISHED.labels(topic, event_type).inc(n)
 
 
 async def dead_letter(

@@ -91,21 +91,24 @@ class Facts:
 def references(events: Iterable[EventData]) -> References:
     refs = References()
     for data in events:
-        pid = getattr(data, "partnership_id", None)
+        # A model's fields are its __dict__: getattr of a field the type lacks would go through
+        # pydantic's __getattr__ and raise, six times per event here.
+        fields = vars(data)
+        pid = fields.get("partnership_id")
         if pid is None:
             continue
         refs.partnerships.add(pid)
         for name in ("employer_id", "provider_id"):
-            if organisation := getattr(data, name, None):
+            if organisation := fields.get(name):
                 refs.organisations.add(organisation)
         for name in ("activity_id", "source_activity_id"):
-            if activity := getattr(data, name, None):
+            if activity := fields.get(name):
                 refs.activities.add((pid, activity))
-        if hire := getattr(data, "hire_id", None):
+        if hire := fields.get("hire_id"):
             refs.hires.add((pid, hire))
-        if team := getattr(data, "action_team_id", None):
+        if team := fields.get("action_team_id"):
             refs.action_teams.add((pid, team))
-        refs.members.update((pid, host) for host in getattr(data, "host_ids", ()))
+        refs.members.update((pid, host) for host in fields.get("host_ids", ()))
     return refs
 
 
