@@ -95,15 +95,16 @@ async def publish(broker: KafkaBroker, settings: KafkaSettings, event: CloudEven
 
 async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, events: list[CloudEvent]) -> None:
     """Send a batch without waiting between records, then wait for every acknowledgement."""
-    pending = []
+    pending, published = [], Tally()
     for event in events:
         event_type = event_type_of(event.data)
         headers = [(name, value.encode()) for name, value in _headers(event).items()]
         pending.append(await producer.send(settings.topic(event_type.topic.name), event.to_json(),
                                            key=event_type.partition_key(event.data), headers=headers))
+        published[(event_type.topic.name, event.type)] += 1
     await asyncio.gather(*pending)
-    for (topic, event_type), n in Tally((event_type_of(e.data).topic.name, e.type) for e in events).items():
-        EVENTS_PUBLISHED.labels(topic, event_type).inc(n)
+    for (topic, type_name), n in published.items():
+        EVENTS_PUBLISHED.labels(topic, type_name).inc(n)
 
 
 async def dead_letter(
