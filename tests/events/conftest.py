@@ -3,7 +3,6 @@ partnerships and members published on backbone.membership the way the membership
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
 
 import httpx
@@ -27,22 +26,16 @@ def example(model, **changes):
     return model.model_validate(EXAMPLES[model].model_dump() | changes)
 
 
-@asynccontextmanager
-async def running_broker(kafka_settings, service: str) -> AsyncIterator[KafkaBroker]:
-    """A started broker as `service` publishes, with every catalogue topic in place."""
+@pytest.fixture
+async def membership_broker(kafka_settings) -> AsyncIterator[KafkaBroker]:
+    """A started broker as the membership service publishes, with every catalogue topic in place."""
     await ensure_topics(kafka_settings)
-    broker = make_broker(kafka_settings, service)
+    broker = make_broker(kafka_settings, "membership")
     await broker.start()
     try:
         yield broker
     finally:
         await broker.stop()
-
-
-@pytest.fixture
-async def membership_broker(kafka_settings) -> AsyncIterator[KafkaBroker]:
-    async with running_broker(kafka_settings, "membership") as broker:
-        yield broker
 
 
 @pytest.fixture
