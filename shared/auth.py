@@ -13,7 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.asynchronous.database import AsyncDatabase
@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.contracts.base import AccessRole
 from shared.contracts.membership import AccessKeyIssued, AccessKeyRevoked
 from shared.envelope import CloudEvent
+from shared.errors import NotAllowed, NotAuthenticated
 
 KEY_PREFIX = "bbk_"
 BOOTSTRAP_KEY_ID = "bootstrap-operator"
@@ -44,27 +45,65 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
+# Roles that record and change a partnership's data (operators do everything besides).
+WRITERS = frozenset({AccessRole.PARTNERSHIP_ADMIN, AccessRole.PARTNER_SYSTEM})
+
+
+def key_source(key_id: str) -> str:
+    """The CloudEvents `source` every key may send as: its own, so no two keys share one."""
+    return f"/keys/{key_id}"
+
+
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: one API key's role, partnerships and event sources. Use cases ask it, and
+    it answers with NotAllowed, so every service decides access with the same few rules."""
+
     key_id: str
     role: AccessRole
     partnership_ids: frozenset[str] = field(default_factory=frozenset)
+    sources: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_operator(self) -> bool:
         return self.role is AccessRole.OPERATOR
 
+    @property
+    def source(self) -> str:
+        return key_source(self.key_id)
+
     def may_access(self, partnership_id: str) -> bool:
+        """May read the partnership's data (every role of the partnership, viewers included)."""
         return self.is_operator or partnership_id in self.partnership_ids
 
+    def may_write(self, partnership_id: str) -> bool:
+        return self.is_operator or (self.role in WRITERS and partnership_id in self.partnership_ids)
+
+    def may_send_as(self, source: str) -> bool:
+        """Operators migrate history from any source; everyone else sends as itself or as a
+        source it was issued for."""
+        return self.is_operator or source == self.source or source in self.sources
+
     def require_partnership(self, partnership_id: str) -> None:
-        """403 unless this key covers the partnership (operators cover all)."""
+        """NotAllowed unless this key may read the partnership (operators read all)."""
         if not self.may_access(partnership_id):
-            raise HTTPException(403, f"this key has no access to partnership {partnership_id!r}")
+            raise NotAllowed(f"this key has no access to partnership {partnership_id!r}")
+
+    def require_writer(self, partnership_id: str, *roles: AccessRole) -> None:
+        """NotAllowed unless this key may change the partnership's data; `roles` narrows who
+        besides operators (default: every writing role)."""
+        self.require_partnership(partnership_id)
+        if not self.may_write(partnership_id) or (roles and not self.is_operator and self.role not in roles):
+            raise NotAllowed(f"role {self.role.value!r} may not change partnership {partnership_id!r}")
 
     def require_role(self, *roles: AccessRole) -> None:
+        """NotAllowed unless an operator or one of `roles` (none: operators only)."""
         if not self.is_operator and self.role not in roles:
-            raise HTTPException(403, f"role {self.role.value!r} may not do this")
+            raise NotAllowed(f"role {self.role.value!r} may not do this")
+
+    def require_source(self, source: str) -> None:
+        if not self.may_send_as(source):
+            raise NotAllowed(f"this key may not send events as source {source!r}")
 
 
 class KeyRing:
@@ -84,7 +123,8 @@ class KeyRing:
         await self.keys.update_one(
             {"_id": key.key_id},
             {"$setOnInsert": {"key_hash": key.key_hash, "role": key.role.value,
-                              "partnership_ids": key.partnership_ids, "revoked": False}},
+                              "partnership_ids": key.partnership_ids, "sources": key.sources,
+                              "revoked": False}},
             upsert=True,
         )
 
@@ -110,7 +150,10 @@ class KeyRing:
 
     @staticmethod
     def _principal(doc: dict | None) -> Principal | None:
-        return Principal(doc["_id"], AccessRole(doc["role"]), frozenset(doc["partnership_ids"])) if doc else None
+        if doc is None:
+            return None
+        return Principal(doc["_id"], AccessRole(doc["role"]), frozenset(doc["partnership_ids"]),
+                         frozenset(doc.get("sources", ())))
 
 
 def _presented_key(request: Request) -> str | None:
@@ -125,7 +168,7 @@ async def authenticated(request: Request) -> Principal:
     secret = _presented_key(request)
     principal = await request.app.state.runtime.keys.authenticate(secret) if secret else None
     if principal is None:
-        raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
+        raise NotAuthenticated("a valid API key is required")
     return principal
 
 

@@ -62,3 +62,23 @@ def instrument(app: FastAPI) -> None:
             path = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(request.method, path, str(status)).inc()
             HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - started)
+
+
+# Every answer: never sniffed into another type, never framed, no referrer leaked. Pages add a
+# Content-Security-Policy of their own; the API's /docs loads its viewer from a CDN, so the API
+# gets only `frame-ancestors`.
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def secure_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def add_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("content-security-policy", "frame-ancestors 'none'")
+        return response

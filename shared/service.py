@@ -18,11 +18,12 @@ from shared.asyncapi import asyncapi_router, declare_publishers
 from shared.auth import KeyRing, whoami_router
 from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
+from shared.errors import install_error_handlers
 from shared.envelope import CloudEvent
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from shared.logs import configure_logging
 from shared.mongo import make_client
-from shared.observability import instrument, observability_router
+from shared.observability import instrument, observability_router, secure_headers
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,12 @@ def create_service_app(
             await runtime.mongo.close()
             log.info("service stopped")
 
-    app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan,
+                  max_body_size=runtime.settings.max_body_bytes)
     app.state.runtime = runtime
+    install_error_handlers(app)
     instrument(app)
+    secure_headers(app)
     app.include_router(
         observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready})
     )

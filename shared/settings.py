@@ -45,5 +45,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # How long SIGTERM waits for in-flight requests and messages before the process exits.
     shutdown_grace_seconds: float = 10.0
+    # Largest request body read at all (413 beyond it, before anything is parsed); routes that
+    # take files or batches set their own larger limit.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)

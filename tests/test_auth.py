@@ -9,6 +9,7 @@ from shared.auth import Principal, hash_key, new_key
 from shared.contracts.base import AccessRole
 from shared.contracts.membership import AccessKeyIssued, AccessKeyRevoked
 from shared.envelope import new_event
+from shared.errors import NotAllowed
 from shared.kafka import make_broker, publish
 
 
@@ -16,9 +17,27 @@ def test_principal_scopes():
     admin = Principal("k1", AccessRole.PARTNERSHIP_ADMIN, frozenset({"sw-mp"}))
     assert admin.may_access("sw-mp") and not admin.may_access("scmip")
     assert Principal("k0", AccessRole.OPERATOR).may_access("anything")
-    with pytest.raises(Exception) as denied:
+    with pytest.raises(NotAllowed) as denied:
         admin.require_partnership("scmip")
-    assert denied.value.status_code == 403
+    assert denied.value.status == 403 and "scmip" in denied.value.message
+
+
+def test_viewers_read_and_never_write():
+    viewer = Principal("v1", AccessRole.VIEWER, frozenset({"sw-mp"}))
+    assert viewer.may_access("sw-mp") and not viewer.may_write("sw-mp")
+    with pytest.raises(NotAllowed):
+        viewer.require_writer("sw-mp")
+    partner = Principal("p1", AccessRole.PARTNER_SYSTEM, frozenset({"sw-mp"}), frozenset({"https://ats.example/acme"}))
+    assert partner.may_write("sw-mp") and not partner.may_write("scmip")
+    with pytest.raises(NotAllowed):
+        partner.require_writer("sw-mp", AccessRole.PARTNERSHIP_ADMIN)
+
+
+def test_a_key_sends_only_as_its_own_sources():
+    partner = Principal("p1", AccessRole.PARTNER_SYSTEM, frozenset({"sw-mp"}), frozenset({"https://ats.example/acme"}))
+    assert partner.may_send_as("/keys/p1") and partner.may_send_as("https://ats.example/acme")
+    assert not partner.may_send_as("/keys/p2") and not partner.may_send_as("https://ats.example/other")
+    assert Principal("op", AccessRole.OPERATOR).may_send_as("https://legacy.example/export")
 
 
 def test_new_keys_are_unique_and_only_hashes_are_kept():

@@ -12,6 +12,9 @@ Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,1
 # O*NET-SOC occupation code, e.g. 51-4041 or 51-4041.00.
 SocCode = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{4}(\.\d{2})?$")]
 
+# A CloudEvents `source` (URI-reference) as the envelope bounds it.
+Source = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^\S+$")]
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 
@@ -100,3 +103,4 @@ class AccessRole(StrEnum):
     OPERATOR = "operator"  # statewide: everything
     PARTNERSHIP_ADMIN = "partnership_admin"  # manages its partnerships
     PARTNER_SYSTEM = "partner_system"  # an ATS, training provider or job board: emits and reads its partnerships
+    VIEWER = "viewer"  # funders and board members: reads its partnerships, changes nothing

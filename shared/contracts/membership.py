@@ -14,6 +14,7 @@ from shared.contracts.base import (
     OrganisationKind,
     PartnershipEvent,
     PartnershipStage,
+    Source,
     Text,
 )
 
@@ -119,6 +120,9 @@ class AccessKeyIssued(EventData):
     role: AccessRole
     partnership_ids: list[Id] = Field(default_factory=list)
     label: Name
+    # CloudEvents `source`s this key may send (besides its own `/keys/<key_id>`): a partner
+    # system's events are deduplicated by (source, id), so a source belongs to one system.
+    sources: list[Source] = Field(default_factory=list, max_length=20)
 
 
 class AccessKeyRevoked(EventData):

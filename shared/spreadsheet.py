@@ -1,0 +1,28 @@
+"""CSV cells that spreadsheets never run as formulas (OWASP "CSV injection").
+
+A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to Excel,
+LibreOffice and Google Sheets; every export prefixes it with an apostrophe, which they show as
+text. Numbers stay numbers: only strings are neutralised, so `-3` as an int is written as is.
+"""
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV document whose every string cell is safe to open in a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([safe_cell(h) for h in header])
+    writer.writerows([safe_cell(cell) for cell in row] for row in rows)
+    return out.getvalue()
