@@ -163,12 +163,19 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+READING = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def authenticated(request: Request) -> Principal:
-    """FastAPI dependency: the caller's principal, or 401."""
+    """FastAPI dependency: the caller's principal, or 401. A viewer key is refused on any
+    method that changes something here, before its body is looked at; the use cases check
+    again, this only makes a read-only key read-only on every endpoint, new ones included."""
     secret = _presented_key(request)
     principal = await request.app.state.runtime.keys.authenticate(secret) if secret else None
     if principal is None:
         raise NotAuthenticated("a valid API key is required")
+    if principal.role is AccessRole.VIEWER and request.method not in READING:
+        raise NotAllowed("a viewer key only reads")
     return principal
 
 
