@@ -167,15 +167,18 @@ READING = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def authenticated(request: Request) -> Principal:
-    """FastAPI dependency: the caller's principal, or 401. A viewer key is refused on any
-    method that changes something here, before its body is looked at; the use cases check
-    again, this only makes a read-only key read-only on every endpoint, new ones included."""
+    """FastAPI dependency: the caller's principal, or 401. Two coarse rules hold here for every
+    endpoint, new ones included, before a body is looked at: a viewer key changes nothing, and
+    no key reaches a partnership path it is not in. The use cases decide everything finer."""
     secret = _presented_key(request)
     principal = await request.app.state.runtime.keys.authenticate(secret) if secret else None
     if principal is None:
         raise NotAuthenticated("a valid API key is required")
     if principal.role is AccessRole.VIEWER and request.method not in READING:
         raise NotAllowed("a viewer key only reads")
+    # A key never reaches a route of a partnership it is not in, whatever the body says.
+    if (partnership_id := request.path_params.get("partnership_id")) is not None:
+        principal.require_partnership(partnership_id)
     return principal
 
 
