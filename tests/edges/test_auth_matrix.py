@@ -1,34 +1,159 @@
-"""Missing, wrong, revoked and cross-partnership keys on every endpoint of every service, taken
-from each service's OpenAPI document, so a new endpoint without authentication fails here."""
+"""The auth matrix: every operation of every service, taken from its OpenAPI document, tried with
+missing, wrong and revoked keys and with an operator, partnership admin, partner system and
+viewer key, on the key's own partnership and on a foreign one. MATRIX says what each role may do;
+an operation without its row fails the test, so a new endpoint cannot forget its rule."""
 
 import asyncio
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
+import orjson
 import pytest
 
 from shared.auth import hash_key
 from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, publish
+from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
+OWN, FOREIGN = "sw-mp", "nw-mp"
 OPERATOR = "matrix-operator-key"
-ADMIN = "matrix-admin-of-sw-mp"
 REVOKED = "matrix-revoked-key"
+KEYS = {  # role -> (key id, secret); every non-operator key is of OWN only
+    AccessRole.PARTNERSHIP_ADMIN: ("admin", "matrix-admin-of-sw-mp"),
+    AccessRole.PARTNER_SYSTEM: ("partner", "matrix-partner-of-sw-mp"),
+    AccessRole.VIEWER: ("viewer", "matrix-viewer-of-sw-mp"),
+}
 SERVICES = ("membership", "events", "metrics", "notify")
 # Open by design: operations endpoints, the API's own description, and unsubscribe links
 # (authenticated by the signed token they carry).
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/asyncapi.json", "/unsubscribe"}
 
+ADMIN, PARTNER, VIEWER = AccessRole.PARTNERSHIP_ADMIN, AccessRole.PARTNER_SYSTEM, AccessRole.VIEWER
+EVERYONE = frozenset({ADMIN, PARTNER, VIEWER})
+WRITERS = frozenset({ADMIN, PARTNER})
+ADMINS = frozenset({ADMIN})
+OPERATORS = frozenset()
 
-def operations(spec: dict) -> list[tuple[str, str]]:
-    return [(method.upper(), path) for path, methods in spec["paths"].items() for method in methods
-            if path not in PUBLIC]
+
+@dataclass(frozen=True)
+class Rule:
+    """Who besides operators may do an operation on their own partnership (any other role: 403).
+    `partnership` builds the request for a partnership where it is not in the path (the body or
+    the query), so a foreign partnership can be tried too (403 for every role but operators).
+    `hidden` are the roles for which the made-up resource of the request answers 404 rather than
+    a success: the resource is outside what they see, and its existence is not confirmed."""
+
+    may: frozenset[AccessRole]
+    partnership: Callable[[str, str], dict] | None = None  # (partnership, key id) -> request kwargs
+    hidden: frozenset[AccessRole] = field(default_factory=frozenset)
 
 
-def concrete(path: str, partnership: str = "sw-mp") -> str:
+def event_body(model):
+    return lambda pid, key_id: {"json": EXAMPLES[model].model_dump(mode="json") | {"partnership_id": pid}}
+
+
+def event_batch(pid: str, key_id: str) -> dict:
+    """A CloudEvents batch of one hire, sent as the key's own source."""
+    hire = EXAMPLES[out.HireRecorded].model_copy(update={"partnership_id": pid})
+    return {"content": orjson.dumps([new_event(hire, source=f"/keys/{key_id}").model_dump(mode="json")]),
+            "headers": {"content-type": "application/cloudevents-batch+json"}}
+
+
+def scoped(pid: str, key_id: str) -> dict:
+    return {"params": {"scope": "partnership", "scope_id": pid, "period": "PY2025", "kpi": "hires",
+                       "first": "2025-07", "last": "2026-06"}}
+
+
+def in_query(pid: str, key_id: str) -> dict:
+    return {"params": {"partnership_id": pid}}
+
+
+def _events() -> dict[tuple[str, str], Rule]:
+    from services.events.api import ENDPOINTS
+
+    return {("POST", path): Rule(WRITERS, event_body(model)) for model, (path, _) in ENDPOINTS.items()} | {
+        ("POST", "/events"): Rule(WRITERS, event_batch),
+        ("GET", "/partnerships/{partnership_id}/activities/{activity_id}"): Rule(EVERYONE),
+        ("GET", "/whoami"): Rule(EVERYONE),
+    }
+
+
+MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
+    "membership": {
+        ("GET", "/whoami"): Rule(EVERYONE),
+        ("POST", "/regions"): Rule(OPERATORS),
+        ("GET", "/regions"): Rule(EVERYONE),
+        ("GET", "/regions/{id}"): Rule(EVERYONE),
+        ("PUT", "/regions/{id}"): Rule(OPERATORS),
+        ("POST", "/sectors"): Rule(OPERATORS),
+        ("GET", "/sectors"): Rule(EVERYONE),
+        ("GET", "/sectors/{id}"): Rule(EVERYONE),
+        ("PUT", "/sectors/{id}"): Rule(OPERATORS),
+        ("POST", "/partnerships"): Rule(OPERATORS),
+        ("GET", "/partnerships"): Rule(EVERYONE),
+        ("GET", "/partnerships/{partnership_id}"): Rule(EVERYONE),
+        ("PATCH", "/partnerships/{partnership_id}"): Rule(ADMINS),
+        ("PUT", "/partnerships/{partnership_id}/targets"): Rule(ADMINS),
+        ("GET", "/partnerships/{partnership_id}/targets"): Rule(EVERYONE),
+        ("POST", "/organisations"): Rule(ADMINS),
+        ("GET", "/organisations"): Rule(EVERYONE),
+        ("GET", "/organisations/{organisation_id}"): Rule(EVERYONE),
+        ("PATCH", "/organisations/{organisation_id}"): Rule(ADMINS),
+        ("POST", "/organisations/{organisation_id}/contacts"): Rule(ADMINS),
+        ("GET", "/organisations/{organisation_id}/contacts"): Rule(ADMINS),
+        ("GET", "/contacts/{contact_id}"): Rule(ADMINS),
+        ("PATCH", "/contacts/{contact_id}"): Rule(ADMINS),
+        ("POST", "/partnerships/{partnership_id}/members"): Rule(ADMINS),
+        ("GET", "/partnerships/{partnership_id}/members"): Rule(EVERYONE),
+        ("GET", "/partnerships/{partnership_id}/members/{membership_id}"): Rule(EVERYONE),
+        ("POST", "/partnerships/{partnership_id}/members/{membership_id}/leave"): Rule(ADMINS),
+        ("POST", "/partnerships/{partnership_id}/action-teams"): Rule(ADMINS),
+        ("GET", "/partnerships/{partnership_id}/action-teams"): Rule(EVERYONE),
+        ("GET", "/partnerships/{partnership_id}/action-teams/{team_id}"): Rule(EVERYONE),
+        ("PATCH", "/partnerships/{partnership_id}/action-teams/{team_id}"): Rule(ADMINS),
+        ("GET", "/partnerships/{partnership_id}/roster.csv"): Rule(EVERYONE),
+        ("POST", "/partnerships/{partnership_id}/roster"): Rule(ADMINS),
+        ("POST", "/keys"): Rule(ADMINS),
+        ("GET", "/keys"): Rule(ADMINS),
+        ("DELETE", "/keys/{key_id}"): Rule(ADMINS),
+    },
+    "metrics": {
+        ("GET", "/whoami"): Rule(EVERYONE),
+        ("GET", "/kpis/definitions"): Rule(EVERYONE),
+        ("GET", "/kpis/values"): Rule(EVERYONE, scoped),
+        ("GET", "/kpis/series"): Rule(EVERYONE, scoped),
+        ("GET", "/kpis/compare"): Rule(OPERATORS),
+        ("GET", "/kpis/lineage"): Rule(EVERYONE, scoped),
+    },
+    "notify": {
+        ("GET", "/whoami"): Rule(EVERYONE),
+        ("GET", "/subscriptions/event-types"): Rule(EVERYONE),
+        ("POST", "/subscriptions"): Rule(ADMINS, lambda pid, key_id: {"json": {
+            "partnership_ids": [pid], "event_types": ["org.backbone.hire.recorded.v1"], "channel": "email",
+            "email": "coordinator@example.org"}}),
+        ("GET", "/subscriptions"): Rule(ADMINS, in_query),
+        ("GET", "/subscriptions/{subscription_id}"): Rule(ADMINS),
+        ("DELETE", "/subscriptions/{subscription_id}"): Rule(ADMINS),
+        ("POST", "/subscriptions/{subscription_id}/resume"): Rule(ADMINS),
+        ("GET", "/deliveries"): Rule(ADMINS, in_query),
+        ("POST", "/subscriptions/{subscription_id}/deliveries/{event_id}/retry"): Rule(ADMINS),
+    },
+}
+
+
+def operations(spec: dict) -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, methods in spec["paths"].items() for method in methods
+            if path not in PUBLIC}
+
+
+def concrete(path: str, partnership: str = OWN) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: partnership if m.group(1) == "partnership_id" else "x", path)
 
 
@@ -39,38 +164,68 @@ async def until(check, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.3)
 
 
-async def test_every_endpoint_refuses_missing_wrong_revoked_and_foreign_keys(start_service, kafka_settings):
-    running = {name: start_service(name, {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR}) for name in SERVICES}
+async def issue_keys(kafka_settings) -> None:
     await ensure_topics(kafka_settings)
     broker = make_broker(kafka_settings, "matrix-test")
     await broker.start()
-    for key_id, secret, partnerships in (("admin", ADMIN, ["sw-mp"]), ("gone", REVOKED, ["sw-mp"])):
-        await publish(broker, kafka_settings, new_event(mem.AccessKeyIssued(
-            key_id=key_id, key_hash=hash_key(secret), role="partnership_admin", partnership_ids=partnerships,
-            label=key_id), source="/test"))
-    await publish(broker, kafka_settings, new_event(mem.AccessKeyRevoked(key_id="gone"), source="/test"))
-    await broker.stop()
+    try:
+        for role, (key_id, secret) in KEYS.items() | {(ADMIN, ("gone", REVOKED))}:
+            await publish(broker, kafka_settings, new_event(mem.AccessKeyIssued(
+                key_id=key_id, key_hash=hash_key(secret), role=role, partnership_ids=[OWN], label=key_id),
+                source="/test"))
+        await publish(broker, kafka_settings, new_event(mem.AccessKeyRevoked(key_id="gone"), source="/test"))
+    finally:
+        await broker.stop()
 
-    checked = 0
-    async with httpx.AsyncClient(timeout=10) as http:
+
+def request_of(rule: Rule, path: str, partnership: str, key_id: str) -> dict:
+    """The request of an operation for a partnership: in the path, or where the rule puts it."""
+    return {"url": concrete(path, partnership),
+            **(rule.partnership(partnership, key_id) if rule.partnership else {"json": {}})}
+
+
+async def test_every_operation_of_every_service_for_every_role(start_service, kafka_settings):
+    running = {name: start_service(name, {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR}) for name in SERVICES}
+    await issue_keys(kafka_settings)
+    secrets = {AccessRole.OPERATOR: ("operator", OPERATOR)} | KEYS
+    tried = 0
+    async with httpx.AsyncClient(timeout=15) as http:
         for name, service in running.items():
             async def learned(url=service.url) -> bool:
-                admin = await http.get(url + "/whoami", headers={"authorization": f"Bearer {ADMIN}"})
+                answers = [await http.get(url + "/whoami", headers={"authorization": f"Bearer {s}"})
+                           for _, s in KEYS.values()]
                 revoked = await http.get(url + "/whoami", headers={"authorization": f"Bearer {REVOKED}"})
-                return admin.status_code == 200 and revoked.status_code == 401
+                return all(a.status_code == 200 for a in answers) and revoked.status_code == 401
 
             await until(learned)
             spec = (await http.get(service.url + "/openapi.json")).json()
-            for method, path in operations(spec):
+            rules = _events() if name == "events" else MATRIX[name]
+            assert operations(spec) == set(rules), f"{name}: operations without a row in the matrix (or rows without one)"
+            for (method, path), rule in sorted(rules.items()):
                 for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "wrong"},
                                 {"authorization": f"Bearer {REVOKED}"}):
                     answer = await http.request(method, service.url + concrete(path), headers=headers, json={})
                     assert answer.status_code == 401, f"{name} {method} {path} {headers}: {answer.status_code}"
                     assert answer.headers["www-authenticate"] == "Bearer" and answer.json()["detail"]
-                    checked += 1
-                if method == "GET" and "{partnership_id}" in path:
-                    foreign = await http.get(service.url + concrete(path, "nw-mp"),
-                                             headers={"authorization": f"Bearer {ADMIN}"})
-                    assert foreign.status_code == 403, f"{name} GET {path} for another partnership: {foreign.status_code}"
-                    assert "nw-mp" in foreign.json()["detail"]
-    assert checked > 4 * 60  # every operation of the four services, four ways each
+                    tried += 1
+                foreign_request = rule.partnership is not None or "{partnership_id}" in path
+                for role, (key_id, secret) in secrets.items():
+                    auth = {"authorization": f"Bearer {secret}"}
+                    for partnership in (OWN, FOREIGN) if foreign_request else (OWN,):
+                        request = request_of(rule, path, partnership, key_id)
+                        url = service.url + request.pop("url")
+                        request["headers"] = auth | request.get("headers", {})
+                        answer = await http.request(method, url, **request)
+                        tried += 1
+                        where = f"{name} {method} {path} as {role.value} on {partnership}: {answer.status_code} {answer.text[:200]}"
+                        assert answer.status_code < 500, where
+                        allowed = role is AccessRole.OPERATOR or (partnership == OWN and role in rule.may)
+                        if allowed and role in rule.hidden:
+                            assert answer.status_code == 404, where
+                        elif allowed:
+                            assert answer.status_code not in (401, 403), where
+                        else:
+                            assert answer.status_code == 403, where
+                            if partnership == FOREIGN:
+                                assert FOREIGN in answer.json()["detail"], where
+    assert tried > 4 * 60 + 4 * 60  # four refusals and at least four roles per operation
