@@ -64,8 +64,13 @@ class NotifyStore:
     async def subscription(self, subscription_id: str) -> dict | None:
         return await self.subscriptions.find_one({"_id": subscription_id})
 
-    async def list_subscriptions(self, partnership_ids: list[str] | None) -> list[dict]:
-        query = {} if partnership_ids is None else {"partnership_ids": {"$in": partnership_ids}}
+    async def subscriptions_within(self, partnership_ids: list[str] | None, including: str | None = None) -> list[dict]:
+        """Subscriptions all of whose partnerships are among `partnership_ids` (None: any), and
+        that include `including` when given."""
+        query: dict[str, Any] = {} if including is None else {"partnership_ids": including}
+        if partnership_ids is not None:
+            query.setdefault("partnership_ids", {"$in": partnership_ids})
+            query["$nor"] = [{"partnership_ids": {"$elemMatch": {"$nin": partnership_ids}}}]
         return await self.subscriptions.find(query).sort("created_at", ASCENDING).to_list()
 
     async def subscribers(self, partnership_id: str) -> list[dict]:
@@ -243,7 +248,21 @@ class NotifyStore:
     async def mark_announced(self, delivery_id: str) -> None:
         await self.deliveries.update_one({"_id": delivery_id}, {"$unset": {"announced": ""}})
 
-    async def find_deliveries(self, query: dict[str, Any], limit: int) -> list[dict]:
+    async def deliveries_of(self, subscription_id: str | None, notification_id: str | None,
+                            status: DeliveryStatus | None, partnership_ids: list[str] | None, limit: int) -> list[dict]:
+        """The newest deliveries matching what is given, of the partnerships given (None: any),
+        each with its attempt log."""
+        query = {k: v for k, v in (("subscription_id", subscription_id), ("notification_id", notification_id),
+                                   ("status", status and status.value)) if v is not None}
+        if partnership_ids is not None:
+            query["partnership_id"] = {"$in": partnership_ids}
+        return await self._with_attempts(query, limit)
+
+    async def delivery(self, delivery_id: str) -> dict | None:
+        [doc] = await self._with_attempts({"_id": delivery_id}, 1) or [None]
+        return doc
+
+    async def _with_attempts(self, query: dict[str, Any], limit: int) -> list[dict]:
         docs = await self.deliveries.find(query, {"body": False}).sort("created_at", DESCENDING).limit(limit).to_list()
         attempts: dict[str, list] = {}
         async for a in self.attempts.find({"delivery_id": {"$in": [d["_id"] for d in docs]}}, {"_id": False}
