@@ -9,8 +9,9 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -22,6 +23,9 @@ from services.notify.messages import Mail
 # httpx logs each request with its URL; partners' webhook URLs can carry their own tokens.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
+# Headers fold only past RFC 5322's hard limit: a URL has no place to fold, and at 78 characters
+# the default policy RFC 2047-encoded List-Unsubscribe, which mail clients then ignore.
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 RESOLVE_SECONDS = 5.0  # a subscription's answer does not wait on a slow resolver for longer
 
 
@@ -104,7 +108,7 @@ class Mailer:
         self.timeout_seconds = timeout_seconds
 
     async def send(self, to: str, mail: Mail, notification_id: str, unsubscribe_url: str) -> None:
-        message = EmailMessage()
+        message = EmailMessage(policy=MAIL_POLICY)
         message["From"] = self.sender
         message["To"] = to
         message["Subject"] = mail.subject
@@ -118,9 +122,13 @@ class Mailer:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(mail.text)
         message.add_alternative(mail.html, subtype="html")
+        # Sent as bytes flattened here: aiosmtplib would flatten a message again with its own policy.
+        utf8 = not (to.isascii() and self.sender.isascii())
         try:
             await aiosmtplib.send(
-                message, hostname=self.host, port=self.port, username=self.username, password=self.password,
+                message.as_bytes(policy=MAIL_POLICY.clone(utf8=utf8)), sender=parseaddr(self.sender)[1],
+                recipients=[to], mail_options=["SMTPUTF8"] if utf8 else None,
+                hostname=self.host, port=self.port, username=self.username, password=self.password,
                 use_tls=self.security == "tls", start_tls=self.security == "starttls",
                 timeout=self.timeout_seconds)
         except aiosmtplib.SMTPResponseException as exc:

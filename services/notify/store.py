@@ -83,7 +83,8 @@ class NotifyStore:
     async def _cancel_open(self, subscription_id: str, now: datetime, reason: str) -> None:
         await self.deliveries.update_many(
             {"subscription_id": subscription_id, "status": {"$in": OPEN}},
-            {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": reason, "updated_at": now}})
+            {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": reason, "updated_at": now,
+                      "next_attempt_at": None}})
 
     async def delete_subscription(self, subscription_id: str, now: datetime) -> bool:
         deleted = (await self.subscriptions.delete_one({"_id": subscription_id})).deleted_count == 1
@@ -188,7 +189,7 @@ class NotifyStore:
         await self.deliveries.update_many(
             {"activity_key": activity_key, "status": {"$in": OPEN}, **other_time},
             {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": "activity moved or cancelled",
-                      "updated_at": now}})
+                      "updated_at": now, "next_attempt_at": None}})
 
     async def due_reminders(self, now: datetime) -> list[dict]:
         return await self.reminders.find({"status": "pending", "due_at": {"$lte": now}}).to_list()

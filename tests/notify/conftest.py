@@ -36,11 +36,13 @@ class Mailbox:
 
     def __init__(self):
         self.mails: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # as they came over SMTP, for checks of the wire form
 
     async def handle_DATA(self, server, session, envelope) -> str:
         mail = message_from_bytes(envelope.content, policy=policy.default)
         mail["X-Test-Rcpt"] = ",".join(envelope.rcpt_tos)
         self.mails.append(mail)
+        self.raw.append(envelope.content)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
