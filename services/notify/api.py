@@ -1,14 +1,13 @@
 """HTTP API: subscriptions (who hears what, how), the delivery log, and the unsubscribe link.
+Thin: it parses and bounds the input; services/notify/service.py decides who may do what.
+A webhook's signing secret is shown once, in the answer to its creation."""
 
-A partnership-scoped key manages only subscriptions all of whose partnerships it covers;
-operators manage all. A webhook's signing secret is shown once, in the answer to its creation."""
-
-import secrets
-from collections.abc import Callable
+import html
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
 
@@ -18,15 +17,10 @@ from services.notify.domain import (
     DeliveryStatus,
     Mode,
     Status,
-    delivery_id,
-    new_webhook_secret,
-    read_unsubscribe_token,
-    recipient_hash,
-    safe_id,
     unmatched_patterns,
     valid_email,
 )
-from services.notify.store import NotifyStore
+from services.notify.service import Subscriptions
 from shared.auth import Principal, authenticated
 from shared.contracts.base import Id, Name
 
@@ -107,13 +101,12 @@ class DeliveryOut(BaseModel):
     attempt_log: list[Attempt]
 
 
-def _out(doc: dict, with_secret: bool = False) -> SubscriptionOut:
-    return SubscriptionOut(id=doc["_id"], **{k: v for k, v in doc.items() if k != "webhook_secret"},
-                           webhook_secret=doc.get("webhook_secret") if with_secret else None)
+def _out(doc: dict) -> SubscriptionOut:
+    return SubscriptionOut(id=doc["_id"], **doc)
 
 
-def _unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+def _delivery(doc: dict) -> DeliveryOut:
+    return DeliveryOut(id=doc["_id"], **doc)
 
 
 def _page(title: str, body: str) -> HTMLResponse:
@@ -121,17 +114,8 @@ def _page(title: str, body: str) -> HTMLResponse:
                         "</body></html>")
 
 
-def routes(store: NotifyStore, clock: Callable[[], datetime], unsubscribe_key: Callable[[], bytes],
-           email_enabled: bool, require_https: bool) -> APIRouter:
+def routes(subscriptions: Subscriptions) -> APIRouter:
     router = APIRouter(tags=["subscriptions"])
-
-    async def manageable(subscription_id: str, principal: Principal) -> dict:
-        doc = await store.subscription(subscription_id)
-        if doc is None:
-            raise HTTPException(404, f"no subscription {subscription_id!r}")
-        for pid in doc["partnership_ids"]:
-            principal.require_partnership(pid)
-        return doc
 
     @router.get("/subscriptions/event-types", summary="The event types a subscription can select")
     async def event_types(principal: Principal = Depends(authenticated)) -> list[str]:
@@ -139,50 +123,25 @@ def routes(store: NotifyStore, clock: Callable[[], datetime], unsubscribe_key: C
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe a webhook or an e-mail address")
     async def create(body: SubscriptionIn, principal: Principal = Depends(authenticated)) -> SubscriptionOut:
-        for pid in body.partnership_ids:
-            principal.require_partnership(pid)
-        if body.channel == Channel.EMAIL and not email_enabled:
-            raise _unprocessable("channel", "e-mail is not configured on this installation")
-        if body.webhook_url is not None and require_https and body.webhook_url.scheme != "https":
-            raise _unprocessable("webhook_url", "must be an https URL")
-        now = clock()
-        recipient = str(body.webhook_url) if body.webhook_url else body.email
-        doc: dict[str, Any] = {
-            "_id": "sub-" + secrets.token_hex(8), **body.model_dump(mode="json", exclude_none=True),
-            "recipient_hash": recipient_hash(recipient), "status": Status.ACTIVE.value, "consecutive_failures": 0,
-            "created_at": now, "updated_at": now, "created_by": principal.key_id}
-        if body.channel == Channel.WEBHOOK:
-            doc["webhook_secret"] = new_webhook_secret(secrets.token_bytes(32))
-        await store.add_subscription(doc)
-        return _out(doc, with_secret=True)
+        return _out(await subscriptions.subscribe(principal, body.model_dump(mode="json", exclude_none=True)))
 
-    @router.get("/subscriptions", summary="The subscriptions this key may manage")
+    @router.get("/subscriptions", summary="The subscriptions this key may read")
     async def list_(partnership_id: Annotated[Id | None, Query()] = None,
                     principal: Principal = Depends(authenticated)) -> list[SubscriptionOut]:
-        if partnership_id is not None:
-            principal.require_partnership(partnership_id)
-            scope = [partnership_id]
-        else:
-            scope = None if principal.is_operator else sorted(principal.partnership_ids)
-        docs = await store.list_subscriptions(scope)
-        return [_out(d) for d in docs if all(principal.may_access(p) for p in d["partnership_ids"])]
+        return [_out(d) for d in await subscriptions.visible(principal, partnership_id)]
 
     @router.get("/subscriptions/{subscription_id}", summary="One subscription, with its status")
     async def get(subscription_id: str, principal: Principal = Depends(authenticated)) -> SubscriptionOut:
-        return _out(await manageable(subscription_id, principal))
+        return _out(await subscriptions.get(principal, subscription_id))
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204, summary="Delete; pending deliveries are cancelled")
     async def delete(subscription_id: str, principal: Principal = Depends(authenticated)) -> Response:
-        await manageable(subscription_id, principal)
-        await store.delete_subscription(subscription_id, clock())
+        await subscriptions.delete(principal, subscription_id)
         return Response(status_code=204)
 
     @router.post("/subscriptions/{subscription_id}/resume", summary="Resume a paused subscription; held deliveries go out")
     async def resume(subscription_id: str, principal: Principal = Depends(authenticated)) -> SubscriptionOut:
-        doc = await manageable(subscription_id, principal)
-        if doc["status"] != Status.PAUSED:
-            raise HTTPException(409, f"subscription is {doc['status']}, not paused")
-        return _out(await store.resume(subscription_id, clock()) or doc)
+        return _out(await subscriptions.resume(principal, subscription_id))
 
     @router.get("/deliveries", tags=["deliveries"], summary="The delivery log: every attempt, by subscription and/or event")
     async def deliveries(
@@ -193,50 +152,30 @@ def routes(store: NotifyStore, clock: Callable[[], datetime], unsubscribe_key: C
         principal: Principal = Depends(authenticated),
     ) -> list[DeliveryOut]:
         if subscription_id is None and event_id is None:
-            raise HTTPException(422, [{"loc": ["query", "subscription_id"], "type": "missing",
-                                       "msg": "give subscription_id, event_id or both"}])
-        query: dict[str, Any] = {}
-        if subscription_id is not None:
-            await manageable(subscription_id, principal)
-            query["subscription_id"] = subscription_id
-        if event_id is not None:
-            query["notification_id"] = safe_id(event_id)
-        if status is not None:
-            query["status"] = status.value
-        docs = await store.find_deliveries(query, limit)
-        return [DeliveryOut(id=d["_id"], **d) for d in docs if principal.may_access(d["partnership_id"])]
+            raise RequestValidationError([{"loc": ("query", "subscription_id"), "type": "missing",
+                                           "msg": "give subscription_id, event_id or both"}])
+        return [_delivery(d) for d in await subscriptions.deliveries(principal, subscription_id, event_id, status, limit)]
 
     @router.post("/subscriptions/{subscription_id}/deliveries/{event_id}/retry", tags=["deliveries"],
                  summary="Send a dead delivery again, with a fresh round of attempts")
     async def retry(subscription_id: str, event_id: Annotated[str, Path(max_length=200)],
                     principal: Principal = Depends(authenticated)) -> DeliveryOut:
-        await manageable(subscription_id, principal)
-        key = delivery_id(subscription_id, safe_id(event_id))
-        if await store.redrive(key, clock()) is None:
-            [found] = await store.find_deliveries({"_id": key}, 1) or [None]
-            if found is None:
-                raise HTTPException(404, f"no delivery of {event_id!r} to this subscription")
-            raise HTTPException(409, f"delivery is {found['status']}, not dead")
-        [doc] = await store.find_deliveries({"_id": key}, 1)
-        return DeliveryOut(id=doc["_id"], **doc)
+        return _delivery(await subscriptions.retry(principal, subscription_id, event_id))
 
     unsubscribe = APIRouter(tags=["unsubscribe"])
 
     @unsubscribe.get("/unsubscribe", response_class=HTMLResponse, summary="The page an e-mail's unsubscribe link opens")
     async def confirm(token: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
-        if read_unsubscribe_token(unsubscribe_key(), token) is None:
+        if not subscriptions.unsubscribe_link_valid(token):
             return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>")
         # A GET only asks: mail scanners open links, and must not unsubscribe anyone.
-        return _page("Unsubscribe", f'<form method="post" action="/unsubscribe?token={token}">'
+        return _page("Unsubscribe", f'<form method="post" action="/unsubscribe?token={html.escape(token)}">'
                                     '<button type="submit">Stop these e-mails</button></form>')
 
     @unsubscribe.post("/unsubscribe", response_class=HTMLResponse,
                       summary="Unsubscribe (the form, or RFC 8058 one-click from the mail client)")
     async def unsubscribe_now(token: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
-        subscription_id = read_unsubscribe_token(unsubscribe_key(), token)
-        if subscription_id is None:
-            raise HTTPException(404, "this unsubscribe link is not valid")
-        await store.unsubscribe(subscription_id, clock())
+        await subscriptions.unsubscribe(token)
         return _page("Unsubscribed", "<p>You will receive no more e-mails from this subscription.</p>")
 
     router.include_router(unsubscribe)

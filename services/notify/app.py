@@ -10,11 +10,12 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notify.api import routes
-from services.notify.channels import Mailer, Webhooks
+from services.notify.channels import Mailer, WebhookTargets, Webhooks
 from services.notify.delivery import Deliverer
 from services.notify.domain import PausePolicy, RetryPolicy
 from services.notify.handlers import Notifier, subscribe_all
 from services.notify.scheduler import KpiSource, Scheduler
+from services.notify.service import Subscriptions
 from services.notify.store import NotifyStore
 from shared.catalog import SIGNALS
 from shared.service import Runtime, create_service_app, serve
@@ -44,9 +45,10 @@ class NotifySettings(ServiceSettings):
     delivery_poll_seconds: float = 5.0
     delivery_lease_seconds: float = 120.0  # a claimed delivery is retried after this if its worker died
     webhook_timeout_seconds: float = 10.0
-    webhook_require_https: bool = True
-    # Private, loopback and link-local webhook targets are refused unless this is set (tests, labs).
-    webhook_allow_private_networks: bool = False
+    webhook_require_https: bool = True  # false lets tests' local receivers use http
+    # Webhooks to loopback addresses, for tests' local receivers only; private, link-local and
+    # every other non-public address stay refused whatever this says.
+    webhook_allow_loopback: bool = False
     smtp_host: str | None = None  # e-mail is off without it
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
@@ -82,7 +84,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         return datetime.now(UTC) + settings.clock_shift
 
     store = NotifyStore(runtime.db, settings.journal_days, settings.attempts_days)
-    webhooks = Webhooks(settings.webhook_timeout_seconds, settings.webhook_allow_private_networks)
+    targets = WebhookTargets(settings.webhook_require_https, settings.webhook_allow_loopback)
+    webhooks = Webhooks(settings.webhook_timeout_seconds, targets)
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_username,
                     settings.smtp_password.get_secret_value() if settings.smtp_password else None,
                     settings.mail_from, settings.smtp_timeout_seconds) if settings.smtp_host else None
@@ -122,8 +125,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Backbone notify service",
         description="Continuous communication: webhooks, e-mail, reminders, digests and milestones.",
         publishes=(SIGNALS,),
-        routers=[routes(store, clock, lambda: deliverer.unsubscribe_key, mailer is not None,
-                        settings.webhook_require_https)],
+        routers=[routes(Subscriptions(store, clock, lambda: deliverer.unsubscribe_key, mailer is not None,
+                                      targets.refusal))],
         on_startup=[start],
         on_shutdown=[stop],
     )

@@ -56,6 +56,17 @@ def kind_of(event_type: str) -> str:
     return part[3] if part[2] == "notify" else "event"
 
 
+# Every series whose labels are known starts at 0, so the first failure is an increase() alerts see.
+for _channel in Channel:
+    SECONDS.labels(_channel.value)
+    for _outcome in ("delivered", "failed"):
+        ATTEMPTS.labels(_channel.value, _outcome)
+    for _status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD, DeliveryStatus.CANCELLED):
+        FINISHED.labels(_channel.value, _status.value)
+for _kind in ("event", "reminder", "digest", "follow_up"):  # every value kind_of gives
+    QUEUED.labels(_kind)
+
+
 class Deliverer:
     def __init__(self, store: NotifyStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str,
                  webhooks: Webhooks, mailer: Mailer | None, clock: Clock, retry: RetryPolicy, pause: PausePolicy,
@@ -177,7 +188,7 @@ class Deliverer:
         """Final state; `announced: False` puts the result in the outbox that the loop's next
         round empties (_announce), so a broker outage delays the result event but never loses it."""
         fields = {"status": status.value, "attempts": attempts, "last_error": reason, "updated_at": self.clock(),
-                  "finished_at": self.clock()}
+                  "finished_at": self.clock(), "next_attempt_at": None}
         if announce:
             fields["announced"] = False
         await self.store.settle(d["_id"], fields)

@@ -1,14 +1,18 @@
 """Pure rules of notify: which subscription hears what, when to retry, when reminders and digests
-are due, and how webhook signatures and unsubscribe tokens are made. No I/O here."""
+are due, which addresses a webhook may reach, and how webhook signatures and unsubscribe tokens
+are made. No I/O here."""
 
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from ipaddress import IPv4Address, IPv6Address
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from shared.catalog import EVENT_TYPES
@@ -94,6 +98,78 @@ def safe_id(raw: str) -> str:
 
 def delivery_id(subscription_id: str, notification_id: str) -> str:
     return f"{subscription_id}/{notification_id}"
+
+
+# --- webhook targets --------------------------------------------------------------------------
+
+IPAddress = IPv4Address | IPv6Address
+CARRIER_GRADE_NAT = ipaddress.ip_network("100.64.0.0/10")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a NAT64 gateway turns these into the IPv4 address inside
+_IPV4_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|[0-9]+)$")
+
+
+def webhook_url_refusal(url: str, require_https: bool) -> str | None:
+    """Why a webhook URL is refused by its form alone (scheme, credentials, host), or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and (require_https or parts.scheme != "http"):
+        return "must be an https URL"
+    if "@" in parts.netloc:
+        return "must not carry credentials (user:password@): put a token in the path or use the signature"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def without_credentials(url: str) -> str:
+    """The URL without its user:password@ part (subscriptions stored before they were refused)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of an IPv4 literal as inet_aton reads it: 0x hex, leading-zero octal, or decimal."""
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    if part.startswith("0") and len(part) > 1:
+        return int(part, 8) if set(part) <= set("01234567") else None
+    return int(part)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a URL host spells out, in every notation resolvers accept (dotted, short
+    `127.1`, decimal `2130706433`, hex `0x7f000001`, octal `0177.0.0.1`, `[::1]`); None for a name."""
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    parts = host.removesuffix(".").split(".")
+    if len(parts) > 4 or not all(_IPV4_PART.match(p) for p in parts):
+        return None
+    numbers = [_ipv4_number(p) for p in parts]
+    if None in numbers or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(parts)):
+        return None
+    # The last part fills the bytes the others leave: 127.1 is 127.0.0.1.
+    return IPv4Address(sum(n << (8 * (3 - i)) for i, n in enumerate(numbers[:-1])) + numbers[-1])
+
+
+def address_refusal(ip: IPAddress, allow_loopback: bool = False) -> str | None:
+    """Why a webhook may not be sent to this address, or None for a public one: partner keys
+    choose webhook URLs, and must not reach the deployment's own network through them."""
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return "an IPv4-mapped IPv6 address"
+        embedded = ip.sixtofour or (IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+        if embedded is not None and address_refusal(embedded):
+            return "an IPv6 address that carries a non-public IPv4 address"
+    if ip.is_loopback:
+        return None if allow_loopback else "a loopback address"
+    for kind, refused in (("an unspecified", ip.is_unspecified), ("a link-local", ip.is_link_local),
+                          ("a multicast", ip.is_multicast), ("a carrier-grade NAT", ip in CARRIER_GRADE_NAT),
+                          ("a reserved", ip.is_reserved), ("a private", ip.is_private)):
+        if refused:
+            return f"{kind} address"
+    return None if ip.is_global else "not a public address"
 
 
 # --- retries ----------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Scheduler:
             await self.deliverer.enqueue(audience(await self.store.subscribers(pid), REMINDER, pid),
                                          reminder["_id"], REMINDER, pid, body,
                                          activity_key=reminder["activity_key"], starts_at=reminder["starts_at"])
-            log.info("reminder queued", extra={"reminder_id": reminder["_id"]})
+            log.debug("reminder queued", extra={"reminder_id": reminder["_id"]})
         await self.store.finish_reminders([r["_id"] for r in send], "sent")
         await self.store.finish_reminders([r["_id"] for r in skip], "skipped")
 

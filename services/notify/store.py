@@ -64,8 +64,13 @@ class NotifyStore:
     async def subscription(self, subscription_id: str) -> dict | None:
         return await self.subscriptions.find_one({"_id": subscription_id})
 
-    async def list_subscriptions(self, partnership_ids: list[str] | None) -> list[dict]:
-        query = {} if partnership_ids is None else {"partnership_ids": {"$in": partnership_ids}}
+    async def subscriptions_within(self, partnership_ids: list[str] | None, including: str | None = None) -> list[dict]:
+        """Subscriptions all of whose partnerships are among `partnership_ids` (None: any), and
+        that include `including` when given."""
+        query: dict[str, Any] = {} if including is None else {"partnership_ids": including}
+        if partnership_ids is not None:
+            query.setdefault("partnership_ids", {"$in": partnership_ids})
+            query["$nor"] = [{"partnership_ids": {"$elemMatch": {"$nin": partnership_ids}}}]
         return await self.subscriptions.find(query).sort("created_at", ASCENDING).to_list()
 
     async def subscribers(self, partnership_id: str) -> list[dict]:
@@ -78,7 +83,8 @@ class NotifyStore:
     async def _cancel_open(self, subscription_id: str, now: datetime, reason: str) -> None:
         await self.deliveries.update_many(
             {"subscription_id": subscription_id, "status": {"$in": OPEN}},
-            {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": reason, "updated_at": now}})
+            {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": reason, "updated_at": now,
+                      "next_attempt_at": None}})
 
     async def delete_subscription(self, subscription_id: str, now: datetime) -> bool:
         deleted = (await self.subscriptions.delete_one({"_id": subscription_id})).deleted_count == 1
@@ -183,7 +189,7 @@ class NotifyStore:
         await self.deliveries.update_many(
             {"activity_key": activity_key, "status": {"$in": OPEN}, **other_time},
             {"$set": {"status": DeliveryStatus.CANCELLED.value, "last_error": "activity moved or cancelled",
-                      "updated_at": now}})
+                      "updated_at": now, "next_attempt_at": None}})
 
     async def due_reminders(self, now: datetime) -> list[dict]:
         return await self.reminders.find({"status": "pending", "due_at": {"$lte": now}}).to_list()
@@ -243,7 +249,21 @@ class NotifyStore:
     async def mark_announced(self, delivery_id: str) -> None:
         await self.deliveries.update_one({"_id": delivery_id}, {"$unset": {"announced": ""}})
 
-    async def find_deliveries(self, query: dict[str, Any], limit: int) -> list[dict]:
+    async def deliveries_of(self, subscription_id: str | None, notification_id: str | None,
+                            status: DeliveryStatus | None, partnership_ids: list[str] | None, limit: int) -> list[dict]:
+        """The newest deliveries matching what is given, of the partnerships given (None: any),
+        each with its attempt log."""
+        query = {k: v for k, v in (("subscription_id", subscription_id), ("notification_id", notification_id),
+                                   ("status", status and status.value)) if v is not None}
+        if partnership_ids is not None:
+            query["partnership_id"] = {"$in": partnership_ids}
+        return await self._with_attempts(query, limit)
+
+    async def delivery(self, delivery_id: str) -> dict | None:
+        [doc] = await self._with_attempts({"_id": delivery_id}, 1) or [None]
+        return doc
+
+    async def _with_attempts(self, query: dict[str, Any], limit: int) -> list[dict]:
         docs = await self.deliveries.find(query, {"body": False}).sort("created_at", DESCENDING).limit(limit).to_list()
         attempts: dict[str, list] = {}
         async for a in self.attempts.find({"delivery_id": {"$in": [d["_id"] for d in docs]}}, {"_id": False}

@@ -36,11 +36,13 @@ class Mailbox:
 
     def __init__(self):
         self.mails: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # as they came over SMTP, for checks of the wire form
 
     async def handle_DATA(self, server, session, envelope) -> str:
         mail = message_from_bytes(envelope.content, policy=policy.default)
         mail["X-Test-Rcpt"] = ",".join(envelope.rcpt_tos)
         self.mails.append(mail)
+        self.raw.append(envelope.content)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -143,7 +145,7 @@ def notify_env(smtp) -> dict[str, str]:
         "BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY,
         "NOTIFY_SMTP_HOST": "127.0.0.1", "NOTIFY_SMTP_PORT": str(port), "NOTIFY_SMTP_SECURITY": "none",
         "NOTIFY_MAIL_FROM": "Backbone <notify@backbone.test>",
-        "NOTIFY_WEBHOOK_REQUIRE_HTTPS": "false", "NOTIFY_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "NOTIFY_WEBHOOK_REQUIRE_HTTPS": "false", "NOTIFY_WEBHOOK_ALLOW_LOOPBACK": "true",
         "NOTIFY_WEBHOOK_TIMEOUT_SECONDS": "0.4",
         "NOTIFY_RETRY_BASE_SECONDS": "0.1", "NOTIFY_RETRY_MAX_DELAY_SECONDS": "0.4",
         "NOTIFY_TICK_SECONDS": "0.3", "NOTIFY_DELIVERY_POLL_SECONDS": "0.5",

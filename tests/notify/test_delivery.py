@@ -4,6 +4,8 @@
 import os
 import re
 import signal
+from email import policy
+from email.parser import BytesParser
 
 import httpx
 import pytest
@@ -99,6 +101,7 @@ async def test_webhooks_and_mails_are_signed_retried_logged_once_and_unsubscriba
         assert [(a["outcome"], a["reason"]) for a in log["webhook"]["attempt_log"]] == [
             ("failed", "timeout"), ("failed", "http 500"), ("delivered", None)]
         assert log["webhook"]["status"] == "delivered" and log["email"]["status"] == "delivered"
+        assert log["webhook"]["next_attempt_at"] is None and log["email"]["next_attempt_at"] is None  # nothing due
         by_subscription = (await admin.get("/deliveries", params={"subscription_id": mail["id"]})).json()
         assert {d["notification_id"] for d in by_subscription} == {first.id, milestone.id}
 
@@ -148,6 +151,7 @@ async def test_a_failing_receiver_is_retried_dead_lettered_paused_and_resumed(
         assert (dead.event_id, dead.subscription_id, dead.attempts, dead.reason) == (lost.id, hook["id"], 3, "http 500")
         [record] = (await operator.get("/deliveries", params={"event_id": lost.id})).json()
         assert record["status"] == "dead" and [a["outcome"] for a in record["attempt_log"]] == ["failed"] * 3
+        assert record["next_attempt_at"] is None
 
         # The fourth failure in a row pauses the subscription, which says why; its deliveries wait.
         [held] = await bus(joined("qvcc"))
@@ -169,6 +173,30 @@ async def test_a_failing_receiver_is_retried_dead_lettered_paused_and_resumed(
         assert again["status"] == "delivered" and [a["outcome"] for a in again["attempt_log"]] == ["failed"] * 3 + ["delivered"]
         assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/{lost.id}/retry")).status_code == 409
         assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/nope/retry")).status_code == 404
+
+
+async def test_mails_carry_one_click_unsubscribe_as_the_rfcs_write_it_and_counters_start_at_zero(
+        start_service, notify_env, smtp, bus):
+    mailbox, _ = smtp
+    public = "https://notify.regional-sector-partnerships.example.org"  # long enough to have been folded
+    service = start_service("notify", notify_env | {"NOTIFY_PUBLIC_URL": public})
+    async with api(service) as operator:
+        metrics = (await operator.get("/metrics")).text
+        for series in ('backbone_notify_delivery_attempts_total{channel="email",outcome="failed"} 0.0',
+                       'backbone_notify_deliveries_finished_total{channel="webhook",status="dead"} 0.0',
+                       'backbone_notify_notifications_queued_total{kind="reminder"} 0.0'):
+            assert series in metrics  # an alert's increase() sees the first one
+        await operator.post("/subscriptions", json={"partnership_ids": [P], "channel": "email",
+                                                    "email": "board@example.org"})
+    await bus(joined("microboard"))
+    [raw] = await until(lambda: mailbox.raw)
+
+    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    assert re.fullmatch(rf"<{re.escape(public)}/unsubscribe\?token=[\w.\-=]+>", mail["List-Unsubscribe"])
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # On the wire too: one unfolded line, no RFC 2047 encoded word a mail client would not act on.
+    assert f"List-Unsubscribe: {mail['List-Unsubscribe']}\r\n".encode() in raw
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
 
 
 async def test_pending_deliveries_survive_a_crash(start_service, notify_env, receiver, bus, notify_db):
