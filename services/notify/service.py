@@ -50,14 +50,15 @@ def _readable_scope(caller: Principal) -> list[str] | None:
     return None if caller.is_operator else sorted(caller.partnership_ids)
 
 
-def _require(caller: Principal, partnership_ids: list[str], manage: bool) -> None:
-    """NotAllowed unless the caller reads (or manages) every one of the partnerships; a foreign
-    partnership is named before a role that may only read."""
+def _require(caller: Principal, partnership_ids: list[str]) -> None:
+    """NotAllowed unless the caller manages every one of the partnerships' notifications; a
+    foreign partnership is named before a role. Subscriptions hold personal data (e-mail
+    addresses, webhook URLs), so reading them is managing them too: viewers and partner
+    systems see none."""
     for pid in partnership_ids:
         caller.require_partnership(pid)
-    if manage:
-        for pid in partnership_ids:
-            caller.require_writer(pid, *MANAGERS)
+    for pid in partnership_ids:
+        caller.require_writer(pid, *MANAGERS)
 
 
 def _shown(doc: dict) -> dict:
@@ -77,7 +78,7 @@ class Subscriptions:
 
     async def subscribe(self, caller: Principal, fields: dict[str, Any]) -> dict:
         """A new subscription from validated `fields`; the answer holds the webhook's secret, once."""
-        _require(caller, fields["partnership_ids"], manage=True)
+        _require(caller, fields["partnership_ids"])
         if fields["channel"] == Channel.EMAIL and not self.email_enabled:
             raise Invalid("channel", "e-mail is not configured on this installation")
         url = fields.get("webhook_url")
@@ -96,17 +97,18 @@ class Subscriptions:
         """The subscriptions the caller may read (of one partnership when given)."""
         if partnership_id is not None:
             caller.require_partnership(partnership_id)
+        caller.require_role(*MANAGERS)
         return [_shown(d) for d in await self.store.subscriptions_within(_readable_scope(caller), partnership_id)]
 
     async def get(self, caller: Principal, subscription_id: str) -> dict:
         return _shown(await self._subscription(caller, subscription_id))
 
     async def delete(self, caller: Principal, subscription_id: str) -> None:
-        await self._subscription(caller, subscription_id, manage=True)
+        await self._subscription(caller, subscription_id)
         await self.store.delete_subscription(subscription_id, self.clock())
 
     async def resume(self, caller: Principal, subscription_id: str) -> dict:
-        doc = await self._subscription(caller, subscription_id, manage=True)
+        doc = await self._subscription(caller, subscription_id)
         if doc["status"] != Status.PAUSED:
             raise Conflict(f"subscription is {doc['status']}, not paused")
         return _shown(await self.store.resume(subscription_id, self.clock()) or doc)
@@ -115,12 +117,13 @@ class Subscriptions:
                          status: DeliveryStatus | None, limit: int) -> list[dict]:
         if subscription_id is not None:
             await self._subscription(caller, subscription_id)
+        caller.require_role(*MANAGERS)
         return await self.store.deliveries_of(subscription_id, None if event_id is None else safe_id(event_id),
                                               status, _readable_scope(caller), limit)
 
     async def retry(self, caller: Principal, subscription_id: str, event_id: str) -> dict:
         """A dead delivery gets a fresh round of attempts."""
-        await self._subscription(caller, subscription_id, manage=True)
+        await self._subscription(caller, subscription_id)
         key = delivery_id(subscription_id, safe_id(event_id))
         if await self.store.redrive(key, self.clock()) is None:
             found = await self.store.delivery(key)
@@ -138,9 +141,9 @@ class Subscriptions:
             raise NotFound("this unsubscribe link is not valid")
         await self.store.unsubscribe(subscription_id, self.clock())
 
-    async def _subscription(self, caller: Principal, subscription_id: str, manage: bool = False) -> dict:
+    async def _subscription(self, caller: Principal, subscription_id: str) -> dict:
         doc = await self.store.subscription(subscription_id)
         if doc is None:
             raise NotFound(f"no subscription {subscription_id!r}")
-        _require(caller, doc["partnership_ids"], manage)
+        _require(caller, doc["partnership_ids"])
         return doc

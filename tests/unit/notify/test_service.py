@@ -18,7 +18,7 @@ ADMIN_A = Principal("admin-a", AccessRole.PARTNERSHIP_ADMIN, frozenset({"a"}))
 ADMIN_AB = Principal("admin-ab", AccessRole.PARTNERSHIP_ADMIN, frozenset({"a", "b"}))
 SYSTEM_A = Principal("system-a", AccessRole.PARTNER_SYSTEM, frozenset({"a"}))
 VIEWER_A = Principal("viewer-a", AccessRole.VIEWER, frozenset({"a"}))
-READERS_OF_A = (OPERATOR, ADMIN_A, SYSTEM_A, VIEWER_A)
+MANAGERS_OF_A = (OPERATOR, ADMIN_A)
 
 
 class FakeStore:
@@ -115,8 +115,17 @@ async def test_partner_systems_and_viewers_change_nothing(store, caller):
     assert "sub-a" in store.subs and store.subs["sub-a"]["status"] == "paused"
 
 
-@pytest.mark.parametrize("caller", READERS_OF_A)
-async def test_every_role_of_a_partnership_reads_its_subscriptions_and_deliveries_only(store, caller):
+@pytest.mark.parametrize("caller", [SYSTEM_A, VIEWER_A])
+async def test_partner_systems_and_viewers_read_no_subscriber_addresses(store, caller):
+    subs = service(store)
+    for read in (subs.visible(caller, "a"), subs.get(caller, "sub-a"), subs.deliveries(caller, "sub-a", None, None, 100),
+                 subs.deliveries(caller, None, "ev-1", None, 100)):
+        with pytest.raises(NotAllowed):
+            await read
+
+
+@pytest.mark.parametrize("caller", MANAGERS_OF_A)
+async def test_admins_read_their_partnerships_subscriptions_and_deliveries_only(store, caller):
     subs = service(store)
     assert [s["_id"] for s in await subs.visible(caller, "a")] == (["sub-a", "sub-ab"] if caller is OPERATOR
                                                                    else ["sub-a"])
