@@ -8,8 +8,9 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
-from services.membership.api import routes
+from services.membership.api import router
 from services.membership.outbox import OutboxRelay
+from services.membership.service import MembershipService
 from services.membership.store import MembershipStore
 from shared.catalog import ACCESS, MEMBERSHIP
 from shared.service import Runtime, create_service_app, serve
@@ -51,10 +52,11 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
         title="Backbone membership service",
         description="The roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.",
         publishes=(MEMBERSHIP, ACCESS),
-        routers=[routes(store, runtime.source)],
+        routers=[router],
         on_startup=[start, start_relay],
         on_shutdown=[stop_relay],
     )
+    app.state.membership = MembershipService(store, runtime.source)  # what the routes call
     return app
 
 

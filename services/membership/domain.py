@@ -1,92 +1,20 @@
-"""The roster and the common agenda as pure logic: the shapes callers send, the events a change
-publishes, who may do what, and roster CSV rows. No I/O here."""
+"""The roster and the common agenda as pure rules: the events a change publishes, who may change
+a shared organisation, which keys an issuer may create, and roster CSV rows. No I/O here."""
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import date
-from enum import StrEnum
 
-from typing import Annotated
+from pydantic import BaseModel, ValidationError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-
+from services.membership.schemas import Input, OrganisationIn
 from shared.contracts import membership as mem
-from shared.contracts.base import (
-    AccessRole,
-    ActionTeamStatus,
-    Day,
-    Id,
-    MembershipRole,
-    Name,
-    OrganisationKind,
-    PartnershipStage,
-    Text,
-)
+from shared.contracts.base import AccessRole, Day, MembershipRole
+from shared.errors import Conflict, Invalid, NotAllowed
+from shared.spreadsheet import FORMULA_STARTS, csv_text
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-
-
-class Input(BaseModel):
-    """What callers send: unknown fields are refused, so a typo is a 422, not a silent drop."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def _not_null(value):
-    if value is None:
-        raise ValueError("may be left out, but not null")
-    return value
-
-
-NotNull = AfterValidator(_not_null)  # for patch fields whose entity always has a value
-
-
-# --- regions, sectors, partnerships, targets ---------------------------------------------------
-
-class RegionIn(Input):
-    id: Id
-    name: Name
-    state: str = Field(pattern=r"^[A-Z]{2}$")
-
-
-class SectorIn(Input):
-    id: Id
-    name: Name
-    naics: list[str] = Field(default_factory=list, max_length=50)
-
-
-class PartnershipFields(Input):
-    vision: Text | None = None
-    mission: Text | None = None
-    launch_date: Day | None = None
-    convener_id: Id | None = None
-    priorities: list[Name] = Field(default_factory=list, max_length=50)
-
-
-class PartnershipIn(PartnershipFields):
-    id: Id
-    name: Name
-    region_id: Id
-    sector_id: Id
-    stage: PartnershipStage = PartnershipStage.PLANNING
-
-
-class PartnershipPatch(Input):
-    name: Annotated[Name | None, NotNull] = None
-    stage: Annotated[PartnershipStage | None, NotNull] = None
-    vision: Text | None = None
-    mission: Text | None = None
-    launch_date: Day | None = None
-    convener_id: Id | None = None
-    priorities: Annotated[list[Name] | None, NotNull] = Field(default=None, max_length=50)
-
-
-class TargetIn(Input):
-    kpi: Id
-    period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$",
-                        description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
-    value: float = Field(ge=0)
+# --- event payloads from stored documents ------------------------------------------------------
 
 
 def partnership_state(doc: dict) -> dict:
@@ -95,55 +23,9 @@ def partnership_state(doc: dict) -> dict:
     return {"partnership_id": doc["_id"], **{k: doc.get(k) for k in fields if k != "partnership_id" and k in doc}}
 
 
-# --- organisations, memberships, contacts -----------------------------------------------------
-
-class OrganisationIn(Input):
-    id: Id
-    name: Name
-    kind: OrganisationKind
-    size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
-    county: str | None = Field(default=None, max_length=100)
-    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    champion: bool = Field(default=False, description="a spearheading employer of a partnership")
-
-
-class OrganisationPatch(Input):
-    name: Annotated[Name | None, NotNull] = None
-    kind: Annotated[OrganisationKind | None, NotNull] = None
-    size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
-    county: str | None = Field(default=None, max_length=100)
-    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    champion: Annotated[bool | None, NotNull] = None
-
-
 def organisation_state(doc: dict) -> dict:
     fields = mem.OrganisationState.model_fields
     return {"organisation_id": doc["_id"], **{k: doc.get(k) for k in fields if k != "organisation_id"}}
-
-
-class MembershipIn(Input):
-    organisation_id: Id
-    role: MembershipRole = MembershipRole.MEMBER
-    joined_on: Day
-
-
-class MembershipLeave(Input):
-    left_on: Day
-
-
-def membership_id(partnership_id: str, organisation_id: str, joined_on: date) -> str:
-    """One id per stint: re-joining later is a new membership, so history is kept, and the same
-    roster row imported twice is the same membership."""
-    return f"{partnership_id}:{organisation_id}:{joined_on.isoformat()}"
-
-
-def new_membership(partnership_id: str, organisation: dict, joined: MembershipIn) -> dict:
-    return {"_id": membership_id(partnership_id, organisation["_id"], joined.joined_on),
-            "partnership_id": partnership_id, "organisation_id": organisation["_id"],
-            "organisation_kind": organisation["kind"], "role": joined.role.value,
-            "joined_on": joined.joined_on.isoformat(), "left_on": None}
 
 
 def joined_payload(doc: dict) -> dict:
@@ -154,83 +36,95 @@ def left_payload(doc: dict) -> dict:
     return {"membership_id": doc["_id"], **{k: doc[k] for k in mem.MemberLeft.model_fields if k != "membership_id"}}
 
 
-class ContactIn(Input):
-    id: Id
-    name: Name
-    email: Email | None = None
-    phone: str | None = Field(default=None, max_length=40)
-    role: Name | None = None
-    consent: bool = Field(default=False, description="agreed to be contacted by the partnership")
-
-
-class ContactPatch(Input):
-    name: Annotated[Name | None, NotNull] = None
-    email: Email | None = None
-    phone: str | None = Field(default=None, max_length=40)
-    role: Name | None = None
-    consent: Annotated[bool | None, NotNull] = None
-
-
-# --- action teams -----------------------------------------------------------------------------
-
-class ItemKind(StrEnum):
-    QUICK_WIN = "quick_win"
-    LONG_TERM = "long_term"
-
-
-class ActionItem(Input):
-    kind: ItemKind
-    title: Name
-    due: Day | None = None
-    owner_id: Id | None = Field(default=None, description="the organisation that owns it")
-    done: bool = False
-
-
-class ActionTeamIn(Input):
-    id: Id
-    name: Name
-    priority: Name | None = None
-    objective: Text | None = None
-    status: ActionTeamStatus = ActionTeamStatus.ACTIVE
-    member_ids: list[Id] = Field(default_factory=list, max_length=500, description="organisation ids")
-    items: list[ActionItem] = Field(default_factory=list, max_length=200)
-
-
-class ActionTeamPatch(Input):
-    name: Annotated[Name | None, NotNull] = None
-    priority: Name | None = None
-    objective: Text | None = None
-    status: Annotated[ActionTeamStatus | None, NotNull] = None
-    member_ids: Annotated[list[Id] | None, NotNull] = Field(default=None, max_length=500)
-    items: Annotated[list[ActionItem] | None, NotNull] = Field(default=None, max_length=200)
-
-
 def action_team_state(doc: dict) -> dict:
     fields = mem.ActionTeamState.model_fields
     return {"action_team_id": doc["action_team_id"], **{k: doc.get(k) for k in fields if k != "action_team_id"}}
 
 
+# --- memberships and organisations ------------------------------------------------------------
+
+def membership_id(partnership_id: str, organisation_id: str, joined_on: date) -> str:
+    """One id per stint: re-joining later is a new membership, so history is kept, and the same
+    roster row imported twice is the same membership."""
+    return f"{partnership_id}:{organisation_id}:{joined_on.isoformat()}"
+
+
+def new_membership(partnership_id: str, organisation: dict, role: MembershipRole, joined_on: date) -> dict:
+    return {"_id": membership_id(partnership_id, organisation["_id"], joined_on),
+            "partnership_id": partnership_id, "organisation_id": organisation["_id"],
+            "organisation_kind": organisation["kind"], "role": role.value,
+            "joined_on": joined_on.isoformat(), "left_on": None}
+
+
+def check_organisation_change(role: AccessRole, mine: Collection[str], organisation_id: str,
+                              memberships: Iterable[dict]) -> None:
+    """An organisation record is statewide. Operators change any; a partnership admin only one
+    that is an active member of one of its partnerships and has never been a member of another
+    (a past membership still shows in that partnership's roster)."""
+    if role is AccessRole.OPERATOR:
+        return
+    if role is not AccessRole.PARTNERSHIP_ADMIN:
+        raise NotAllowed(f"role {role.value!r} may not change organisations")
+    memberships = list(memberships)
+    if {m["partnership_id"] for m in memberships} - set(mine):
+        raise NotAllowed(f"organisation {organisation_id!r} is shared with other partnerships: "
+                         "only operators change it")
+    if not any(m["left_on"] is None for m in memberships):
+        raise NotAllowed(f"organisation {organisation_id!r} is no active member of this key's partnerships: "
+                         "only operators change it")
+
+
 # --- access keys ------------------------------------------------------------------------------
 
-class KeyIn(Input):
-    label: Name
-    role: AccessRole
-    partnership_ids: list[Id] = Field(default_factory=list, max_length=100)
+# Sources no key may be issued for: every key's own `/keys/<key_id>` and the services' own.
+RESERVED_SOURCES = ("/keys/", "/backbone/")
+# What a partnership admin may issue, for its own partnerships.
+ADMIN_ISSUES = (AccessRole.VIEWER, AccessRole.PARTNER_SYSTEM)
 
 
-def key_refusal(issuer_role: AccessRole, issuer_partnerships: frozenset[str], wanted: KeyIn) -> str | None:
-    """Why this issuer may not create this key, or None. Operators issue anything; a partnership
-    admin issues partner-system keys for its own partnerships only."""
-    if wanted.role is not AccessRole.OPERATOR and not wanted.partnership_ids:
-        return "a partnership key needs at least one partnership"
-    if wanted.role is AccessRole.OPERATOR and wanted.partnership_ids:
-        return "an operator key covers every partnership: give no partnership_ids"
+def check_key_request(issuer_role: AccessRole, issuer_partnerships: Collection[str], role: AccessRole,
+                      partnership_ids: Collection[str], sources: Collection[str]) -> None:
+    """Invalid for a key that makes no sense; NotAllowed for one this issuer may not create.
+    Operators issue anything; a partnership admin viewer and partner-system keys of its own
+    partnerships."""
+    if role is not AccessRole.OPERATOR and not partnership_ids:
+        raise Invalid("partnership_ids", "a partnership key needs at least one partnership")
+    if role is AccessRole.OPERATOR and partnership_ids:
+        raise Invalid("partnership_ids", "an operator key covers every partnership: give no partnership_ids")
+    if role is AccessRole.VIEWER and sources:
+        raise Invalid("sources", "a viewer key sends no events")
+    reserved = [s for s in sources if s.startswith(RESERVED_SOURCES)]
+    if reserved:
+        raise Invalid("sources", f"{reserved[0]!r} is reserved (keys' and services' own sources)")
     if issuer_role is AccessRole.OPERATOR:
-        return None
-    if issuer_role is AccessRole.PARTNERSHIP_ADMIN and wanted.role is AccessRole.PARTNER_SYSTEM:
-        outside = set(wanted.partnership_ids) - issuer_partnerships
-        return f"no access to partnership {sorted(outside)[0]!r}" if outside else None
-    return f"role {issuer_role.value!r} may not issue {wanted.role.value!r} keys"
+        return
+    if issuer_role is not AccessRole.PARTNERSHIP_ADMIN or role not in ADMIN_ISSUES:
+        raise NotAllowed(f"role {issuer_role.value!r} may not issue {role.value!r} keys")
+    outside = sorted(set(partnership_ids) - set(issuer_partnerships))
+    if outside:
+        raise NotAllowed(f"this key has no access to partnership {outside[0]!r}")
+
+
+def may_manage_key(issuer_role: AccessRole, issuer_partnerships: Collection[str], key: dict) -> bool:
+    """Operators list and revoke every key; a partnership admin the non-operator keys that cover
+    only its own partnerships (its viewers and partner systems, and fellow admins)."""
+    if issuer_role is AccessRole.OPERATOR:
+        return True
+    return (issuer_role is AccessRole.PARTNERSHIP_ADMIN and key["role"] != AccessRole.OPERATOR.value
+            and set(key["partnership_ids"]) <= set(issuer_partnerships))
+
+
+def check_sources_free(role: AccessRole, partnership_ids: Collection[str], sources: Collection[str],
+                       holders: Iterable[dict]) -> None:
+    """A source belongs to one partner system: events are deduplicated by (source, id). A live
+    key holding one may share it only if it covers no partnership outside the new key's (a
+    rotated key of the same system)."""
+    if role is AccessRole.OPERATOR:
+        return  # an operator key covers every partnership
+    for holder in holders:
+        if holder["role"] == AccessRole.OPERATOR.value or set(holder["partnership_ids"]) - set(partnership_ids):
+            taken = sorted(set(holder["sources"]) & set(sources))
+            raise Conflict(f"sources: {', '.join(taken)} already belong(s) to another system's key")
 
 
 # --- roster CSV -------------------------------------------------------------------------------
@@ -263,6 +157,11 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _unquoted(value: str) -> str:
+    """A cell as stored: the export prefixes a formula-like text with one apostrophe."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
+
+
 def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[RowError]]:
     """Every valid row, and each bad one with its line number (the header is line `first_line`)
     and why. Organisation columns map to the organisation, the rest to the membership."""
@@ -280,7 +179,7 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
         if None in record:
             errors.append(RowError(line=line, reason="more fields than columns"))
             continue
-        values = {k: (v.strip() or None) if v is not None else None for k, v in record.items()}
+        values = {k: (_unquoted(v).strip() or None) if v is not None else None for k, v in record.items()}
         organisation = {k: values.get(k) for k in OrganisationIn.model_fields if k != "champion" and values.get(k) is not None}
         organisation["id"] = values.get("organisation_id")
         organisation["champion"] = (values.get("champion") or "").lower() in ("1", "true", "yes", "y")
@@ -303,13 +202,9 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
 
 
 def roster_csv(rows: Iterable[dict]) -> str:
-    """Rows (organisation fields + role, joined_on, left_on) as CSV that parse_roster reads back."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ROSTER_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _cell(row.get(c)) for c in ROSTER_COLUMNS})
-    return out.getvalue()
+    """Rows (organisation fields + role, joined_on, left_on) as CSV that parse_roster reads back;
+    no cell runs as a formula in a spreadsheet."""
+    return csv_text(ROSTER_COLUMNS, ([_cell(row.get(c)) for c in ROSTER_COLUMNS] for row in rows))
 
 
 def _cell(value) -> str:

@@ -1,45 +1,49 @@
 """The membership service's MongoDB: the roster and common agenda, issued keys, and the
 transactional outbox. Every change is one transaction that writes the entities and the outbox
-records of its events together, so a change and its events exist both or neither."""
+records of its events together, so a change and its events exist both or neither.
 
+The use cases (service.py) ask by intent (`roster_of`, `memberships_of`, `contacts_page`...);
+MongoDB's query language stays in this file."""
+
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateMany
+from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.catalog import BY_TYPE
+from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
+from shared.errors import Conflict
 from shared.settings import KafkaSettings
 
-COLLECTIONS = ("regions", "sectors", "partnerships", "targets", "organisations", "memberships",
-               "action_teams", "contacts", "issued_keys")
 
-Write = InsertOne | ReplaceOne | UpdateMany | DeleteOne
+@dataclass(frozen=True)
+class Window:
+    """Which slice of a list to read (documents in id order)."""
 
-
-class Conflict(Exception):
-    """A duplicate id, or a document changed by someone else since it was read."""
+    offset: int = 0
+    limit: int = 50
 
 
 @dataclass
 class Change:
     """Writes to several collections and the events they publish, committed as one."""
 
-    writes: list[tuple[str, Write]] = field(default_factory=list)
+    writes: list[tuple[str, dict, int | None]] = field(default_factory=list)  # collection, doc, version read
     events: list[CloudEvent] = field(default_factory=list)
 
     def insert(self, collection: str, doc: dict) -> "Change":
-        self.writes.append((collection, InsertOne({**doc, "version": 1})))
+        self.writes.append((collection, {**doc, "version": 1}, None))
         return self
 
     def replace(self, collection: str, doc: dict) -> "Change":
         """Replace a document read at doc["version"]; Conflict if it moved on meanwhile."""
-        self.writes.append((collection, ReplaceOne({"_id": doc["_id"], "version": doc["version"]},
-                                                   {**doc, "version": doc["version"] + 1})))
+        self.writes.append((collection, {**doc, "version": doc["version"] + 1}, doc["version"]))
         return self
 
     def emit(self, *events: CloudEvent) -> "Change":
@@ -53,6 +57,15 @@ def outbox_record(event: CloudEvent, kafka: KafkaSettings) -> dict:
             "key": event_type.partition_key(event.data), "value": event.to_json(), "sent": False, "attempt": None}
 
 
+def _where(**equals: Any) -> dict[str, Any]:
+    """Equality filters; a None value means "any"."""
+    return {k: v for k, v in equals.items() if v is not None}
+
+
+def _among(ids: set[str] | None) -> dict[str, Any]:
+    return {} if ids is None else {"_id": {"$in": sorted(ids)}}
+
+
 class MembershipStore:
     def __init__(self, db: AsyncDatabase, kafka: KafkaSettings):
         self.db = db
@@ -64,25 +77,103 @@ class MembershipStore:
     async def create_indexes(self) -> None:
         await self.db.partnerships.create_index([("region_id", ASCENDING), ("sector_id", ASCENDING)])
         await self.db.memberships.create_index([("partnership_id", ASCENDING), ("organisation_id", ASCENDING)])
+        await self.db.memberships.create_index([("organisation_id", ASCENDING)])
         await self.db.action_teams.create_index([("partnership_id", ASCENDING)])
         await self.db.targets.create_index([("partnership_id", ASCENDING)])
-        await self.db.contacts.create_index([("organisation_id", ASCENDING)])
+        await self.db.contacts.create_index([("organisation_id", ASCENDING), ("partnership_id", ASCENDING)])
+        await self.db.issued_keys.create_index([("sources", ASCENDING)])
         await self.outbox.create_index([("sent", ASCENDING), ("seq", ASCENDING)])
 
-    # --- reads ------------------------------------------------------------------------------
+    # --- single documents and lists ---------------------------------------------------------
 
     async def get(self, collection: str, id: str) -> dict | None:
         return await self.db[collection].find_one({"_id": id})
 
-    async def find(self, collection: str, query: dict[str, Any]) -> list[dict]:
+    async def organisations(self, ids: set[str]) -> dict[str, dict]:
+        found = await self._find("organisations", _among(ids))
+        return {o["_id"]: o for o in found}
+
+    async def memberships_of(self, organisation_ids: set[str]) -> list[dict]:
+        """Every stint of these organisations in any partnership, current and past."""
+        return await self._find("memberships", {"organisation_id": {"$in": sorted(organisation_ids)}})
+
+    async def roster_of(self, partnership_id: str, organisation_ids: set[str] | None = None) -> list[dict]:
+        """The partnership's memberships, current and past (of these organisations only, if given)."""
+        among = {} if organisation_ids is None else {"organisation_id": {"$in": sorted(organisation_ids)}}
+        return await self._find("memberships", {"partnership_id": partnership_id, **among})
+
+    async def active_membership(self, partnership_id: str, organisation_id: str) -> dict | None:
+        return await self.db.memberships.find_one(
+            {"partnership_id": partnership_id, "organisation_id": organisation_id, "left_on": None})
+
+    async def organisation_ids_in(self, partnership_ids: set[str]) -> set[str]:
+        """Organisations that are or were members of any of these partnerships."""
+        found = self.db.memberships.find({"partnership_id": {"$in": sorted(partnership_ids)}}, {"organisation_id": 1})
+        return {m["organisation_id"] async for m in found}
+
+    async def live_keys_holding(self, sources: list[str]) -> list[dict]:
+        """Keys not revoked that were issued for any of these event sources."""
+        return await self._find("issued_keys", {"sources": {"$in": sources}, "revoked_at": None})
+
+    async def _find(self, collection: str, query: dict[str, Any]) -> list[dict]:
         return await self.db[collection].find(query).sort("_id", ASCENDING).to_list()
 
-    async def page(self, collection: str, query: dict[str, Any], offset: int, limit: int) -> tuple[list[dict], int]:
-        items = await self.db[collection].find(query).sort("_id", ASCENDING).skip(offset).limit(limit).to_list()
-        return items, await self.db[collection].count_documents(query)
+    # --- pages: (documents, total) ------------------------------------------------------------
 
-    async def is_empty(self) -> bool:
-        return await self.db.partnerships.find_one({}) is None
+    async def reference_page(self, collection: str, window: Window) -> tuple[list[dict], int]:
+        return await self._page(collection, {}, window)
+
+    async def partnerships_page(self, window: Window, among: set[str] | None, region_id: str | None = None,
+                                sector_id: str | None = None, stage: str | None = None) -> tuple[list[dict], int]:
+        """`among`: these partnerships only (None: all)."""
+        return await self._page("partnerships", _where(region_id=region_id, sector_id=sector_id, stage=stage)
+                                | _among(among), window)
+
+    async def targets_page(self, window: Window, partnership_id: str, period: str | None = None) -> tuple[list[dict], int]:
+        return await self._page("targets", _where(partnership_id=partnership_id, period=period), window)
+
+    async def organisations_page(self, window: Window, among: set[str] | None, kind: str | None = None,
+                                 county: str | None = None, champion: bool | None = None,
+                                 name_prefix: str | None = None) -> tuple[list[dict], int]:
+        query = _where(kind=kind, county=county, champion=champion) | _among(among)
+        if name_prefix:
+            query["name"] = {"$regex": "^" + re.escape(name_prefix), "$options": "i"}
+        return await self._page("organisations", query, window)
+
+    async def contacts_page(self, window: Window, organisation_id: str, kept_by: set[str] | None,
+                            consent: bool | None = None) -> tuple[list[dict], int]:
+        """`kept_by`: contacts entered by these partnerships only (None: every contact)."""
+        query = _where(organisation_id=organisation_id, consent=consent)
+        if kept_by is not None:
+            query["partnership_id"] = {"$in": sorted(kept_by)}
+        return await self._page("contacts", query, window)
+
+    async def members_page(self, window: Window, partnership_id: str, role: str | None = None,
+                           kind: str | None = None, organisation_id: str | None = None,
+                           active: bool | None = None) -> tuple[list[dict], int]:
+        query = _where(partnership_id=partnership_id, role=role, organisation_kind=kind, organisation_id=organisation_id)
+        if active is not None:
+            query["left_on"] = None if active else {"$ne": None}
+        return await self._page("memberships", query, window)
+
+    async def action_teams_page(self, window: Window, partnership_id: str,
+                                status: str | None = None) -> tuple[list[dict], int]:
+        return await self._page("action_teams", _where(partnership_id=partnership_id, status=status), window)
+
+    async def keys_page(self, window: Window, within: set[str] | None, revoked: bool | None = None) -> tuple[list[dict], int]:
+        """`within`: non-operator keys covering only these partnerships (None: every key)."""
+        query: dict[str, Any] = {}
+        if within is not None:
+            query = {"partnership_ids": {"$not": {"$elemMatch": {"$nin": sorted(within)}}},
+                     "role": {"$ne": AccessRole.OPERATOR.value}}
+        if revoked is not None:
+            query["revoked_at"] = {"$ne": None} if revoked else None
+        return await self._page("issued_keys", query, window)
+
+    async def _page(self, collection: str, query: dict[str, Any], window: Window) -> tuple[list[dict], int]:
+        items = await (self.db[collection].find(query).sort("_id", ASCENDING)
+                       .skip(window.offset).limit(window.limit).to_list())
+        return items, await self.db[collection].count_documents(query)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -90,8 +181,9 @@ class MembershipStore:
         """Store the writes and the outbox records of the events in one transaction."""
 
         async def write(session) -> None:
-            by_collection: dict[str, list[Write]] = {}
-            for collection, op in change.writes:
+            by_collection: dict[str, list[InsertOne | ReplaceOne]] = {}
+            for collection, doc, read_at in change.writes:
+                op = InsertOne(doc) if read_at is None else ReplaceOne({"_id": doc["_id"], "version": read_at}, doc)
                 by_collection.setdefault(collection, []).append(op)
             for collection, ops in by_collection.items():
                 result = await self.db[collection].bulk_write(ops, ordered=True, session=session)

@@ -76,3 +76,14 @@ async def test_sample_state_loads_once_and_again_without_changes(membership, ope
     assert sw >= 20 and (await operator.get("/partnerships/sw-mp/action-teams")).json()["total"] >= 2
     assert cli.main(["sample", "load", *args]) == 0
     assert (await operator.get("/partnerships/sw-mp/members", params={"limit": 1})).json()["total"] == sw
+
+
+async def test_a_roster_upload_may_be_larger_than_other_bodies_up_to_5_mib(operator, partnership):
+    header = "organisation_id,name,kind,joined_on\n"
+    row = "bad id,Nobody,employer,2021-06-01\n"
+    two_mib = header + row * (2 * 1024 * 1024 // len(row))  # above the 1 MiB of every other body
+    report = await operator.post(f"/partnerships/{partnership}/roster", content=two_mib, headers={"content-type": "text/csv"})
+    assert report.status_code == 200 and report.json()["imported"] == 0
+    too_large = header + row * (6 * 1024 * 1024 // len(row))
+    assert (await operator.post(f"/partnerships/{partnership}/roster", content=too_large,
+                                headers={"content-type": "text/csv"})).status_code == 413
