@@ -174,11 +174,11 @@ async def authenticated(request: Request) -> Principal:
     principal = await request.app.state.runtime.keys.authenticate(secret) if secret else None
     if principal is None:
         raise NotAuthenticated("a valid API key is required")
-    if principal.role is AccessRole.VIEWER and request.method not in READING:
-        raise NotAllowed("a viewer key only reads")
     # A key never reaches a route of a partnership it is not in, whatever the body says.
     if (partnership_id := request.path_params.get("partnership_id")) is not None:
         principal.require_partnership(partnership_id)
+    if principal.role is AccessRole.VIEWER and request.method not in READING:
+        raise NotAllowed("a viewer key only reads")
     return principal
 
 

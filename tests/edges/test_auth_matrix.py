@@ -104,7 +104,8 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
         ("GET", "/partnerships/{partnership_id}/targets"): Rule(EVERYONE),
         ("POST", "/organisations"): Rule(ADMINS),
         ("GET", "/organisations"): Rule(EVERYONE),
-        ("GET", "/organisations/{organisation_id}"): Rule(EVERYONE),
+        # Partner systems and viewers see their partnerships' organisations only, and x is none of them.
+        ("GET", "/organisations/{organisation_id}"): Rule(ADMINS),
         ("PATCH", "/organisations/{organisation_id}"): Rule(ADMINS),
         ("POST", "/organisations/{organisation_id}/contacts"): Rule(ADMINS),
         ("GET", "/organisations/{organisation_id}/contacts"): Rule(ADMINS),
