@@ -95,6 +95,14 @@ def export(request: Request, table: views.Table) -> Response | None:
     return None
 
 
+def after_sign_in(who: Principal, asked: str) -> str:
+    """The page asked for, or the key's own: the overview for operators, else its first partnership."""
+    if asked.startswith("/ui/") and asked != "/ui/":
+        return asked
+    home = landing(who)
+    return f"/ui/partnerships/{home}" if home else "/ui/"
+
+
 def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle) -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False, route_class=PageRoute,
                        dependencies=[Depends(same_origin)])
@@ -129,10 +137,7 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
         if (who := await keys.authenticate(key) if key else None) is None:
             throttle.failed(client)
             return render("login.html", status=401, next=target, error="That API key is not valid.")
-        home = landing(who)
-        if not target.startswith("/ui/") or target == "/ui/":
-            target = f"/ui/partnerships/{home}" if home else "/ui/"
-        response = RedirectResponse(target, status_code=303)
+        response = RedirectResponse(after_sign_in(who, target), status_code=303)
         response.set_cookie(COOKIE, await sessions.open(who.key_id), max_age=sessions.seconds, httponly=True,
                             samesite="lax", secure=request.url.scheme == "https", path="/ui")
         return response
