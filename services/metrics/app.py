@@ -5,9 +5,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.metrics.api import KpiQueries, routes
+from services.metrics.api import routes
 from services.metrics.handlers import MetricsConsumer, Milestones
-from services.metrics.pages import Sessions, pages
+from services.metrics.pages import pages
+from services.metrics.service import KpiService
+from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
 from shared.catalog import SIGNALS
 from shared.kafka import dead_letter
@@ -28,7 +30,8 @@ class MetricsSettings(ServiceSettings):
     poll_timeout_ms: int = 200
     # How often KPIs of changed partnerships are checked for milestones and exported as gauges.
     milestone_interval_seconds: float = 2.0
-    # Signs the KPI pages' session cookies; set it when several replicas serve the pages.
+    # Signs the KPI pages' session cookies (the sessions themselves are in the database); set it
+    # when several replicas serve the pages.
     session_secret: SecretStr | None = None
     session_hours: float = 8.0
 
@@ -44,15 +47,16 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                           source_topic=record.topic, partition=record.partition, offset=record.offset,
                           service=NAME, reason=reason, detail=detail)
 
-    queries = KpiQueries(store)
+    kpi_service = KpiService(store)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
-    sessions = Sessions(secret, settings.session_hours)
+    sessions = Sessions(runtime.db, secret, settings.session_hours)
     consumer = MetricsConsumer(store, settings.kafka, max_batch_events=settings.max_batch_events,
                                poll_timeout_ms=settings.poll_timeout_ms, dead_letter=refuse,
                                on_stored=milestones.stored)
 
     async def start(_: Runtime) -> None:
         await store.setup()
+        await sessions.setup()
         await runtime.broker.connect()  # dead letters and milestones need the producer from the first batch on
         await consumer.start()
         await milestones.start()
@@ -68,7 +72,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                      "backbone.membership, .activities, .outcomes and .demand with its own batch consumer "
                      "(group backbone-metrics), so those reads are not listed as FastStream subscribers."),
         publishes=(SIGNALS,),
-        routers=[routes(queries), pages(queries, runtime.keys, sessions)],
+        routers=[routes(kpi_service), pages(kpi_service, runtime.keys, sessions, LoginThrottle())],
         on_startup=[start],
         on_shutdown=[stop],
     )

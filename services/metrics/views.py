@@ -1,8 +1,6 @@
 """What the KPI pages show, as pure logic: tables (also exported as CSV and JSON), sorting,
 number formats, and bar charts as inline SVG (no chart library, nothing from a CDN)."""
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
@@ -10,12 +8,15 @@ from typing import Any
 
 from services.metrics import kpis
 from services.metrics.domain import Grain, parse_period, period_of, periods_between
+from shared.spreadsheet import csv_text
 
 # The overview's columns: the shared-measurement headline of every partnership.
 HEADLINE = ("active_members", "employers_engaged", "tours_held", "hiring_events_held", "hires", "local_hire_rate",
             "retention_90_days", "placements")
 # The partnership page's trend charts.
 TRENDS = ("hires", "employers_engaged", "tours_held", "students_reached")
+DEFINITIONS = {k.name: k for k in kpis.CATALOGUE}
+OVERVIEW_COLUMNS = [("partnership_id", "Partnership")] + [(name, DEFINITIONS[name].title) for name in HEADLINE]
 
 
 @dataclass
@@ -26,12 +27,9 @@ class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([heading for _, heading in self.columns])
-        for row in self.rows:
-            writer.writerow(["" if row.get(k) is None else row[k] for k, _ in self.columns])
-        return out.getvalue()
+        """Cells a spreadsheet would run as formulas (names people typed) are neutralised."""
+        return csv_text([heading for _, heading in self.columns],
+                        (["" if row.get(k) is None else row[k] for k, _ in self.columns] for row in self.rows))
 
     def json(self) -> dict:
         return {"table": self.name, "caption": self.caption,

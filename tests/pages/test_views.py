@@ -52,3 +52,9 @@ def test_upcoming_activities_leave_out_closed_and_past_ones_and_follow_reschedul
     }
     rows = views.upcoming_activities(latest, "2026-11-25T00:00:00+00:00")
     assert [(r["title"], r["kind"]) for r in rows] == [("Fair B", "hiring event"), ("Tour A", "plant tour")]
+
+
+def test_csv_exports_neutralise_formula_cells_but_keep_numbers():
+    names = views.Table("t", "T", [("name", "Name"), ("hires", "Hires")],
+                        [{"name": '=HYPERLINK("http://x")', "hires": -3}, {"name": "@SUM(A1)", "hires": 2}])
+    assert names.csv() == 'Name,Hires\n"\'=HYPERLINK(""http://x"")",-3\n\'@SUM(A1),2\n'

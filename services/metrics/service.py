@@ -1,0 +1,325 @@
+"""The metrics read use cases, for the JSON API and the KPI pages alike (so both show the same
+numbers): KPI values, series, comparison, lineage and definitions; the statewide overview; a
+partnership's page; a KPI's page.
+
+Each takes the caller's Principal and decides the scope before it reads anything: operators see
+the state, regions, sectors and every partnership; every other role (partnership admin, partner
+system, viewer) sees its own partnerships only, since a region, a sector or the state mixes
+several partnerships' figures. Refusals and bad inputs are shared.errors domain errors.
+
+Each use case reads one snapshot of the KPI store (rosters and directory once, dated facts once),
+however many partnerships, periods or KPIs it shows."""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from services.metrics import kpis, views
+from services.metrics.domain import Facts, Grain, Period, parse_period, periods_between
+from shared.auth import Principal
+from shared.errors import Invalid, NotAllowed, NotFound
+
+MAX_SERIES_PERIODS = 120
+Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)
+
+
+class Scope(StrEnum):
+    PARTNERSHIP = "partnership"
+    REGION = "region"
+    SECTOR = "sector"
+    STATE = "state"
+
+
+class InvalidQuery(Invalid):
+    """A refused query parameter (the KPI reads take no body)."""
+
+    def detail(self) -> Any:
+        return [{"loc": ["query", self.field], "msg": self.reason, "type": "value_error"}]
+
+
+class KpiFacts(Protocol):
+    """What the read use cases need of the KPI store (services.metrics.store.MetricsStore)."""
+
+    async def version(self) -> int: ...
+
+    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]: ...
+
+    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> Dated: ...
+
+
+def authorize(principal: Principal, scope: Scope, scope_id: str | None) -> None:
+    """The scope rule, decided before any data is read."""
+    if scope is Scope.PARTNERSHIP:
+        if not scope_id:
+            raise InvalidQuery("scope_id", "a partnership id is required")
+        principal.require_partnership(scope_id)
+        return
+    if not principal.is_operator:
+        raise NotAllowed(f"the {scope.value} scope combines partnerships: it needs the operator role")
+    if scope is not Scope.STATE and not scope_id:
+        raise InvalidQuery("scope_id", f"a {scope.value} id is required")
+
+
+def period(label: str, field: str = "period") -> Period:
+    try:
+        return parse_period(label)
+    except ValueError as exc:
+        raise InvalidQuery(field, str(exc)) from None
+
+
+def program_year(label: str) -> Period:
+    """The pages show program years (and their months or quarters)."""
+    found = period(label)
+    if found.grain is not Grain.PROGRAM_YEAR:
+        raise InvalidQuery("period", "a program year such as PY2025")
+    return found
+
+
+def kpi_named(name: str) -> kpis.Kpi:
+    if name not in kpis.BY_NAME:
+        raise NotFound(f"no KPI {name!r}")
+    return kpis.BY_NAME[name]
+
+
+def _describe(p: Period) -> dict:
+    return {"label": p.label, "grain": p.grain.value, "start": p.start, "end": p.end}
+
+
+@dataclass
+class Snapshot:
+    """The KPI store's rosters and directory at one version."""
+
+    version: int
+    rosters: dict[str, Facts]
+    directory: list[Facts]
+
+    @property
+    def partnerships(self) -> dict[str, dict]:
+        """partnership id -> its latest state (name, region, sector)."""
+        return {key.removeprefix("partnership:"): entry[2] for roster in self.rosters.values()
+                for key, entry in roster.latest.items() if key.startswith("partnership:")}
+
+    def name_of(self, partnership_id: str) -> str | None:
+        return self.partnerships.get(partnership_id, {}).get("name")
+
+    def members_of(self, scope: Scope, scope_id: str | None) -> list[str] | None:
+        """The partnerships of an authorized scope (None: all of them); NotFound if it has none."""
+        if scope is Scope.PARTNERSHIP:
+            if scope_id not in self.rosters:
+                raise NotFound(f"no KPIs for partnership {scope_id!r}")
+            return [scope_id]
+        if scope is Scope.STATE:
+            return None
+        members = [pid for pid, state in self.partnerships.items() if state[f"{scope.value}_id"] == scope_id]
+        if not members:
+            raise NotFound(f"no partnership in {scope.value} {scope_id!r}")
+        return members
+
+    def rosters_of(self, partnership_ids: list[str] | None) -> list[Facts]:
+        return [r for pid, r in self.rosters.items() if partnership_ids is None or pid in partnership_ids]
+
+    def view(self, p: Period, dated: Dated, partnership_ids: list[str] | None) -> kpis.View:
+        first = p.months[0]
+        return kpis.build_view(p, [(m, f) for _, m, f in dated if m >= first], self.rosters_of(partnership_ids),
+                               self.directory)
+
+
+class KpiService:
+    def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today):
+        self.store = store
+        self.today = today
+
+    async def _snapshot(self) -> Snapshot:
+        version = await self.store.version()
+        return Snapshot(version, *await self.store.rosters(version))
+
+    async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
+        return await self.store.dated(snap.version, partnership_ids, first.months[0])
+
+    async def _scoped(self, principal: Principal, scope: Scope, scope_id: str | None) -> tuple[Snapshot, list[str] | None]:
+        authorize(principal, scope, scope_id)
+        snap = await self._snapshot()
+        return snap, snap.members_of(scope, scope_id)
+
+    # --- the JSON API ----------------------------------------------------------------------
+
+    async def definitions(self, principal: Principal) -> dict:
+        """Every key may read the catalogue: it holds no partnership's data."""
+        return {"store_version": await self.store.version(), "kpis": [k.describe() for k in kpis.CATALOGUE]}
+
+    async def values(self, principal: Principal, label: str, scope: Scope = Scope.PARTNERSHIP,
+                     scope_id: str | None = None, as_of: date | None = None) -> dict:
+        snap, members = await self._scoped(principal, scope, scope_id)
+        p = period(label)
+        values = kpis.evaluate(snap.view(p, await self._dated(snap, members, p), members))
+        answer = {"scope": scope.value, "scope_id": scope_id, "period": _describe(p),
+                  "partnerships": sorted(members) if members is not None else sorted(snap.rosters), "values": values}
+        if scope is Scope.PARTNERSHIP:
+            answer["targets"] = _progress(snap, scope_id, p, values, as_of or self.today())
+        return answer
+
+    async def series(self, principal: Principal, kpi: str, first: str, last: str, scope: Scope = Scope.PARTNERSHIP,
+                     scope_id: str | None = None) -> dict:
+        snap, members = await self._scoped(principal, scope, scope_id)
+        start, end = period(first, "first"), period(last, "last")
+        if start.grain is not end.grain or end.start < start.start:
+            raise InvalidQuery("last", "must be of the grain of `first` and not before it")
+        periods = periods_between(start.grain, start.start, end.end)
+        if len(periods) > MAX_SERIES_PERIODS:
+            raise InvalidQuery("last", f"at most {MAX_SERIES_PERIODS} periods")
+        definition = kpi_named(kpi)
+        return {"kpi": definition.name, "version": definition.version, "scope": scope.value, "scope_id": scope_id,
+                "points": await self._points(snap, definition, periods, members)}
+
+    async def compare(self, principal: Principal, kpi: str, label: str) -> dict:
+        """One KPI across the partnerships the caller may see (its own, or all for operators)."""
+        definition, p = kpi_named(kpi), period(label)
+        return {"kpi": definition.name, "version": definition.version, "period": _describe(p),
+                "partnerships": await self._across(await self._snapshot(), principal, definition, p)}
+
+    async def lineage(self, principal: Principal, kpi: str, label: str, scope: Scope = Scope.PARTNERSHIP,
+                      scope_id: str | None = None, limit: int = 1000) -> dict:
+        snap, members = await self._scoped(principal, scope, scope_id)
+        p, definition = period(label), kpi_named(kpi)
+        return {"kpi": definition.name, "version": definition.version, "scope": scope.value, "scope_id": scope_id,
+                "period": _describe(p), **await self._lineage(snap, definition, p, members, limit)}
+
+    async def _points(self, snap: Snapshot, definition: kpis.Kpi, periods: list[Period],
+                      members: list[str] | None) -> list[dict]:
+        dated = await self._dated(snap, members, periods[0])
+        return [{"period": p.label, "value": definition.compute(snap.view(p, dated, members))} for p in periods]
+
+    async def _across(self, snap: Snapshot, principal: Principal, definition: kpis.Kpi, p: Period) -> list[dict]:
+        visible = sorted(pid for pid in snap.rosters if principal.may_access(pid))
+        by_partnership = _by_partnership(await self._dated(snap, visible, p))
+        rows = [{"partnership_id": pid, "name": snap.name_of(pid),
+                 "value": definition.compute(snap.view(p, by_partnership[pid], [pid]))} for pid in visible]
+        if definition.scalar:
+            rows.sort(key=lambda row: (row["value"] is None, -(row["value"] or 0), row["partnership_id"]))
+        return rows
+
+    async def _lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period, members: list[str] | None,
+                       limit: int) -> dict:
+        dated = await self._dated(snap, members, p)
+        events, ids = kpis.lineage(definition, p, [(m, f) for _, m, f in dated], snap.rosters_of(members), limit)
+        return {"value": definition.compute(snap.view(p, dated, members)), "events": events, "event_ids": ids,
+                "complete": len(ids) == events}
+
+    # --- the pages -------------------------------------------------------------------------
+
+    async def overview(self, principal: Principal, label: str) -> dict:
+        """The statewide headline and every partnership's, from one read of the store."""
+        if not principal.is_operator:
+            raise NotAllowed("the statewide overview needs the operator role")
+        p = program_year(label)
+        snap = await self._snapshot()
+        dated = await self._dated(snap, None, p)
+        by_partnership = _by_partnership(dated)
+        state = kpis.evaluate(snap.view(p, dated, None), _headline())
+        rows = [{"partnership_id": pid, "name": snap.name_of(pid) or pid,
+                 **{n: views.scalar(n, v) for n, v in
+                    kpis.evaluate(snap.view(p, by_partnership[pid], [pid]), _headline()).items()}}
+                for pid in sorted(snap.rosters)]
+        return {"period": p.label, "state": {n: views.scalar(n, v) for n, v in state.items()}, "rows": rows}
+
+    async def partnership_page(self, principal: Principal, partnership_id: str, label: str, grain: str) -> dict:
+        """Key figures with target progress, trends by `grain`, members, action teams and what is coming up."""
+        snap, members = await self._scoped(principal, Scope.PARTNERSHIP, partnership_id)
+        p = program_year(label)
+        grain = grain if grain in ("month", "quarter", "year") else "month"
+        dated = await self._dated(snap, members, p)
+        values = kpis.evaluate(snap.view(p, dated, members))
+        today = self.today()
+        trends: dict[str, list] = {name: [] for name in views.TRENDS}
+        for step in views.grain_periods(p.label, grain):
+            shown = None if views.is_future(step, today) else snap.view(parse_period(step), dated, members)
+            for name in views.TRENDS:
+                trends[name].append((step, None if shown is None else kpis.BY_NAME[name].compute(shown)))
+        roster = snap.rosters[partnership_id]
+        cards = views.Table("kpis", f"Key figures, {p.label}", [("kpi", "KPI"), ("title", "Title"), ("value", "Value"),
+                                                                 ("target", "Target"), ("percent", "% of target"),
+                                                                 ("on_track", "On track")])
+        targets = {t["kpi"]: t for t in _progress(snap, partnership_id, p, values, today)}
+        for name in views.HEADLINE + tuple(t for t in targets if t not in views.HEADLINE):
+            definition, target = kpis.BY_NAME[name], targets.get(name, {})
+            cards.rows.append({"kpi": name, "title": definition.title, "unit": definition.unit.value,
+                               "value": views.scalar(name, values[name]), "target": target.get("target"),
+                               "percent": target.get("percent"), "on_track": target.get("on_track")})
+        tables = [
+            cards,
+            views.Table("members-by-kind", "Active members by kind", [("kind", "Kind"), ("members", "Members")],
+                        [{"kind": k.replace("_", " "), "members": n}
+                         for k, n in sorted(values["active_members"].items()) if k != "total"]),
+            views.Table("action-teams", "Action teams", [("name", "Team"), ("priority", "Priority"),
+                                                          ("status", "Status"), ("members", "Members")],
+                        views.action_teams(roster.latest)),
+            views.Table("upcoming-activities", "Upcoming activities",
+                        [("starts_at", "Starts (UTC)"), ("title", "Activity"), ("kind", "Kind")],
+                        views.upcoming_activities(roster.latest, datetime.now(UTC).isoformat())),
+        ]
+        definitions = views.DEFINITIONS
+        return {"name": snap.name_of(partnership_id) or partnership_id, "partnership_id": partnership_id,
+                "period": p.label, "grain": grain, "definitions": definitions, "trend_tables": trends,
+                "trends": {n: views.bar_chart(points, f"{definitions[n].title} by {grain}", definitions[n].unit.value)
+                           for n, points in trends.items()},
+                "tables": {t.name: t for t in tables}}
+
+    async def kpi_page(self, principal: Principal, kpi: str, label: str, partnership_id: str | None) -> dict:
+        """A KPI by month for one partnership (by default the caller's first; statewide for
+        operators), across the partnerships the caller may see, and its lineage."""
+        definition = kpi_named(kpi)
+        scope, scope_id = _kpi_page_scope(principal, partnership_id)
+        snap, members = await self._scoped(principal, scope, scope_id)
+        p = program_year(label)
+        points = await self._points(snap, definition, [parse_period(m) for m in views.grain_periods(p.label, "month")],
+                                    members)
+        rows = await self._across(snap, principal, definition, p)
+        lineage = await self._lineage(snap, definition, p, members, 200)
+        unit = definition.unit.value
+        by_month = views.Table(f"{kpi}-by-month", f"{definition.title} by month, {scope_id or 'statewide'}",
+                               [("period", "Month"), ("value", definition.title)],
+                               [{"period": x["period"], "value": views.scalar(kpi, x["value"])} for x in points])
+        across = views.Table(f"{kpi}-by-partnership", f"{definition.title} by partnership, {p.label}",
+                             [("partnership_id", "Partnership"), ("name", "Name"), ("value", definition.title)],
+                             [{**r, "value": views.scalar(kpi, r["value"])} for r in rows])
+        return {"definition": definition, "period": p.label, "scope_id": scope_id, "compare": across,
+                "series": by_month, "lineage": lineage,
+                "chart": views.bar_chart([(r["period"], r["value"]) for r in by_month.rows], by_month.caption, unit),
+                "tables": {t.name: t for t in (across, by_month)}}
+
+
+def landing(principal: Principal) -> str | None:
+    """The partnership a non-operator key's pages open on (None: the overview)."""
+    if principal.is_operator or not principal.partnership_ids:
+        return None
+    return sorted(principal.partnership_ids)[0]
+
+
+def _kpi_page_scope(principal: Principal, partnership_id: str | None) -> tuple[Scope, str | None]:
+    if partnership_id:
+        return Scope.PARTNERSHIP, partnership_id
+    if principal.is_operator:
+        return Scope.STATE, None
+    if (home := landing(principal)) is None:
+        raise NotAllowed("this key has no partnership")
+    return Scope.PARTNERSHIP, home
+
+
+def _headline() -> list[kpis.Kpi]:
+    return [kpis.BY_NAME[n] for n in views.HEADLINE]
+
+
+def _by_partnership(dated: Dated) -> dict[str, Dated]:
+    grouped: dict[str, Dated] = defaultdict(list)
+    for row in dated:
+        grouped[row[0]].append(row)
+    return grouped
+
+
+def _progress(snap: Snapshot, partnership_id: str, p: Period, values: dict, today: date) -> list[dict]:
+    return [kpis.progress(kpis.BY_NAME[kpi], values[kpi], target, p, today)
+            for (kpi, label), target in sorted(kpis.targets(snap.rosters[partnership_id], partnership_id).items())
+            if label == p.label and kpi in kpis.BY_NAME]

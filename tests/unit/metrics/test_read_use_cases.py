@@ -1,0 +1,212 @@
+"""The metrics read use cases over an in-memory KPI store: who sees which scope (decided before
+anything is read), what the pages show, and that a page reads the store once however many
+partnerships it lists."""
+
+from collections import Counter
+from datetime import date
+
+import pytest
+
+from services.metrics import service
+from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
+from services.metrics.service import KpiService, Scope
+from services.metrics.sessions import LoginThrottle
+from shared.auth import Principal
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.contracts.base import AccessRole
+from shared.envelope import new_event
+from shared.errors import Invalid, NotAllowed, NotFound
+from tests.examples import EXAMPLES
+
+TODAY = date(2026, 3, 15)
+PARTNERSHIPS = {"sw-mp": ("ct-southwest", "manufacturing"), "nw-mp": ("ct-northwest", "manufacturing"),
+                "sw-health": ("ct-southwest", "health")}
+OPERATOR = Principal("op", AccessRole.OPERATOR)
+OTHER_ROLES = (AccessRole.PARTNERSHIP_ADMIN, AccessRole.PARTNER_SYSTEM, AccessRole.VIEWER)
+
+
+def of_sw(role: AccessRole) -> Principal:
+    return Principal(f"{role.value}-sw", role, frozenset({"sw-mp"}))
+
+
+class FakeStore:
+    """The KPI store's reads over facts folded in memory; counts how often each is called."""
+
+    def __init__(self, events: list):
+        self.cells = Cells()
+        for data in events:
+            record(new_event(data, source="/test").model_dump(), self.cells)
+        self.reads: Counter = Counter()
+
+    async def version(self) -> int:
+        return 1
+
+    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]:
+        self.reads["rosters"] += 1
+        rosters = {p: f for (s, p, b), f in self.cells.items() if s == "membership" and b == ROSTER}
+        return rosters, [f for (s, _, b), f in self.cells.items() if s == "membership" and b != ROSTER]
+
+    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list:
+        self.reads["dated"] += 1
+        return [(p, b, f) for (s, p, b), f in self.cells.items()
+                if s in DATED_SOURCES and b >= first_month and (partnership_ids is None or p in partnership_ids)]
+
+
+def events() -> list:
+    found = []
+    for pid, (region, sector) in PARTNERSHIPS.items():
+        found.append(EXAMPLES[mem.PartnershipCreated].model_copy(update={
+            "partnership_id": pid, "name": f"Partnership {pid}", "region_id": region, "sector_id": sector}))
+        for i in range(3 if pid == "sw-mp" else 1):
+            found.append(EXAMPLES[out.HireRecorded].model_copy(update={
+                "partnership_id": pid, "hire_id": f"{pid}-h{i}", "person_id": f"{pid}-p{i}",
+                "start_date": date(2025, 9, 1 + i)}))
+    found.append(mem.TargetSet(partnership_id="sw-mp", kpi="hires", period="PY2025", value=6))
+    return found
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore(events())
+
+
+@pytest.fixture
+def kpi(store) -> KpiService:
+    return KpiService(store, today=lambda: TODAY)
+
+
+# --- the scope rule ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scope,scope_id", [(Scope.STATE, None), (Scope.REGION, "ct-southwest"),
+                                            (Scope.SECTOR, "manufacturing"), (Scope.PARTNERSHIP, "nw-mp")])
+def test_operators_may_read_every_scope(scope, scope_id):
+    service.authorize(OPERATOR, scope, scope_id)
+
+
+@pytest.mark.parametrize("role", OTHER_ROLES)
+def test_other_roles_read_their_partnerships_only(role):
+    who = of_sw(role)
+    service.authorize(who, Scope.PARTNERSHIP, "sw-mp")
+    with pytest.raises(NotAllowed, match="nw-mp"):
+        service.authorize(who, Scope.PARTNERSHIP, "nw-mp")
+    for scope in (Scope.STATE, Scope.REGION, Scope.SECTOR):
+        with pytest.raises(NotAllowed, match="operator role"):
+            service.authorize(who, scope, "ct-southwest")
+
+
+def test_a_scope_without_its_id_names_the_query_field():
+    with pytest.raises(Invalid) as refused:
+        service.authorize(OPERATOR, Scope.REGION, None)
+    assert refused.value.detail()[0]["loc"] == ["query", "scope_id"]
+
+
+@pytest.mark.parametrize("role", OTHER_ROLES)
+async def test_the_scope_is_decided_before_the_store_is_read(role, kpi, store):
+    who = of_sw(role)
+    with pytest.raises(NotAllowed):  # not Invalid: a foreign caller learns nothing about its input either
+        await kpi.values(who, "not-a-period", Scope.PARTNERSHIP, "nw-mp")
+    with pytest.raises(NotAllowed):
+        await kpi.lineage(who, "hires", "PY2025", Scope.SECTOR, "manufacturing")
+    with pytest.raises(NotAllowed):
+        await kpi.overview(who, "PY2025")
+    assert not store.reads
+
+
+async def test_values_series_and_lineage_of_a_region_for_operators(kpi):
+    region = await kpi.values(OPERATOR, "PY2025", Scope.REGION, "ct-southwest")
+    assert region["partnerships"] == ["sw-health", "sw-mp"] and region["values"]["hires"] == 4
+    series = await kpi.series(OPERATOR, "hires", "2025-08", "2025-10", Scope.STATE)
+    assert [p["value"] for p in series["points"]] == [0, 5, 0]
+    lineage = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.PARTNERSHIP, "sw-mp")
+    assert lineage["events"] == lineage["value"] == 3 and lineage["complete"]
+    with pytest.raises(NotFound):
+        await kpi.values(OPERATOR, "PY2025", Scope.SECTOR, "aerospace")
+    with pytest.raises(Invalid) as refused:
+        await kpi.series(OPERATOR, "hires", "2025-10", "2025-08", Scope.STATE)
+    assert refused.value.detail()[0]["loc"] == ["query", "last"]
+
+
+@pytest.mark.parametrize("role", OTHER_ROLES)
+async def test_a_partnership_key_sees_its_own_values_targets_and_comparison_row(role, kpi):
+    who = of_sw(role)
+    own = await kpi.values(who, "PY2025", Scope.PARTNERSHIP, "sw-mp")
+    assert own["values"]["hires"] == 3 and own["targets"][0]["target"] == 6
+    compare = await kpi.compare(who, "hires", "PY2025")
+    assert [r["partnership_id"] for r in compare["partnerships"]] == ["sw-mp"]
+    assert [r["partnership_id"] for r in (await kpi.compare(OPERATOR, "hires", "PY2025"))["partnerships"]] == \
+        ["sw-mp", "nw-mp", "sw-health"]
+
+
+# --- the pages ---------------------------------------------------------------------------------
+
+async def test_the_overview_reads_the_store_once_whatever_the_number_of_partnerships(kpi, store):
+    overview = await kpi.overview(OPERATOR, "PY2025")
+    assert {r["partnership_id"]: r["hires"] for r in overview["rows"]} == {"sw-mp": 3, "nw-mp": 1, "sw-health": 1}
+    assert overview["state"]["hires"] == 5 and overview["rows"][0]["name"] == "Partnership nw-mp"
+    assert store.reads == {"rosters": 1, "dated": 1}
+
+
+@pytest.mark.parametrize("role", OTHER_ROLES)
+async def test_partnership_and_kpi_pages_of_a_partnership_key(role, kpi, store):
+    who = of_sw(role)
+    page = await kpi.partnership_page(who, "sw-mp", "PY2025", "quarter")
+    cards = {r["kpi"]: r for r in page["tables"]["kpis"].rows}
+    assert cards["hires"]["value"] == 3 and cards["hires"]["percent"] == 50.0
+    assert [label for label, _ in page["trend_tables"]["hires"]] == ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]
+    assert page["trend_tables"]["hires"][0] == ("2025-Q3", 3) and page["trend_tables"]["hires"][3][1] is None
+    assert store.reads == {"rosters": 1, "dated": 1}
+    with pytest.raises(NotAllowed, match="nw-mp"):
+        await kpi.partnership_page(who, "nw-mp", "PY2025", "month")
+    own = await kpi.kpi_page(who, "hires", "PY2025", None)  # its own partnership by default
+    assert own["scope_id"] == "sw-mp" and own["lineage"]["events"] == 3
+    assert [r["partnership_id"] for r in own["compare"].rows] == ["sw-mp"]
+    with pytest.raises(NotAllowed):
+        await kpi.kpi_page(who, "hires", "PY2025", "nw-mp")
+
+
+async def test_pages_refuse_what_they_cannot_show(kpi):
+    with pytest.raises(Invalid) as refused:
+        await kpi.partnership_page(OPERATOR, "sw-mp", "2025-09", "month")
+    assert refused.value.field == "period"
+    with pytest.raises(NotFound):
+        await kpi.kpi_page(OPERATOR, "no_such_kpi", "PY2025", None)
+    with pytest.raises(NotAllowed, match="no partnership"):
+        await kpi.kpi_page(Principal("lost", AccessRole.VIEWER), "hires", "PY2025", None)
+    statewide = await kpi.kpi_page(OPERATOR, "hires", "PY2025", None)
+    assert statewide["scope_id"] is None and statewide["lineage"]["events"] == 5
+
+
+def test_where_a_key_lands_after_signing_in():
+    assert service.landing(OPERATOR) is None
+    assert service.landing(Principal("v", AccessRole.VIEWER, frozenset({"nw-mp", "b-mp"}))) == "b-mp"
+    assert service.landing(Principal("v", AccessRole.VIEWER)) is None
+
+
+# --- sign-in throttling ------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_failed_sign_ins_a_minute_per_client_then_wait():
+    clock = Clock()
+    throttle = LoginThrottle(failures=5, window=60, clock=clock)
+    for _ in range(5):
+        assert throttle.retry_after("10.0.0.1") is None
+        throttle.failed("10.0.0.1")
+        clock.now += 1
+    assert throttle.retry_after("10.0.0.1") == 55 and throttle.retry_after("10.0.0.2") is None
+    clock.now += 55
+    assert throttle.retry_after("10.0.0.1") is None
+
+
+def test_the_throttle_remembers_a_bounded_number_of_clients():
+    throttle = LoginThrottle(failures=1, capacity=3, clock=Clock())
+    for client in ("a", "b", "c", "d"):
+        throttle.failed(client)
+    assert list(throttle.recent) == ["b", "c", "d"] and throttle.retry_after("a") is None
