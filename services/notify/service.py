@@ -142,6 +142,7 @@ class Subscriptions:
         await self.store.unsubscribe(subscription_id, self.clock())
 
     async def _subscription(self, caller: Principal, subscription_id: str) -> dict:
+        caller.require_role(*MANAGERS)  # before the look-up: whether it exists is not theirs to learn
         doc = await self.store.subscription(subscription_id)
         if doc is None:
             raise NotFound(f"no subscription {subscription_id!r}")
