@@ -2,14 +2,15 @@
 
 A raw aiokafka consumer (FastStream handles one message at a time; this needs whole batches and
 control over offsets) reads the membership, activities, outcomes and demand topics in batches.
-Each batch is parsed, deduplicated by event id and folded into facts in memory, then stored with
+Each batch is parsed, deduplicated by event identity (source and id) and folded into facts in memory, then stored with
 its offsets in one MongoDB transaction (services/metrics/store.py). On assignment the consumer
 seeks to the offsets stored with the facts, never to Kafka's committed ones, which it writes only
 afterwards as a hint for tools.
 
-Duplicates: a resent event has the same id and the same payload, so the same partition key: its
-copies always arrive on the same topic-partition. Each partition's applied ids are kept (as
-digests) with the facts and in memory while the partition is assigned.
+Duplicates: a resent event has the same source, id and payload, so the same partition key: its
+copies always arrive on the same topic-partition. Each partition's applied identities are kept
+(as digests) with the facts and in memory while the partition is assigned. Two sources' equal ids
+are two events.
 """
 
 import asyncio
@@ -179,7 +180,7 @@ class Rollup:
                     refused.append((r, exc.reason, str(exc)))
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
-                key = digest(event["id"])
+                key = digest(event["source"], event["id"])
                 if key in seen or key in fresh_set:
                     outcomes[(topic, "duplicate")] += 1
                     continue
