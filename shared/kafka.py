@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections import Counter as Tally
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,7 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, Counter
 
-from shared.catalog import DEAD_LETTER, TOPICS, event_type_of
+from shared.catalog import DEAD_LETTER, TOPICS, Topic, event_type_of
 from shared.envelope import CloudEvent
 from shared.settings import KafkaSettings
 
@@ -49,8 +50,8 @@ def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: KafkaSettings, attempts: int = 30) -> None:
-    """Create every catalogue topic that is missing; waits for the broker to come up."""
+async def ensure_topics(settings: KafkaSettings, attempts: int = 30, topics: Iterable[Topic] = TOPICS) -> None:
+    """Create the topics that are missing (default: the catalogue's); waits for the broker to come up."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="backbone-admin")
     for attempt in range(attempts):
         try:
@@ -65,7 +66,7 @@ async def ensure_topics(settings: KafkaSettings, attempts: int = 30) -> None:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(settings.topic(t.name), t.partitions, settings.replication_factor)
-            for t in TOPICS
+            for t in topics
             if settings.topic(t.name) not in existing
         ]
         if missing:
