@@ -52,7 +52,7 @@ async def until(check, timeout: float = 30.0):
 
 
 async def test_same_ids_of_two_sources_are_two_events_and_partner_topics_act_as_their_key(
-        start_service, events_service, roster, membership_broker, kafka_settings):
+        start_service, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
     metrics = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY})
     a_id, a_secret = await issue_partner_key(membership_broker, kafka_settings, [P], label="ATS of A")
     b_id, b_secret = await issue_partner_key(membership_broker, kafka_settings, [OTHER], label="ATS of B")

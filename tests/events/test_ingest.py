@@ -16,7 +16,14 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.kafka import publish
-from tests.events.conftest import OTHER, example, header, issue_partner_key, read_topic, send_to
+from tests.events.conftest import (
+    OTHER,
+    example,
+    header,
+    issue_partner_key,
+    read_topic,
+    send_to,
+)
 from tests.examples import P
 
 pytestmark = pytest.mark.integration

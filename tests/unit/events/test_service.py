@@ -11,7 +11,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent, new_event
 from shared.errors import NotAllowed, NotAuthenticated, NotFound
-from tests.examples import EXAMPLES, P, T0, T1
+from tests.examples import EXAMPLES, T0, T1, P
 
 OTHER = "scmip"
 HIRE = EXAMPLES[out.HireRecorded]
