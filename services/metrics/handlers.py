@@ -34,6 +34,7 @@ from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, EventError, new_event, parse_plain
+from shared.kafka import client_options
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class MetricsConsumer:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(  # aiokafka clients belong to the running event loop
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **client_options(self.kafka),
             group_id=self.kafka.group("metrics"),
             client_id="backbone-metrics",
             enable_auto_commit=False,
