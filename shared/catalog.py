@@ -28,10 +28,18 @@ OUTCOMES = Topic("backbone.outcomes", 6, "Talent outcomes: hires, placements, tr
 DEMAND = Topic("backbone.demand", 3, "Employer demand survey responses")
 ACCESS = Topic("backbone.access", 1, "API keys issued and revoked (hashes only), for every service's key ring")
 SIGNALS = Topic("backbone.signals", 3, "KPI milestones and notification results")
-INBOUND = Topic("backbone.inbound", 6, "Raw CloudEvents from partner systems, validated by the events service")
+# One inbound topic per partner system's API key, created by the events service when the key is
+# issued: whoever produces to it acts as that key (Kafka ACLs let only the partner's user write
+# it), so the events service decides each record with that key's partnerships and sources.
+INBOUND = Topic("backbone.inbound.{key_id}", 6, "Raw CloudEvents from one partner system (its API key id), validated by the events service as that key")
 DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept, with the reason in headers")
 
-TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, INBOUND, DEAD_LETTER)
+TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, DEAD_LETTER)  # created at start-up
+
+
+def inbound_of(key_id: str) -> Topic:
+    """The inbound topic of one partner system's key."""
+    return Topic(INBOUND.name.format(key_id=key_id), INBOUND.partitions, INBOUND.description)
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ EVENTS_CONSUMED = Counter(
 )
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
-# Decides a batch of events at once: per event, why it breaks a domain rule, or None.
-BatchHandler = Callable[[list[CloudEvent]], Awaitable[list[str | None]]]
+# Decides a batch of events at once: per event, why it breaks a domain rule (or the violation
+# itself, to dead-letter it under its own reason), or None.
+BatchHandler = Callable[[list[CloudEvent]], Awaitable[list["str | RuleViolation | None"]]]
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
 
 
@@ -49,7 +50,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class RuleViolation(Exception):
-    """A well-formed event that breaks a domain rule, e.g. a tour hosted by a non-member."""
+    """A well-formed event that breaks a domain rule, e.g. a tour hosted by a non-member, or that
+    its sender may not send (`reason`: the dead letter's bounded category)."""
+
+    def __init__(self, detail: str, reason: str = "rule_violation"):
+        super().__init__(detail)
+        self.reason = reason
 
 
 class EventConsumer:
@@ -80,11 +86,13 @@ class EventConsumer:
         await self._handle_event(record, event)
 
     async def handle_batch(self, message: KafkaMessage, decide: BatchHandler) -> None:
-        """A fetched batch through `decide` at once. A transient failure redelivers the batch (its
-        accepted events come back as duplicates); any other failure goes through the batch one
-        message at a time, so only the message at fault is retried and dead-lettered. Dead letters
-        keep the order of the messages."""
-        records = message.raw_message
+        await self.decide_records(message.raw_message, decide)
+
+    async def decide_records(self, records, decide: BatchHandler, handler: Handler | None = None) -> None:
+        """Fetched records through `decide` at once. A transient failure redelivers the batch (its
+        accepted events come back as duplicates); any other failure goes through the records one
+        at a time (through `handler`, default: the one of each event's type), so only the message
+        at fault is retried and dead-lettered. Dead letters keep the order of the messages."""
         refusals: list[tuple[str, str] | None] = []  # per record: (reason, detail) if not parseable
         events: list[CloudEvent] = []
         for record in records:
@@ -107,7 +115,7 @@ class EventConsumer:
             parsed = iter(events)
             for record, refusal in zip(records, refusals):
                 if refusal is None:
-                    await self._handle_event(record, next(parsed))  # counts, retries or dead-letters it
+                    await self._handle_event(record, next(parsed), handler)  # counts, retries or dead-letters it
                 else:
                     await self._dead_letter(record, *refusal)
             return
@@ -118,11 +126,12 @@ class EventConsumer:
                 if violation is None:
                     self._count(record, "processed")
                     continue
-                refusal = ("rule_violation", violation)
+                refusal = ((violation.reason, str(violation)) if isinstance(violation, RuleViolation)
+                           else ("rule_violation", violation))
             await self._dead_letter(record, *refusal)
 
-    async def _handle_event(self, record, event: CloudEvent) -> None:
-        handler = self.handlers.get(type(event.data))
+    async def _handle_event(self, record, event: CloudEvent, handler: Handler | None = None) -> None:
+        handler = handler or self.handlers.get(type(event.data))
         if handler is None:
             self._count(record, "ignored")
             return
@@ -130,7 +139,7 @@ class EventConsumer:
         try:
             await handler(event)
         except RuleViolation as exc:
-            await self._dead_letter(record, "rule_violation", str(exc))
+            await self._dead_letter(record, exc.reason, str(exc))
             return
         except Exception as exc:
             if is_transient(exc):
@@ -180,19 +189,15 @@ def subscribe(
     group_suffix: str = "",
     batches: BatchHandler | None = None,
     max_batch_events: int = 500,
+    title: str | None = None,
     **consumer_options,
 ) -> EventConsumer:
     """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning,
     one message at a time through `handlers`, or whole fetched batches through `batches`."""
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
-    subscriber = broker.subscriber(
-        *[settings.topic(t.name) for t in topics],
-        group_id=settings.group(service) + group_suffix,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after success; seek back on a raised error
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        title=f"{service}:{','.join(t.name for t in topics)}",
+    subscriber = group_subscriber(
+        broker, settings, service, *[settings.topic(t.name) for t in topics], group_suffix=group_suffix,
+        title=title or f"{service}:{','.join(t.name for t in topics)}",
         **({"batch": True, "max_records": max_batch_events} if batches else {}),
     )
     if batches:
@@ -205,3 +210,18 @@ def subscribe(
             await consumer.handle(message)
 
     return consumer
+
+
+def group_subscriber(broker: KafkaBroker, settings: KafkaSettings, service: str, *topics: str, group_suffix: str = "",
+                     **options):
+    """A FastStream subscriber of consumer group `backbone-<service><group_suffix>` reading from the
+    beginning and committing only after success (`options`: batch, pattern, title, ...)."""
+    return broker.subscriber(
+        *topics,
+        group_id=settings.group(service) + group_suffix,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after success; seek back on a raised error
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        **options,
+    )

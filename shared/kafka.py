@@ -3,15 +3,18 @@
 import asyncio
 import logging
 from collections import Counter as Tally
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import REGISTRY, Counter
 
-from shared.catalog import DEAD_LETTER, TOPICS, event_type_of
+from shared.catalog import DEAD_LETTER, TOPICS, Topic, event_type_of
 from shared.envelope import CloudEvent
 from shared.settings import KafkaSettings
 
@@ -23,9 +26,31 @@ DEAD_LETTERS = Counter(
 )
 
 
+def client_options(settings: KafkaSettings) -> dict:
+    """Where and how every plain aiokafka client of a service connects (its own SCRAM user on
+    genuine Kafka)."""
+    options = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context()
+    if settings.sasl_mechanism:
+        options |= {"sasl_mechanism": settings.sasl_mechanism, "sasl_plain_username": settings.sasl_username,
+                    "sasl_plain_password": settings.sasl_password.get_secret_value() if settings.sasl_password else None}
+    return options
+
+
+def _security(settings: KafkaSettings) -> BaseSecurity | None:
+    """The same, as FastStream spells it."""
+    if not settings.sasl_mechanism:
+        return None
+    scram = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256}[settings.sasl_mechanism]
+    return scram(settings.sasl_username or "", settings.sasl_password.get_secret_value() if settings.sasl_password else "",
+                 use_ssl=settings.security_protocol == "SASL_SSL")
+
+
 def make_broker(settings: KafkaSettings, service: str) -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap_servers,
+        security=_security(settings),
         client_id=f"backbone-{service}",
         acks="all",  # accepted means on every in-sync replica
         enable_idempotence=settings.enable_idempotence,
@@ -41,7 +66,7 @@ def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
     "Ingest"), and an entry point publishes hundreds of events per request. Create it in the
     running event loop, as every aiokafka client."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         client_id=f"backbone-{service}",
         acks="all",
         enable_idempotence=settings.enable_idempotence,
@@ -49,9 +74,9 @@ def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: KafkaSettings, attempts: int = 30) -> None:
-    """Create every catalogue topic that is missing; waits for the broker to come up."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="backbone-admin")
+async def ensure_topics(settings: KafkaSettings, attempts: int = 30, topics: Iterable[Topic] = TOPICS) -> None:
+    """Create the topics that are missing (default: the catalogue's); waits for the broker to come up."""
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id="backbone-admin")
     for attempt in range(attempts):
         try:
             await admin.start()
@@ -65,7 +90,7 @@ async def ensure_topics(settings: KafkaSettings, attempts: int = 30) -> None:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(settings.topic(t.name), t.partitions, settings.replication_factor)
-            for t in TOPICS
+            for t in topics
             if settings.topic(t.name) not in existing
         ]
         if missing:

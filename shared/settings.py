@@ -19,6 +19,12 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     request_timeout_ms: int = 30_000
+    # Genuine Kafka authenticates each service as its own SCRAM user (docker-compose.yml, deploy/);
+    # the local stack speaks PLAINTEXT.
+    security_protocol: str = "PLAINTEXT"  # or SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None  # SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
 
     def topic(self, name: str) -> str:
         return self.namespace + name

@@ -3,6 +3,8 @@ responses) for operators' tools, and CloudEvents ingest (structured and batch mo
 systems. A 2xx means every accepted event is in Kafka with acks=all."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import orjson
@@ -13,13 +15,14 @@ from pymongo.errors import PyMongoError
 
 from services.events.domain import Activity
 from services.events.intake import EventResult, Intake, Outcome
-from services.events.store import EventsStore
+from services.events.service import EventsService
 from shared.auth import Principal, authenticated
 from shared.consumer import TRANSIENT
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
-from shared.envelope import CloudEvent, EventError, new_event, parse_event
+from shared.envelope import CloudEvent, EventError, parse_event
+from shared.errors import Invalid, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,8 @@ ENDPOINTS = {
 
 _STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422}
 _SINGLE_RESPONSES = {
-    200: {"model": EventResult, "description": "Duplicate: this event id was accepted before"},
-    403: {"description": "The key has no access to the event's partnership"},
+    200: {"model": EventResult, "description": "Duplicate: this source's event id was accepted before"},
+    403: {"description": "The key may not write the event's partnership or send as its source (viewers never submit)"},
     422: {"model": EventResult, "description": "Rejected: `errors` name each bad field"},
     503: {"description": "Kafka or MongoDB unavailable: nothing was accepted, retry"},
 }
@@ -60,11 +63,12 @@ class BatchResult(BaseModel):
     results: list[EventResult]  # in the order of the submitted events
 
 
-async def _submit(intake: Intake, events: list[CloudEvent]) -> list[EventResult]:
+@asynccontextmanager
+async def _unavailable_is_503() -> AsyncIterator[None]:
     try:
-        return await intake.submit(events, entry="http")
+        yield
     except (*TRANSIENT, PyMongoError) as exc:
-        log.warning("submission failed, nothing accepted", extra={"events": len(events), "error": type(exc).__name__})
+        log.warning("submission failed, nothing accepted", extra={"error": type(exc).__name__})
         raise HTTPException(503, "Kafka or MongoDB unavailable: nothing was accepted, retry",
                             headers={"Retry-After": "1"}) from None
 
@@ -73,18 +77,35 @@ def _single(result: EventResult) -> JSONResponse:
     return JSONResponse(result.model_dump(mode="json"), status_code=_STATUS[result.status])
 
 
-def _typed_endpoint(model, intake: Intake, source: str):
+def _typed_endpoint(model, service: EventsService):
     async def submit(
         data: Annotated[model, Body()],
         principal: Annotated[Principal, Depends(authenticated)],
         idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
                                                       description="Used as the event id: a retry with the same key is accepted once")] = None,
     ) -> JSONResponse:
-        principal.require_partnership(data.partnership_id)
-        [result] = await _submit(intake, [new_event(data, source=source, id=idempotency_key)])
-        return _single(result)
+        async with _unavailable_is_503():
+            return _single(await service.record(principal, data, idempotency_key))
 
     return submit
+
+
+async def _raw_events(request: Request, content_type: str, max_batch_events: int) -> list:
+    """The submitted events, not yet parsed: one (structured mode) or a JSON array (batch mode)."""
+    if content_type not in (STRUCTURED, BATCH):
+        raise HTTPException(415, f"send {STRUCTURED} (one event) or {BATCH} (an array of events)")
+    body = await request.body()
+    if content_type == STRUCTURED:
+        return [body]
+    try:
+        raws = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Invalid("batch", "not valid JSON") from None
+    if not isinstance(raws, list):
+        raise Invalid("batch", "a batch must be a JSON array of CloudEvents")
+    if len(raws) > max_batch_events:
+        raise TooLarge(f"more than {max_batch_events} events in one batch")
+    return raws
 
 
 def _parse(raw: object, intake: Intake) -> CloudEvent | EventResult:
@@ -95,12 +116,12 @@ def _parse(raw: object, intake: Intake) -> CloudEvent | EventResult:
         return intake.refuse(event_id if isinstance(event_id, str) else None, exc, entry="http")
 
 
-def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: int, max_batch_bytes: int) -> APIRouter:
+def routes(service: EventsService, intake: Intake, max_batch_events: int, max_batch_bytes: int) -> APIRouter:
     router = APIRouter()
 
     for model, (path, summary) in ENDPOINTS.items():
         router.add_api_route(
-            path, _typed_endpoint(model, intake, source), methods=["POST"], summary=summary,
+            path, _typed_endpoint(model, service), methods=["POST"], summary=summary,
             tags=["activities" if path.startswith("/activities") else "outcomes and demand"],
             status_code=202, response_model=EventResult, responses=_SINGLE_RESPONSES,
         )
@@ -111,10 +132,13 @@ def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: in
         summary="Submit CloudEvents: one (application/cloudevents+json) or a batch (application/cloudevents-batch+json)",
         description=(
             "Structured mode answers like the typed endpoints (202 accepted, 200 duplicate, 422 rejected). "
-            "Batch mode answers 200 with one result per event, in order; an event id accepted before is a duplicate. "
-            "If any event names a partnership the key has no access to, the whole request is refused (403)."
+            "Batch mode answers 200 with one result per event, in order; an event whose source and id were "
+            "accepted before is a duplicate. If any event names a partnership the key may not write, or a "
+            "source it may not send as (its own `/keys/<key_id>` or those it was issued for), the whole "
+            "request is refused (403)."
         ),
         response_model=BatchResult,
+        max_body_size=max_batch_bytes,  # larger is refused (413) before it is read
         responses={**_SINGLE_RESPONSES, 413: {"description": "Too many events or too large"},
                    415: {"description": "Not a CloudEvents structured or batch content type"}},
         openapi_extra={"requestBody": {"required": True, "content": {
@@ -124,32 +148,9 @@ def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: in
     )
     async def ingest(request: Request, principal: Annotated[Principal, Depends(authenticated)]):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in (STRUCTURED, BATCH):
-            raise HTTPException(415, f"send {STRUCTURED} (one event) or {BATCH} (an array of events)")
-        if int(request.headers.get("content-length") or 0) > max_batch_bytes:
-            raise HTTPException(413, f"larger than {max_batch_bytes} bytes")
-        body = await request.body()
-        if len(body) > max_batch_bytes:
-            raise HTTPException(413, f"larger than {max_batch_bytes} bytes")
-        if content_type == STRUCTURED:
-            raws = [body]
-        else:
-            try:
-                raws = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise HTTPException(422, [{"field": "(batch)", "message": "not valid JSON"}]) from None
-            if not isinstance(raws, list):
-                raise HTTPException(422, [{"field": "(batch)", "message": "a batch must be a JSON array of CloudEvents"}])
-            if len(raws) > max_batch_events:
-                raise HTTPException(413, f"more than {max_batch_events} events in one batch")
-
-        parsed = [_parse(raw, intake) for raw in raws]
-        events = [p for p in parsed if isinstance(p, CloudEvent)]
-        for event in events:
-            if pid := getattr(event.data, "partnership_id", None):
-                principal.require_partnership(pid)
-        decided = iter(await _submit(intake, events))
-        results = [next(decided) if isinstance(p, CloudEvent) else p for p in parsed]
+        raws = await _raw_events(request, content_type, max_batch_events)
+        async with _unavailable_is_503():
+            results = await service.submit(principal, [_parse(raw, intake) for raw in raws])
         if content_type == STRUCTURED:
             return _single(results[0])
         counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}  # plain str keys for the JSON log formatter
@@ -161,10 +162,6 @@ def routes(intake: Intake, store: EventsStore, source: str, max_batch_events: in
                 summary="An activity's lifecycle as accepted so far", responses={404: {"description": "No such activity"}})
     async def activity(partnership_id: str, activity_id: str,
                        principal: Annotated[Principal, Depends(authenticated)]) -> Activity:
-        principal.require_partnership(partnership_id)
-        found = await store.activity(partnership_id, activity_id)
-        if found is None:
-            raise HTTPException(404, "no such activity")
-        return found
+        return await service.activity(principal, partnership_id, activity_id)
 
     return router

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from services.events.api import routes
 from services.events.handlers import subscribe_all
 from services.events.intake import Intake
+from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
 from shared.service import Runtime, create_service_app, serve
@@ -34,7 +35,8 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
     store = EventsStore(runtime.db)
     intake = Intake(runtime, store, max_group_events=settings.max_batch_events,
                     decision_lease=timedelta(seconds=settings.decision_lease_seconds))
-    subscribe_all(runtime.broker, settings.kafka, NAME, store, intake)
+    service = EventsService(intake, store)
+    subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service)
 
     async def create_indexes(_: Runtime) -> None:
         await store.create_indexes()
@@ -44,7 +46,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
         title="Backbone events service",
         description="Activities, attendance, talent outcomes and demand surveys from operators and partner systems.",
         publishes=(ACTIVITIES, OUTCOMES, DEMAND),
-        routers=[routes(intake, store, runtime.source, settings.max_batch_events, settings.max_batch_bytes)],
+        routers=[routes(service, intake, settings.max_batch_events, settings.max_batch_bytes)],
         on_startup=[create_indexes],
     )
 

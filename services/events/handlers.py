@@ -1,16 +1,27 @@
-"""Event subscribers: the membership read model, and partner events arriving on backbone.inbound."""
+"""Event subscribers: the membership read model, the partner systems' keys (each gets its own
+inbound topic), and partner events arriving on those topics."""
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
-from services.events.intake import Intake, Outcome
+from services.events.intake import EventResult, Outcome
+from services.events.service import EventsService
 from services.events.store import EventsStore
-from shared.catalog import EVENT_TYPES, INBOUND, MEMBERSHIP
-from shared.consumer import BatchHandler, RuleViolation, subscribe
+from shared.auth import KeyRing, Principal
+from shared.catalog import ACCESS, INBOUND, MEMBERSHIP, inbound_of
+from shared.consumer import EventConsumer, RuleViolation, group_subscriber, subscribe
 from shared.contracts import membership as mem
+from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent, EventError
+from shared.errors import DomainError, NotAuthenticated
+from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
+
+# The dead letter's reason when the key of the topic may not send an event.
+_REFUSED = {NotAuthenticated: "unknown_key"}  # revoked or never issued; any other: not_allowed
 
 
 def membership_handlers(store: EventsStore) -> dict:
@@ -29,34 +40,77 @@ def membership_handlers(store: EventsStore) -> dict:
     }
 
 
-def inbound_handlers(intake: Intake) -> dict:
-    """Partner systems publish straight to backbone.inbound. Each event is decided exactly as over
-    HTTP; an accepted one is republished to its catalogue topic under the same id before the
-    offset is committed. Every catalogue type is handled here, so a type the service does not take
-    in is dead-lettered by the rules rather than skipped as "ignored". Who may write to the topic
-    is for Kafka's ACLs to say; the per-partnership scope of API keys applies to HTTP."""
-
-    async def on_inbound(event: CloudEvent) -> None:
-        [result] = await intake.submit([event], entry="kafka")
-        if result.status is Outcome.REJECTED:
-            raise RuleViolation(str(EventError(result.errors)))
-
-    return {e.model: on_inbound for e in EVENT_TYPES}
+def _violation(result: EventResult | DomainError) -> RuleViolation | None:
+    if isinstance(result, DomainError):
+        return RuleViolation(result.message, _REFUSED.get(type(result), "not_allowed"))
+    if result.status is Outcome.REJECTED:
+        return RuleViolation(str(EventError(result.errors)))
+    return None
 
 
-def inbound_batches(intake: Intake) -> BatchHandler:
-    """A fetched batch of partner events decided as one submission (one group, not one per event);
-    the handlers above take over when a batch fails for a reason other than the infrastructure."""
+class PartnerInbound:
+    """Partner systems publish to their own topic, `backbone.inbound.<key_id>`: producing to it is
+    acting as that key (Kafka's ACLs let only the partner's user write it). Each record is decided
+    as the key's principal exactly as over HTTP: a revoked or unknown key, a partnership it may not
+    write or a source it may not send as are dead-lettered with that reason, never accepted.
+    Accepted events are republished to their catalogue topic under their own id before the offset
+    is committed. One consumer group follows every partner topic by pattern; a key's topic is
+    created when the key's issuing is read, and the consumer subscribes again at once so it is
+    read within seconds (other replicas find it at their next metadata refresh)."""
 
-    async def decide(events: list[CloudEvent]) -> list[str | None]:
-        results = await intake.submit(events, entry="kafka")
-        return [str(EventError(r.errors)) if r.status is Outcome.REJECTED else None for r in results]
+    def __init__(self, broker: KafkaBroker, settings: KafkaSettings, service: str, keys: KeyRing,
+                 events: EventsService, max_batch_events: int = 500):
+        self.settings = settings
+        self.keys = keys
+        self.events = events
+        self.prefix = settings.topic(INBOUND.name.format(key_id=""))
+        self.consumer = EventConsumer(service, broker, settings, handlers={})
+        self.subscriber = group_subscriber(
+            broker, settings, service, group_suffix="-inbound", pattern=settings.topic(INBOUND.name),
+            title=f"{service}:{INBOUND.name}", batch=True, max_records=max_batch_events)
+        self.subscriber(self.on_batch)
+        # Its own group: every replica's key ring is kept by the "-access" group already.
+        subscribe(broker, settings, service, [ACCESS], {mem.AccessKeyIssued: self.on_key_issued}, group_suffix="-partners",
+                  title=f"{service}:{ACCESS.name}:partner-topics")
 
-    return decide
+    async def on_key_issued(self, event: CloudEvent) -> None:
+        key: mem.AccessKeyIssued = event.data
+        if key.role is not AccessRole.PARTNER_SYSTEM:
+            return
+        await self.keys.on_issued(event)  # the ring knows the key before its topic exists
+        await ensure_topics(self.settings, topics=[inbound_of(key.key_id)])
+        if self.subscriber.consumer is not None:  # read the new topic now, not at the next metadata refresh
+            self.subscriber.consumer.subscribe(pattern=self.subscriber.pattern.broker_address)
+
+    async def on_batch(self, message: KafkaMessage) -> None:
+        by_topic = defaultdict(list)  # a partition's records stay in order
+        for record in message.raw_message:
+            by_topic[record.topic].append(record)
+        for topic, records in by_topic.items():
+            key_id = topic.removeprefix(self.prefix)
+            caller = await self.keys.principal(key_id)
+            await self.consumer.decide_records(records, self._deciding_as(caller, key_id),
+                                               self._handling_as(caller, key_id))
+
+    def _deciding_as(self, caller: Principal | None, key_id: str):
+        async def decide(events: list[CloudEvent]) -> list[RuleViolation | None]:
+            return [_violation(r) for r in await self.events.submit_inbound(caller, key_id, events)]
+
+        return decide
+
+    def _handling_as(self, caller: Principal | None, key_id: str):
+        """One record at a time, when its batch failed for a reason other than the infrastructure."""
+
+        async def handle(event: CloudEvent) -> None:
+            [result] = await self.events.submit_inbound(caller, key_id, [event])
+            if violation := _violation(result):
+                raise violation
+
+        return handle
 
 
-def subscribe_all(broker: KafkaBroker, settings: KafkaSettings, service: str, store: EventsStore, intake: Intake) -> None:
+def subscribe_all(broker: KafkaBroker, settings: KafkaSettings, service: str, store: EventsStore,
+                  keys: KeyRing, events: EventsService) -> PartnerInbound:
     subscribe(broker, settings, service, [MEMBERSHIP], membership_handlers(store))
     # Own consumer group: a slow partner batch never holds up the read model, and vice versa.
-    subscribe(broker, settings, service, [INBOUND], inbound_handlers(intake), group_suffix="-inbound",
-              batches=inbound_batches(intake))
+    return PartnerInbound(broker, settings, service, keys, events)

@@ -27,7 +27,7 @@ GROUP_SUBMISSIONS = Histogram("backbone_events_intake_group_submissions",
 
 class Outcome(StrEnum):
     ACCEPTED = "accepted"  # in Kafka (acks=all) and recorded
-    DUPLICATE = "duplicate"  # this event id was accepted before; nothing new was published
+    DUPLICATE = "duplicate"  # this source's event id was accepted before; nothing new was published
     REJECTED = "rejected"  # invalid or breaking a rule; `errors` name the fields
 
 
@@ -120,12 +120,13 @@ class Intake:
             return await self._decide_alone(events)
 
     async def _decide_alone(self, events: list[CloudEvent]) -> list[EventResult]:
-        seen = await self.store.recorded([e.id for e in events])
-        facts = await self.store.facts(domain.references(e.data for e in events if e.id not in seen))
+        identities = [domain.identity(e.source, e.id) for e in events]
+        seen = await self.store.recorded(identities)
+        facts = await self.store.facts(domain.references(e.data for e, i in zip(events, identities) if i not in seen))
         results: list[EventResult] = []
         accepted: list[CloudEvent] = []
-        for event in events:
-            if event.id in seen:
+        for event, event_identity in zip(events, identities):
+            if event_identity in seen:
                 results.append(EventResult(id=event.id, status=Outcome.DUPLICATE))
                 continue
             errors = domain.check(event.data, facts)
@@ -133,7 +134,7 @@ class Intake:
                 results.append(EventResult(id=event.id, status=Outcome.REJECTED, errors=errors))
                 continue
             domain.apply(event.data, facts)
-            seen.add(event.id)  # the same id later in this group is a duplicate
+            seen.add(event_identity)  # the same source and id later in this group is a duplicate
             accepted.append(event)
             results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
         await self.runtime.publish_many(accepted)

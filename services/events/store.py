@@ -16,7 +16,7 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from services.events.domain import Activity, Facts, Hire, Key, References
+from services.events.domain import Activity, Facts, Hire, Key, References, identity
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
@@ -41,8 +41,8 @@ class EventsStore:
         self.action_teams = db["action_teams"]
         self.activities = db["activities"]
         self.hires = db["hires"]
-        # One document per accepted event; its _id (the event id) is the unique index that makes
-        # every entry point accept an event id once.
+        # One document per accepted event; its _id (the event's identity: source and id) is the
+        # unique index that makes every entry point accept an event once.
         self.accepted = db["accepted_events"]
         # One document per partnership: which replica decides its events now, and until when.
         self.turns = db["decision_turns"]
@@ -123,9 +123,9 @@ class EventsStore:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.1)
 
-    async def recorded(self, event_ids: list[str]) -> set[str]:
-        """Which of these event ids were accepted before."""
-        docs = await self.accepted.find({"_id": {"$in": event_ids}}, {"_id": 1}).to_list()
+    async def recorded(self, identities: list[str]) -> set[str]:
+        """Which of these events (by `domain.identity`) were accepted before."""
+        docs = await self.accepted.find({"_id": {"$in": identities}}, {"_id": 1}).to_list()
         return {doc["_id"] for doc in docs}
 
     async def facts(self, refs: References) -> Facts:
@@ -172,7 +172,8 @@ class EventsStore:
         async with self.client.start_session() as session:
             async with await session.start_transaction():
                 await self.accepted.insert_many(
-                    [{"_id": e.id, "type": e.type, "partnership_id": e.data.partnership_id} for e in events],
+                    [{"_id": identity(e.source, e.id), "source": e.source, "id": e.id, "type": e.type,
+                      "partnership_id": e.data.partnership_id} for e in events],
                     session=session)
                 if facts.changed_activities:
                     await self.activities.bulk_write(

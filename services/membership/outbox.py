@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge
 
 from services.membership.store import MembershipStore
+from shared.kafka import client_options
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class OutboxRelay:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap_servers, enable_auto_commit=False,
+        return AIOKafkaConsumer(**client_options(self.kafka), enable_auto_commit=False,
                                 group_id=None, client_id="backbone-membership-outbox")
 
     async def _end_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:

@@ -2,14 +2,15 @@
 
 A raw aiokafka consumer (FastStream handles one message at a time; this needs whole batches and
 control over offsets) reads the membership, activities, outcomes and demand topics in batches.
-Each batch is parsed, deduplicated by event id and folded into facts in memory, then stored with
+Each batch is parsed, deduplicated by event identity (source and id) and folded into facts in memory, then stored with
 its offsets in one MongoDB transaction (services/metrics/store.py). On assignment the consumer
 seeks to the offsets stored with the facts, never to Kafka's committed ones, which it writes only
 afterwards as a hint for tools.
 
-Duplicates: a resent event has the same id and the same payload, so the same partition key: its
-copies always arrive on the same topic-partition. Each partition's applied ids are kept (as
-digests) with the facts and in memory while the partition is assigned.
+Duplicates: a resent event has the same source, id and payload, so the same partition key: its
+copies always arrive on the same topic-partition. Each partition's applied identities are kept
+(as digests) with the facts and in memory while the partition is assigned. Two sources' equal ids
+are two events.
 """
 
 import asyncio
@@ -33,6 +34,7 @@ from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, EventError, new_event, parse_plain
+from shared.kafka import client_options
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,7 @@ class Rollup:
                     refused.append((r, exc.reason, str(exc)))
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
-                key = digest(event["id"])
+                key = digest(event["source"], event["id"])
                 if key in seen or key in fresh_set:
                     outcomes[(topic, "duplicate")] += 1
                     continue
@@ -254,7 +256,7 @@ class MetricsConsumer:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(  # aiokafka clients belong to the running event loop
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **client_options(self.kafka),
             group_id=self.kafka.group("metrics"),
             client_id="backbone-metrics",
             enable_auto_commit=False,

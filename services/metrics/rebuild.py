@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.metrics.app import NAME, MetricsSettings
 from services.metrics.handlers import SOURCES, Rollup
 from services.metrics.store import MetricsStore
-from shared.kafka import ensure_topics
+from shared.kafka import client_options, ensure_topics
 from shared.mongo import make_client
 
 
@@ -25,7 +25,7 @@ async def rebuild(settings: MetricsSettings, say: Callable[[str], None] = print,
     kafka = settings.kafka
     await ensure_topics(kafka)
     client = make_client(settings.mongo)
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 client_id="backbone-metrics-rebuild", request_timeout_ms=kafka.request_timeout_ms)
     try:

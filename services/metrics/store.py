@@ -2,7 +2,7 @@
 
 Versioned: each version has its own collections, `facts_v<N>` (mergeable facts per partnership
 and month, roster or directory entry), `offsets_v<N>` (the next Kafka offset to apply, per
-topic-partition) and `seen_v<N>` (the ids of the events applied, per topic-partition). The
+topic-partition) and `seen_v<N>` (the identities of the events applied, per topic-partition). The
 control document in `kpi_store` names the version readers use (`current`) and the one a rebuild
 is writing (`building`), so a rebuild fills a new version while the service keeps the old one up
 to date, and switches over in one write.
@@ -28,11 +28,15 @@ from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, doc_id
 from services.metrics.kpis import Milestone
 
 CONTROL_ID = "store"
-DIGEST_BYTES = 16  # 128-bit digests of event ids: a collision is not a practical concern
+DIGEST_BYTES = 16  # 128-bit digests of event identities: a collision is not a practical concern
 
 
-def digest(event_id: str) -> bytes:
-    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
+def digest(source: str, event_id: str) -> bytes:
+    """An event's identity as CloudEvents defines it (its id is unique within its source only),
+    digested. The source's length first keeps (source, id) pairs apart whatever they contain.
+    Stores written before identities included the source hold id-only digests: rebuild them
+    (`backbone kpis rebuild`)."""
+    return hashlib.blake2b(f"{len(source)}:{source} {event_id}".encode(), digest_size=DIGEST_BYTES).digest()
 
 
 def _tp(tp: TopicPartition) -> str:
@@ -50,7 +54,7 @@ class Batch:
     cells: Cells = field(default_factory=Cells)
     # per partition: (stored next offset the batch starts from, or None if none yet; next offset after it)
     moves: dict[TopicPartition, tuple[int | None, int]] = field(default_factory=dict)
-    seen: dict[TopicPartition, list[bytes]] = field(default_factory=dict)  # digests of the ids it applies
+    seen: dict[TopicPartition, list[bytes]] = field(default_factory=dict)  # digests of the identities it applies
 
 
 class MetricsStore:

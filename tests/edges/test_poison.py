@@ -14,10 +14,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.metrics.views import program_year
 from shared.auth import hash_key
-from shared.catalog import ACCESS, ACTIVITIES, DEAD_LETTER, DEMAND, INBOUND, MEMBERSHIP, OUTCOMES, SIGNALS
+from shared.catalog import (
+    ACCESS,
+    ACTIVITIES,
+    DEAD_LETTER,
+    DEMAND,
+    MEMBERSHIP,
+    OUTCOMES,
+    SIGNALS,
+    inbound_of,
+)
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import MAX_EVENT_BYTES, new_event
+from shared.kafka import make_broker
+from tests.events.conftest import issue_partner_key
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration
@@ -31,7 +42,6 @@ READERS = {
     OUTCOMES: ("metrics", "notify"),
     DEMAND: ("metrics", "notify"),
     SIGNALS: ("notify",),
-    INBOUND: ("events",),
     ACCESS: ("membership", "events", "metrics", "notify"),
 }
 
@@ -52,11 +62,16 @@ async def test_poison_on_every_topic_is_dead_lettered_with_its_reason_and_consum
         start_service, kafka_settings):
     running = {n: start_service(n, {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR, "METRICS_MILESTONE_INTERVAL_SECONDS": "0.5"})
                for n in ("membership", "events", "metrics", "notify")}
+    broker = make_broker(kafka_settings, "poison-test")
+    await broker.start()
+    partner, _ = await issue_partner_key(broker, kafka_settings, [P])  # a partner system's inbound topic
+    await broker.stop()
+    readers = READERS | {inbound_of(partner): ("events",)}
     producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all",
                                 max_request_size=2 * MAX_EVENT_BYTES)
     await producer.start()
     try:
-        for topic in READERS:
+        for topic in readers:
             for body in poison().values():
                 await producer.send_and_wait(kafka_settings.topic(topic.name), body, key=P.encode())
         # Good events after the poison: a key, a partnership and a hire this program year.
@@ -70,7 +85,7 @@ async def test_poison_on_every_topic_is_dead_lettered_with_its_reason_and_consum
         await producer.stop()
 
     expected = Counter()
-    for topic, services in READERS.items():
+    for topic, services in readers.items():
         for reason in poison():
             for service in services:
                 expected[(service, topic.name, reason.split(":")[0])] += 1

@@ -8,10 +8,13 @@ from datetime import date
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
-from shared.catalog import Topic
+from shared.auth import hash_key, new_key
+from shared.catalog import Topic, inbound_of
 from shared.contracts import membership as mem
+from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, make_producer, publish
 from shared.mongo import make_client
@@ -121,3 +124,35 @@ async def read_topic(kafka_settings, topic: Topic, until=lambda records: True, t
 def header(record, name: str) -> str | None:
     value = dict(record.headers).get(name)
     return value.decode() if value is not None else None
+
+
+async def issue_partner_key(broker: KafkaBroker, kafka_settings, partnership_ids: list[str],
+                            sources: list[str] = (), label: str = "ATS") -> tuple[str, str]:
+    """A partner system key issued on the access topic, as membership does: (key_id, secret).
+    Waits until the events service has created the key's inbound topic."""
+    key_id, secret = new_key()
+    await publish(broker, kafka_settings, new_event(
+        mem.AccessKeyIssued(key_id=key_id, key_hash=hash_key(secret), role=AccessRole.PARTNER_SYSTEM,
+                            partnership_ids=partnership_ids, label=label, sources=list(sources)),
+        source="/backbone/membership"))
+    topic = kafka_settings.topic(inbound_of(key_id).name)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await admin.start()
+    try:
+        async with asyncio.timeout(20):
+            while topic not in await admin.list_topics():
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    return key_id, secret
+
+
+async def send_to(kafka_settings, topic: Topic, *messages: bytes, key: str = P) -> None:
+    """Records sent by a partner's plain Kafka client, in this order (one key: one partition)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for message in messages:
+            await producer.send_and_wait(kafka_settings.topic(topic.name), message, key=key.encode())
+    finally:
+        await producer.stop()

@@ -1,22 +1,29 @@
 """Partner ingestion on the real stack: CloudEvents batches with good and bad events, duplicate
-ids, keys limited to their partnerships, and backbone.inbound written by a plain Kafka client."""
+ids, keys limited to their partnerships and sources, and a partner's own inbound topic written by a
+plain Kafka client."""
 
 import asyncio
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from shared.auth import hash_key, new_key
-from shared.catalog import DEAD_LETTER, DEMAND, OUTCOMES
+from shared.catalog import DEAD_LETTER, DEMAND, OUTCOMES, inbound_of
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.kafka import publish
-from tests.events.conftest import OTHER, example, header, read_topic
+from tests.events.conftest import (
+    OTHER,
+    example,
+    header,
+    issue_partner_key,
+    read_topic,
+    send_to,
+)
 from tests.examples import P
 
 pytestmark = pytest.mark.integration
@@ -93,14 +100,16 @@ async def test_batch_with_good_bad_and_duplicate_events(operator, roster, kafka_
     assert demand == ["e-survey"]
 
 
-async def test_partner_keys_write_only_to_their_partnerships(events_service, roster, membership_broker, kafka_settings):
-    key_id, secret = new_key()
+async def test_partner_keys_write_only_to_their_partnerships_and_sources(events_service, roster, membership_broker,
+                                                                      kafka_settings):
+    _, secret = await issue_partner_key(membership_broker, kafka_settings, [P], sources=["/ats/sw"])
+    viewer_id, viewer = new_key()
     await publish(membership_broker, kafka_settings, new_event(
-        mem.AccessKeyIssued(key_id=key_id, key_hash=hash_key(secret), role=AccessRole.PARTNER_SYSTEM,
-                            partnership_ids=[P], label="ATS of SW"), source="/backbone/membership"))
+        mem.AccessKeyIssued(key_id=viewer_id, key_hash=hash_key(viewer), role=AccessRole.VIEWER,
+                            partnership_ids=[P], label="board"), source="/backbone/membership"))
     async with httpx.AsyncClient(base_url=events_service.url, headers={"Authorization": f"Bearer {secret}"}) as ats:
         async with asyncio.timeout(20):
-            while (await ats.get("/whoami")).status_code != 200:
+            while (await ats.get("/whoami", headers={"Authorization": f"Bearer {viewer}"})).status_code != 200:
                 await asyncio.sleep(0.1)
         hire = example(out.HireRecorded).model_dump(mode="json")
         assert (await ats.post("/outcomes/hires", json=hire | {"partnership_id": OTHER})).status_code == 403
@@ -109,37 +118,44 @@ async def test_partner_keys_write_only_to_their_partnerships(events_service, ros
         mixed = [cloudevent(out.HireRecorded, "k-own"), cloudevent(out.HireRecorded, "k-foreign", partnership_id=OTHER)]
         refused = await ats.post("/events", content=orjson.dumps(mixed), headers=BATCH)
         assert refused.status_code == 403 and OTHER in refused.text
+        # So does an event from a source the key was not issued for.
+        posing = cloudevent(out.HireRecorded, "k-posing") | {"source": "/ats/another-system"}
+        refused = await ats.post("/events", content=orjson.dumps([mixed[0], posing]), headers=BATCH)
+        assert refused.status_code == 403 and "/ats/another-system" in refused.text
         own = await ats.post("/events", content=orjson.dumps(mixed[:1]), headers=BATCH)
         assert [r["status"] for r in own.json()["results"]] == ["accepted"]
         assert (await ats.post("/outcomes/hires", json=hire | {"hire_id": "h-2"})).status_code == 202
         assert (await ats.post("/outcomes/hires", json=hire, headers={"Authorization": "Bearer bbk_forged"})).status_code == 401
+        # A viewer reads its partnership's activities but submits nothing, whatever the endpoint.
+        as_viewer = {"Authorization": f"Bearer {viewer}"}
+        assert (await ats.get(f"/partnerships/{P}/activities/tour-1", headers=as_viewer)).status_code == 404
+        assert (await ats.post("/outcomes/hires", json=hire | {"hire_id": "h-3"}, headers=as_viewer)).status_code == 403
+        viewer_batch = await ats.post("/events", content=orjson.dumps([cloudevent(out.HireRecorded, "v-1", hire_id="h-4")
+                                                                       | {"source": f"/keys/{viewer_id}"}]),
+                                      headers=BATCH | as_viewer)
+        assert viewer_batch.status_code == 403
     async with httpx.AsyncClient(base_url=events_service.url) as anonymous:
         assert (await anonymous.post("/events", content=orjson.dumps(mixed[:1]), headers=BATCH)).status_code == 401
 
 
-async def test_inbound_topic_is_validated_republished_and_dead_lettered(events_service, roster, kafka_settings):
+async def test_a_partner_topic_is_validated_republished_and_dead_lettered(events_service, roster, membership_broker,
+                                                                        kafka_settings):
+    key_id, _ = await issue_partner_key(membership_broker, kafka_settings, [P], sources=["/ats/sw"])
     good = cloudevent(out.HireRecorded, "in-hire")
     unknown_employer = cloudevent(out.HireRecorded, "in-acme", hire_id="h-3", employer_id="acme")
     invalid = cloudevent(out.HireRecorded, "in-invalid", hire_id="h-4")
     invalid["data"]["resident"] = "perhaps"
     not_ours = cloudevent(mem.MemberJoined, "in-not-ours")
-
-    # A partner's plain Kafka client; one key, so the service sees these in this order.
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for message in (good, good, unknown_employer, invalid, not_ours):
-            await producer.send_and_wait(kafka_settings.topic("backbone.inbound"), orjson.dumps(message), key=P.encode())
-        await producer.send_and_wait(kafka_settings.topic("backbone.inbound"), b"\xffnot json", key=P.encode())
-    finally:
-        await producer.stop()
+    await send_to(kafka_settings, inbound_of(key_id), *[orjson.dumps(m) for m in (good, good, unknown_employer, invalid, not_ours)],
+                  b"\xffnot json")
 
     letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(records) >= 4)
     reasons = [(header(r, "dl_reason"), header(r, "dl_detail").split(":")[0]) for r in letters]
     assert reasons == [("rule_violation", "data.employer_id"), ("invalid_event", "data.resident"),
-                       ("rule_violation", "type"), ("invalid_json", "(event)")]
+                       ("rule_violation", "type"),
+                       ("invalid_json", "(event)")]
     assert {(header(r, "dl_topic"), header(r, "dl_service")) for r in letters} == \
-        {(kafka_settings.topic("backbone.inbound"), "events")}
+        {(kafka_settings.topic(inbound_of(key_id).name), "events")}
     assert orjson.loads(letters[0].value)["id"] == "in-acme"  # the original message is kept for replay
 
     # The good event was republished under its own id, once, although it came twice.

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
+from services.events.domain import identity
 from services.events.intake import Intake, Outcome
 from services.events.store import EventsStore
 from shared.catalog import ACTIVITIES, OUTCOMES
@@ -52,6 +53,10 @@ class _Runtime:
         await publish_many(self.producer, self.kafka_settings, events)
 
 
+def identities(events: list[CloudEvent]) -> list[str]:
+    return [identity(e.source, e.id) for e in events]
+
+
 def _hires(count: int) -> list[CloudEvent]:
     return [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
             for i in range(count)]
@@ -80,7 +85,7 @@ async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings,
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
     with pytest.raises(KafkaConnectionError):
         await intake.submit([scheduled, completed], entry="http")
-    assert await store.recorded([scheduled.id, completed.id]) == set()
+    assert await store.recorded(identities([scheduled, completed])) == set()
     assert await store.activity(P, "tour-1") is None
 
     await ensure_topics(kafka_settings)
@@ -119,7 +124,7 @@ async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_
     assert results[17].errors[0]["field"] == "data.activity_id"
     assert decided == len(submissions) and 1 < groups < len(submissions)  # grouped, none above 10 events
     assert (await store.activity(P, "tour-1")).status == "cancelled"
-    assert await store.recorded([e.id for e in hires]) == {e.id for e in hires}
+    assert await store.recorded(identities(hires)) == set(identities(hires))
     assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
     assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
 
@@ -129,7 +134,7 @@ async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, store
     hires = _hires(5)
     outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
     assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
-    assert await store.recorded([h.id for h in hires]) == set()
+    assert await store.recorded(identities(hires)) == set()
 
 
 async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_producer):
@@ -157,7 +162,7 @@ async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, sto
     with pytest.raises(asyncio.CancelledError):
         await taker
     # Its caller got no answer; its event went through with the others (a retry is a duplicate).
-    assert await recorded([h.id for h in hires]) == {h.id for h in hires}
+    assert await recorded(identities(hires)) == set(identities(hires))
 
 
 async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings, client, store, events_producer):

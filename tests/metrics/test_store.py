@@ -26,7 +26,7 @@ def batch(before: int | None, after: int, *hire_ids: str) -> Batch:
     for e in events:
         record(e.model_dump(), b.cells)
     b.moves[TP] = (before, after)
-    b.seen[TP] = [digest(e.id) for e in events]
+    b.seen[TP] = [digest(e.source, e.id) for e in events]
     return b
 
 

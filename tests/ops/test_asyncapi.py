@@ -54,7 +54,7 @@ def test_the_asyncapi_parser_accepts_every_document_and_rejects_a_broken_one(nod
 def test_documents_name_each_topic_and_its_event_types():
     events = json.loads((DOCS / "events.json").read_text())
     addresses = {c["address"] for c in events["channels"].values()}
-    assert {"backbone.inbound", "backbone.outcomes", "backbone.activities", "backbone.deadletter"} <= addresses
+    assert {"backbone.inbound.{key_id}", "backbone.outcomes", "backbone.activities", "backbone.deadletter"} <= addresses
     schemas = json.dumps(events["components"]["schemas"])
     assert "org.backbone.hire.recorded.v1" in schemas and "HireRecorded" in schemas
 

@@ -42,7 +42,8 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 
 def compose(env: dict[str, str] | None = None) -> dict:
-    env = env if env is not None else {"BACKBONE_AUTH_OPERATOR_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p"}
+    env = env if env is not None else {"BACKBONE_AUTH_OPERATOR_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p",
+                                       **{f"KAFKA_{name.upper()}_PASSWORD": name * 3 for name in BACKBONE}}
     return yaml.safe_load(interpolate((ROOT / "docker-compose.yml").read_text(), env))
 
 
@@ -97,16 +98,36 @@ def test_dockerfile_lints_clean_and_runs_as_non_root():
 
 def test_services_start_with_the_compose_environment(start_service, stack):
     """Each service gets the compose file's variables; only the endpoints point at the local stack
-    (and idempotence is off: Tansu has no idempotent producers)."""
+    (and idempotence and SASL are off: Tansu has neither)."""
     local = {"kafka:9092": stack.bootstrap_servers, "mongodb://mongo:27017/?replicaSet=rs0": stack.mongo_uri,
              "0.0.0.0": "127.0.0.1"}
     services = compose()["services"]
     for name in BACKBONE:
         environment = {k: local.get(str(v), str(v)) for k, v in services[name]["environment"].items()}
         environment["BACKBONE_KAFKA_ENABLE_IDEMPOTENCE"] = "false"
+        environment["BACKBONE_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"  # Tansu: no SASL
+        for variable in ("BACKBONE_KAFKA_SASL_MECHANISM", "BACKBONE_KAFKA_SASL_USERNAME", "BACKBONE_KAFKA_SASL_PASSWORD"):
+            environment.pop(variable)
         environment.pop(f"{name.upper()}_PORT")  # a free port instead of the fixed one
         environment.pop("NOTIFY_METRICS_URL", None)
         environment.pop("NOTIFY_METRICS_API_KEY", None)
         running = start_service(name, environment)
         assert httpx.get(running.url + "/readyz").json()["status"] == "ready"
         assert httpx.get(running.url + "/whoami", headers={"authorization": "Bearer " + "k" * 32}).status_code == 200
+
+
+def test_kafka_authenticates_every_client_and_authorizes_by_acl():
+    services = compose()["services"]
+    kafka = services["kafka"]["environment"]
+    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
+    # Every listener reachable from outside the container asks for SCRAM; the others are loopback.
+    assert {name for name, address in listeners.items() if not address.startswith("127.0.0.1:")} == {"INTERNAL", "PARTNER"}
+    assert protocols["INTERNAL"] == protocols["PARTNER"] == "SASL_PLAINTEXT"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert services["kafka"]["ports"] == ["9094:9094"]
+    users = {services[name]["environment"]["BACKBONE_KAFKA_SASL_USERNAME"] for name in BACKBONE}
+    assert users == set(BACKBONE)  # each service its own user
+    assert "kafka-acls.sh" in services["kafka-setup"]["command"][0]
