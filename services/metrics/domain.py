@@ -464,34 +464,43 @@ class HeldActivity:
 def held_activities(roster: Facts) -> list[HeldActivity]:
     """The held activities of one partnership's roster. Cancelled ones (latest closing a
     cancellation) and ones not completed yet are left out, with whatever attendance they have."""
-    latest = roster.latest
-    held = []
-    for key, (_, completion_id, info) in latest.items():
-        if not key.startswith("held:"):
+    # One pass over the roster's entries: views resolve every roster in scope.
+    completions, closed, scheduled, starts, counts = {}, {}, {}, {}, []
+    for key, entry in roster.latest.items():
+        fact, _, rest = key.partition(":")
+        if fact == "attendance":
+            counts.append((rest, entry))
+        elif fact == "held":
+            completions[rest] = entry
+        elif fact == "activity_closed":
+            closed[rest] = entry[2]
+        elif fact == "activity":
+            scheduled[rest] = entry
+        elif fact == "activity_time":
+            starts[rest] = entry[2]
+    by_id = {}
+    for activity_id, (_, completion_id, info) in completions.items():
+        if closed[activity_id] != "completed":
             continue
-        activity_id = key[5:]
-        if latest[f"activity_closed:{activity_id}"][2] != "completed":
-            continue
-        scheduled, starts = latest.get(f"activity:{activity_id}"), latest.get(f"activity_time:{activity_id}")
-        held.append(HeldActivity(activity_id, info["kind"], (starts[2] if starts else info["at"])[:10],
-                                 info["participants"], scheduled[2].get("hosts", []) if scheduled else [], set(), {},
-                                 completion_id, scheduled[1] if scheduled else None, set()))
-    if not held:
-        return held
-    by_id = {a.activity_id: a for a in held}
-    for key, (_, event_id, n) in latest.items():
-        if key.startswith("attendance:"):
-            activity_id, audience = key[11:].rsplit("/", 1)
-            if (activity := by_id.get(activity_id)) is not None:
-                activity.counts[audience] = n
-                activity.attendance_ids.add(event_id)
+        schedule = scheduled.get(activity_id)
+        by_id[activity_id] = HeldActivity(
+            activity_id, info["kind"], starts.get(activity_id, info["at"])[:10], info["participants"],
+            schedule[2].get("hosts", []) if schedule else [], set(), {}, completion_id,
+            schedule[1] if schedule else None, set())
+    if not by_id:
+        return []
+    for rest, (_, event_id, n) in counts:
+        activity_id, _, audience = rest.rpartition("/")
+        if (activity := by_id.get(activity_id)) is not None:
+            activity.counts[audience] = n
+            activity.attendance_ids.add(event_id)
     for key, members in roster.sets.items():
         if key.startswith("attended:") and (activity := by_id.get(key[9:])) is not None:
             for member in members:
-                organisation, event_id = member.split("/", 1)
+                organisation, _, event_id = member.partition("/")
                 activity.attendees.add(organisation)
                 activity.attendance_ids.add(event_id)
-    return held
+    return list(by_id.values())
 
 
 def program_years_touched(cells: Cells) -> set[tuple[str, str]]:
