@@ -236,9 +236,6 @@ def order_of(event: PlainEvent) -> str:
 # Recorders read events as plain data (shared.envelope.parse_plain): `e` the envelope, `d` its
 # payload, with the fields of the payload model named in each signature.
 
-HELD = "held:"  # + activity kind: completed activities
-REACHED = "reached:"  # + audience: people counted at any activity
-AT_MEETINGS = "meeting:"  # + audience: people counted at partnership meetings
 WAGES = "wage_cents"
 
 Payload = dict[str, Any]
@@ -285,10 +282,11 @@ def _action_team(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.Action
 
 def _scheduled(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityScheduled
     # The partnership page lists upcoming activities; times and status are kept apart so a late
-    # "scheduled" never undoes a reschedule or a cancellation.
+    # "scheduled" never undoes a reschedule or a cancellation. The hosts are the organisations
+    # whose site it is: the employers-hosting KPI counts them once the activity is held.
     roster = _roster(cells, d)
     roster.set_latest(f"activity:{d['activity_id']}", order_of(e), e["id"],
-                      {"title": d["title"], "kind": d["kind"].value})
+                      {"title": d["title"], "kind": d["kind"].value, "hosts": d["host_ids"]})
     _activity_time(e, d, cells)
 
 
@@ -325,32 +323,26 @@ def _sector(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.SectorDefin
         f"sector:{d['sector_id']}", order_of(e), e["id"], {"name": d["name"]})
 
 
+# Activities and their attendance are facts of the activity, kept in the partnership's roster
+# (activity ids are unique within a partnership): whether and when it was held is known only once
+# its schedule and completion are in, which may arrive after its attendance. They are resolved
+# into held activities, each on its day, when KPIs are computed (held_activities below).
+
 def _completed(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.ActivityCompleted
     _activity_closed(e, d, cells, "completed")
-    kind = d["kind"]
-    facts = _month(cells, "activities", d, d["completed_at"].astimezone(UTC).date())
-    facts.count(HELD + kind.value)
-    facts.add("engaged", *d["participant_ids"])
-    if kind is ActivityKind.HIRING_EVENT:
-        facts.add("hiring_event_orgs", *d["participant_ids"])
-    facts.trace(HELD + kind.value, e["id"])
+    _roster(cells, d).set_latest(f"held:{d['activity_id']}", order_of(e), e["id"],
+                                 {"kind": d["kind"].value, "at": d["completed_at"].astimezone(UTC).isoformat(),
+                                  "participants": d["participant_ids"]})
 
 
 def _attendance(e: PlainEvent, d: Payload, cells: Cells) -> None:  # act.AttendanceRecorded
-    # Attendance carries no date of its own: it counts in the period it was recorded.
-    facts = _month(cells, "activities", d, e["time"].astimezone(UTC).date())
-    kind = d["kind"]
-    meeting = kind is ActivityKind.PARTNERSHIP_MEETING
+    # Per audience, the latest record (by event time, then id) is the count: a correction replaces it.
+    roster = _roster(cells, d)
+    activity, order = d["activity_id"], order_of(e)
     for audience, n in d["counts"].items():
-        facts.count(REACHED + audience.value, n)
-        if meeting:
-            facts.count(AT_MEETINGS + audience.value, n)
-    facts.add("engaged", *d["organisation_ids"])
-    if kind is ActivityKind.HIRING_EVENT:
-        facts.add("hiring_event_orgs", *d["organisation_ids"])
-    facts.trace("attendance", e["id"])
-    if meeting:
-        facts.trace("meeting_attendance", e["id"])
+        roster.set_latest(f"attendance:{activity}/{audience.value}", order, e["id"], n)
+    if d["organisation_ids"]:
+        roster.add(f"attended:{activity}", *(f"{o}/{e['id']}" for o in d["organisation_ids"]))
 
 
 def _hire(e: PlainEvent, d: Payload, cells: Cells) -> None:  # out.HireRecorded
@@ -435,8 +427,6 @@ RECORDERS: dict[type[EventData], Recorder] = {
     out.ApprenticeshipStarted: _counted("apprenticeships", "started_on"),
     dem.DemandSurveyResponded: _survey,
 }
-# Scheduling, rescheduling and cancelling feed no KPI (only what was held counts), just the list
-# of upcoming activities on the partnership page.
 _BY_TYPE: dict[str, Recorder] = {BY_MODEL[model].type: recorder for model, recorder in RECORDERS.items()}
 
 
@@ -449,12 +439,84 @@ def record(event: PlainEvent, cells: Cells) -> bool:
     return True
 
 
+# --- from roster facts to held activities ------------------------------------------------
+
+WORK_BASED_LEARNING = frozenset({ActivityKind.PLANT_TOUR.value, ActivityKind.CAREER_DAY.value,
+                                 ActivityKind.SCHOOL_VISIT.value})  # what an employer hosts at its site
+
+
+@dataclass
+class HeldActivity:
+    """An activity that was held (its latest closing is a completion), with what is known of it."""
+
+    activity_id: str
+    kind: str
+    day: str  # ISO UTC day of its latest scheduled start; of its completion if no schedule is known
+    participants: list[str]  # organisations that took part (the completion's list)
+    hosts: list[str]  # organisations whose site it was (the schedule's list; none if no schedule is known)
+    attendees: set[str]  # organisations counted at it (every attendance record's)
+    counts: dict[str, int]  # audience -> people: each audience's latest attendance record
+    completion_id: str
+    schedule_id: str | None
+    attendance_ids: set[str]
+
+
+def held_activities(roster: Facts) -> list[HeldActivity]:
+    """The held activities of one partnership's roster. Cancelled ones (latest closing a
+    cancellation) and ones not completed yet are left out, with whatever attendance they have."""
+    # One pass over the roster's entries: views resolve every roster in scope.
+    completions, closed, scheduled, starts, counts = {}, {}, {}, {}, []
+    for key, entry in roster.latest.items():
+        fact, _, rest = key.partition(":")
+        if fact == "attendance":
+            counts.append((rest, entry))
+        elif fact == "held":
+            completions[rest] = entry
+        elif fact == "activity_closed":
+            closed[rest] = entry[2]
+        elif fact == "activity":
+            scheduled[rest] = entry
+        elif fact == "activity_time":
+            starts[rest] = entry[2]
+    by_id = {}
+    for activity_id, (_, completion_id, info) in completions.items():
+        if closed[activity_id] != "completed":
+            continue
+        schedule = scheduled.get(activity_id)
+        by_id[activity_id] = HeldActivity(
+            activity_id, info["kind"], starts.get(activity_id, info["at"])[:10], info["participants"],
+            schedule[2].get("hosts", []) if schedule else [], set(), {}, completion_id,
+            schedule[1] if schedule else None, set())
+    if not by_id:
+        return []
+    for rest, (_, event_id, n) in counts:
+        activity_id, _, audience = rest.rpartition("/")
+        if (activity := by_id.get(activity_id)) is not None:
+            activity.counts[audience] = n
+            activity.attendance_ids.add(event_id)
+    for key, members in roster.sets.items():
+        if key.startswith("attended:") and (activity := by_id.get(key[9:])) is not None:
+            for member in members:
+                organisation, _, event_id = member.partition("/")
+                activity.attendees.add(organisation)
+                activity.attendance_ids.add(event_id)
+    return list(by_id.values())
+
+
 def program_years_touched(cells: Cells) -> set[tuple[str, str]]:
-    """(partnership, program year) pairs whose dated facts a batch changed: where milestones may be."""
+    """(partnership, program year) pairs whose facts a batch changed: where milestones may be. For
+    activities, the program years of the days the batch carries (an attendance record carries none:
+    the day it was recorded stands in for its activity's)."""
     touched = set()
-    for source, partnership_id, bucket in cells:
+    for (source, partnership_id, bucket), facts in cells.items():
         if source in DATED_SOURCES:
             touched.add((partnership_id, period_of(date.fromisoformat(bucket + "-01"), Grain.PROGRAM_YEAR).label))
+        elif bucket == ROSTER:
+            for key, (order, _, value) in facts.latest.items():
+                day = (value if key.startswith("activity_time:") else value["at"] if key.startswith("held:")
+                       else order if key.startswith("attendance:") else None)
+                if day is not None:
+                    touched.add((partnership_id, period_of(date.fromisoformat(day[:10]), Grain.PROGRAM_YEAR).label))
     return touched
 
 

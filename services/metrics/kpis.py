@@ -4,18 +4,19 @@ a sector or the state) and one period. Pure code, no I/O.
 
 A changed formula is a new `version` of its KPI. Formulas read stored facts, so a new formula
 applies to all history at once; a change in what is *recorded* from events needs
-`backbone kpis rebuild`.
+`backbone kpis rebuild`. Each definition states its dating rule, what counts, what is excluded and
+a worked example (docs/kpis.md explains the rules they share).
 """
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
 
-from services.metrics.domain import AT_MEETINGS, HELD, REACHED, WAGES, Facts, Grain, Period
+from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, Grain, HeldActivity, Period, held_activities
 from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
@@ -36,6 +37,8 @@ class Unit(StrEnum):
 class Aggregation(StrEnum):
     EVENTS = "sum over the events dated in the period"
     DISTINCT = "distinct organisations over the events dated in the period"
+    HELD = "over the activities held in the period (dated by their day), each with its latest attendance"
+    HELD_DISTINCT = "distinct organisations over the activities held in the period (dated by their day)"
     MEDIAN = "median over the events dated in the period"
     RATIO = "ratio of two sums over the events dated in the period"
     STOCK = "state on the last day of the period"
@@ -48,10 +51,12 @@ class Tenure(NamedTuple):  # a tuple: views build tens of thousands of them
 
     start: date
     ended: str | None  # the first ISO day known not to be with the employer (separated, or a check said so)
-    employed: str  # the last ISO day known to be ("" if never checked)
+    employed: str  # the last ISO day known to be: a check that found them, or the day before a separation
 
     def employed_on(self, day: date) -> bool | None:
-        """No if it had ended by `day`, yes if a check on or after `day` found them employed, else unknown."""
+        """No if it had ended by `day` (a known end wins over a later check), yes if they are known
+        to be employed on or after `day` (employment is taken as continuous from the start), else
+        unknown."""
         iso = day.isoformat()
         if self.ended is not None and self.ended <= iso:
             return False
@@ -67,18 +72,23 @@ class View:
     since: Facts  # dated facts from the period's first month on: what became of the period's hires
     roster: Facts  # the scope's rosters: members, action teams, targets
     kinds: dict[str, str]  # organisation id -> kind
+    activities: list[HeldActivity]  # the scope's activities held in the period
 
     @cached_property
     def cohort(self) -> list[Tenure]:
-        """The period's hires, once for the three retention KPIs."""
+        """The period's hires, once for the retention KPIs."""
         ends, employed = self.since.minima, self.since.maxima
+        day = timedelta(days=1)
         cohort = []
         for key, entry in self.flow.latest.items():
             if key.startswith("hire:"):
                 hire = key[5:]
-                ended = [d for d in (ends.get(f"separated:{hire}"), ends.get(f"absent:{hire}")) if d]
-                cohort.append(Tenure(date.fromisoformat(entry[2]), min(ended) if ended else None,
-                                     employed.get(f"employed:{hire}", "")))
+                separated, absent = ends.get(f"separated:{hire}"), ends.get(f"absent:{hire}")
+                ended = min(separated, absent) if separated and absent else separated or absent
+                last = employed.get(f"employed:{hire}", "")
+                if separated:  # a separation on day N proves employment up to N - 1
+                    last = max(last, (date.fromisoformat(separated) - day).isoformat())
+                cohort.append(Tenure(date.fromisoformat(entry[2]), ended, last))
         return cohort
 
 
@@ -92,14 +102,17 @@ def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iter
             flow.merge(facts)
         since.merge(facts)
     roster = Facts()
-    for facts in rosters:
+    start, end = period.start.isoformat(), period.end.isoformat()
+    activities = []
+    for facts in rosters:  # one partnership's each: activity ids are unique within a partnership
         roster.merge(facts)
+        activities += [a for a in held_activities(facts) if start <= a.day <= end]
     kinds = {entry[2]["organisation_id"]: entry[2]["kind"]
              for key, entry in roster.latest.items() if key.startswith("member:")}
     for facts in directory:  # the registry has the last word on an organisation's kind
         kinds.update({key.removeprefix("kind:"): entry[2] for key, entry in facts.latest.items()
                       if key.startswith("kind:")})
-    return View(period, flow, since, roster, kinds)
+    return View(period, flow, since, roster, kinds, activities)
 
 
 # --- formulas --------------------------------------------------------------------------------
@@ -113,24 +126,33 @@ def _count(name: str) -> Callable[[View], float]:
 
 
 def _held(*kinds: ActivityKind) -> Callable[[View], float]:
-    return lambda v: sum(v.flow.counts[HELD + k.value] for k in kinds)
+    wanted = {k.value for k in kinds}
+    return lambda v: sum(a.kind in wanted for a in v.activities)
 
 
-def _reached(*audiences: Audience) -> Callable[[View], float]:
-    return lambda v: sum(v.flow.counts[REACHED + a.value] for a in audiences)
+def _reached(*audiences: Audience, kinds: Iterable[ActivityKind] = ()) -> Callable[[View], float]:
+    """People of these audiences counted at held activities (of these kinds; all if none)."""
+    names, wanted = [a.value for a in audiences], {k.value for k in kinds}
+    return lambda v: sum(a.counts.get(n, 0) for a in v.activities if not wanted or a.kind in wanted for n in names)
 
 
-def _employers(v: View, name: str) -> set[str]:
-    return {o for o in v.flow.sets.get(name, ()) if v.kinds.get(o) == OrganisationKind.EMPLOYER}
+def _employers(v: View, organisations: Iterable[str]) -> set[str]:
+    return {o for o in organisations if v.kinds.get(o) == OrganisationKind.EMPLOYER}
 
 
 def employers_engaged(v: View) -> float:
     # Survey respondents are employers by definition; activity participants only if the roster says so.
-    return len(_employers(v, "engaged") | v.flow.sets.get("respondents", set()))
+    present = {o for a in v.activities for o in (*a.participants, *a.attendees)}
+    return len(_employers(v, present) | v.flow.sets.get("respondents", set()))
 
 
 def hiring_event_employers(v: View) -> float:
-    return len(_employers(v, "hiring_event_orgs"))
+    return len(_employers(v, {o for a in v.activities if a.kind == ActivityKind.HIRING_EVENT
+                              for o in (*a.participants, *a.attendees)}))
+
+
+def employers_hosting(v: View) -> float:
+    return len(_employers(v, {o for a in v.activities if a.kind in WORK_BASED_LEARNING for o in a.hosts}))
 
 
 def _by_member(facts: Facts, prefix: str) -> dict[str, set[str]]:
@@ -193,19 +215,35 @@ def median_starting_wage(v: View) -> float | None:
     return (nth((n - 1) // 2) + nth(n // 2)) / 200
 
 
+_AT_MEETINGS = (ActivityKind.PARTNERSHIP_MEETING,)
+
+
 def employer_attendee_share(v: View) -> float | None:
-    employers = v.flow.counts[AT_MEETINGS + Audience.EMPLOYERS.value]
-    return _ratio(employers, employers + v.flow.counts[AT_MEETINGS + Audience.PUBLIC_PARTNERS.value])
+    employers = _reached(Audience.EMPLOYERS, kinds=_AT_MEETINGS)(v)
+    return _ratio(employers, employers + _reached(Audience.PUBLIC_PARTNERS, kinds=_AT_MEETINGS)(v))
 
 
-def _share_retained(v: View, retained: Callable[[Tenure], bool | None]) -> float | None:
-    known = [r for tenure in v.cohort if (r := retained(tenure)) is not None]
-    return _ratio(sum(known), len(known))
+Retained = Callable[[Tenure], bool | None]
 
 
-def _retained_after(days: int) -> Callable[[View], float | None]:
+def _share_retained(retained: Retained) -> Callable[[View], float | None]:
+    """Of the cohort whose status is known, the share retained."""
+
+    def share(v: View) -> float | None:
+        known = [r for tenure in v.cohort if (r := retained(tenure)) is not None]
+        return _ratio(sum(known), len(known))
+
+    return share
+
+
+def _coverage(retained: Retained) -> Callable[[View], float | None]:
+    """The share of the cohort whose status is known: how much evidence a retention rate stands on."""
+    return lambda v: _ratio(sum(retained(t) is not None for t in v.cohort), len(v.cohort))
+
+
+def _after(days: int) -> Retained:
     after = timedelta(days=days)
-    return lambda v: _share_retained(v, lambda t: t.employed_on(t.start + after))
+    return lambda t: t.employed_on(t.start + after)
 
 
 def _quarter_after(start: date, quarters: int) -> date:
@@ -214,17 +252,13 @@ def _quarter_after(start: date, quarters: int) -> date:
     return date(start.year + month // 12, month % 12 + 1, 1)
 
 
-def retention_q2_q4(v: View) -> float | None:
+def in_q2_and_q4(t: Tenure) -> bool | None:
     """WIOA-style: employed by the same employer in the 2nd and in the 4th quarter after the quarter
-    of hire (known from its first day on)."""
-
-    def retained(t: Tenure) -> bool | None:
-        q2, q4 = t.employed_on(_quarter_after(t.start, 2)), t.employed_on(_quarter_after(t.start, 4))
-        if q2 is False or q4 is False:
-            return False
-        return True if q2 and q4 else None
-
-    return _share_retained(v, retained)
+    of hire, judged on each quarter's first day (docs/kpis.md: how it differs from the federal one)."""
+    q2, q4 = t.employed_on(_quarter_after(t.start, 2)), t.employed_on(_quarter_after(t.start, 4))
+    if q2 is False or q4 is False:
+        return False
+    return True if q2 and q4 else None
 
 
 def openings_by_occupation(v: View, top: int = 10) -> dict:
@@ -251,7 +285,13 @@ class Kpi:
     feeds: tuple[type[EventData], ...]
     compute: Callable[[View], Value]
     lineage: tuple[str, ...]  # facts whose event ids produced a value ("held:" = every fact starting so)
+    _: KW_ONLY
+    dating: str  # which day puts an event (or activity, or hire) in a period
+    counts: str  # what is counted
+    excludes: str  # what is left out
+    example: str  # a worked example
     celebrate: bool = False  # round numbers in a program year are milestones
+    coverage: str | None = None  # the KPI that reports how much of this one's cohort is known
 
     @property
     def scalar(self) -> bool:
@@ -260,100 +300,191 @@ class Kpi:
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
                 "unit": self.unit.value, "aggregation": self.aggregation.value,
-                "feeds": [BY_MODEL[m].type for m in self.feeds]}
+                "feeds": [BY_MODEL[m].type for m in self.feeds], "dating": self.dating, "counts": self.counts,
+                "excludes": self.excludes, "example": self.example, "coverage": self.coverage}
 
 
-_ACTIVITY = (act.ActivityCompleted,)
-_ATTENDANCE = (act.AttendanceRecorded,)
+_ACTIVITY = (act.ActivityScheduled, act.ActivityRescheduled, act.ActivityCancelled, act.ActivityCompleted)
+_ATTENDANCE = (*_ACTIVITY, act.AttendanceRecorded)
 _MEMBERS = (mem.MemberJoined, mem.MemberLeft)
 _RETENTION = (out.HireRecorded, out.RetentionChecked, out.SeparationRecorded)
 
+# The rules activity KPIs share (docs/kpis.md, "Activities and attendance").
+_ACTIVITY_DAY = ("The activity's day: the UTC day of its latest scheduled or rescheduled start; of its completion "
+                 "when no schedule is known. Not when its events were sent.")
+_NOT_HELD = "Activities cancelled (latest closing a cancellation) or not completed yet, and anything recorded for them."
+_ATTENDANCE_RULE = ("Per activity and audience, the latest attendance record (by event time, then id) is the count: a "
+                    "correction replaces the earlier figure.")
+_COHORT_DAY = "The hire's start date puts it in the cohort of the period; evidence from any later day counts."
+_EVIDENCE = ("A retention check proves employment on its day (and, employment being continuous, before it); a "
+             "separation on day N proves employment up to N - 1 and its absence from N; a check that finds the "
+             "person gone proves absence from its day. A known end wins over a later check.")
+_UNKNOWN = "Hires whose status on the day measured is unknown (no evidence reaches it) are left out of the rate."
+
+
+def _retention_kpis(name: str, title: str, what: str, retained: Retained, example: str) -> tuple[Kpi, Kpi]:
+    """A retention rate over the known part of the cohort, and its coverage."""
+    coverage = f"{name}_coverage"
+    return (
+        Kpi(name, 2, title, f"Of the period's hires whose status {what} is known, the share still with the same "
+            "employer. Read it with its coverage.", Unit.RATIO, Aggregation.COHORT, _RETENTION,
+            _share_retained(retained), ("hires", "retention"), dating=_COHORT_DAY,
+            counts=f"{_EVIDENCE} Retained: known employed {what}.", excludes=_UNKNOWN, example=example,
+            coverage=coverage),
+        Kpi(coverage, 1, f"{title}: coverage", f"The share of the period's hires whose status {what} is known: "
+            f"how much evidence `{name}` stands on.", Unit.RATIO, Aggregation.COHORT, _RETENTION,
+            _coverage(retained), ("hires", "retention"), dating=_COHORT_DAY,
+            counts=f"Hires whose status {what} is known, by the evidence rules of `{name}`.",
+            excludes="Nothing: every hire of the cohort is in the denominator.",
+            example="10 hires, 6 with a known status: 60%."),
+    )
+
+
+def _counted(name: str, fact: str, title: str, description: str, model: type[EventData], dated_by: str,
+             example: str, celebrate: bool = False) -> Kpi:
+    """An outcome counted in the period of the day it states."""
+    return Kpi(name, 1, title, description, Unit.COUNT, Aggregation.EVENTS, (model,), _count(fact), (fact,),
+               dating=f"The event's `{dated_by}` (the day it happened, not when it was sent).",
+               counts=f"Each `{BY_MODEL[model].type}` event once (a resent id once).",
+               excludes="Nothing else.", example=example, celebrate=celebrate)
+
+
+def _held_kpi(name: str, title: str, kinds: tuple[ActivityKind, ...], celebrate: bool = False) -> Kpi:
+    named = " and ".join(k.value.replace("_", " ") + "s" for k in kinds)
+    return Kpi(name, 2, title, f"{named.capitalize()} held in the period.", Unit.COUNT, Aggregation.HELD, _ACTIVITY,
+               _held(*kinds), tuple("held:" + k.value for k in kinds), dating=_ACTIVITY_DAY,
+               counts=f"Completed {named}, each once.", excludes=_NOT_HELD,
+               example=f"One scheduled for 30 September, rescheduled to 2 October and completed then: it counts in "
+                       f"October (2025-Q4), not September.", celebrate=celebrate)
+
+
 CATALOGUE: tuple[Kpi, ...] = (
     # engagement
-    Kpi("employers_engaged", 1, "Employers engaged",
-        "Distinct employers that took part in a completed activity, were counted at one, or answered a "
-        "demand survey in the period.", Unit.COUNT, Aggregation.DISTINCT,
-        (*_ACTIVITY, *_ATTENDANCE, dem.DemandSurveyResponded, mem.MemberJoined, mem.OrganisationRegistered),
-        employers_engaged, (HELD, "attendance", "demand"), celebrate=True),
+    Kpi("employers_engaged", 2, "Employers engaged",
+        "Distinct employers that took part in or were counted at an activity held in the period, or answered a "
+        "demand survey in the period.", Unit.COUNT, Aggregation.HELD_DISTINCT,
+        (*_ATTENDANCE, dem.DemandSurveyResponded, mem.MemberJoined, mem.OrganisationRegistered),
+        employers_engaged, ("held:", "attendance", "demand"),
+        dating=f"Activities: {_ACTIVITY_DAY} Surveys: the response's `responded_on`.",
+        counts="Organisations whose kind is employer (the registry's word, else the roster's), among the "
+               "participants of held activities and the organisations named in their attendance; every survey "
+               "respondent. Each employer once statewide.",
+        excludes=f"{_NOT_HELD} Schools, providers and other non-employers.",
+        example="Acme takes part in a tour on 3 Sept and answers a survey on 5 Sept; Beta is counted at a career "
+                "day later cancelled: 1 employer engaged in September.", celebrate=True),
+    Kpi("employers_hosting", 1, "Employers hosting work-based learning",
+        "Distinct employers that hosted a plant tour, career day or school visit held in the period.",
+        Unit.COUNT, Aggregation.HELD_DISTINCT, (*_ACTIVITY, mem.MemberJoined, mem.OrganisationRegistered),
+        employers_hosting, ("hosted",), dating=_ACTIVITY_DAY,
+        counts="The hosts (the schedule's `host_ids`) that are employers, of held plant tours, career days and "
+               "school visits. Each employer once per scope, however often it hosts.",
+        excludes=f"{_NOT_HELD} Activities held without a known schedule (no hosts known); other kinds (meetings, "
+                 "hiring events); hosts that are not employers (a college hosting a career day).",
+        example="Acme hosts two tours in October, Beta a career day in October that is cancelled, the college a "
+                "school visit: 1 employer hosting in 2025-Q4."),
     Kpi("active_members", 1, "Active members by kind",
         "Member organisations on the last day of the period, by kind of organisation, with the total.",
-        Unit.BREAKDOWN, Aggregation.STOCK, _MEMBERS, active_members, ("members",)),
+        Unit.BREAKDOWN, Aggregation.STOCK, _MEMBERS, active_members, ("members",),
+        dating="The state on the period's last day, from `joined_on` and `left_on`.",
+        counts="Members whose latest joining on or before that day is later than their latest leaving.",
+        excludes="Members who left on or before that day and did not rejoin; joinings after it.",
+        example="Joined 1 Jan 2024, left 10 Mar 2026, rejoined 1 May 2026: active at the end of PY2025, not of "
+                "2026-Q1."),
     Kpi("new_members", 1, "New members", "Organisations that joined in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (mem.MemberJoined,), new_members, ("members",)),
+        Unit.COUNT, Aggregation.EVENTS, (mem.MemberJoined,), new_members, ("members",),
+        dating="`joined_on`.", counts="Each joining (a member who rejoins counts again).",
+        excludes="Joinings dated outside the period.", example="Joined 30 June 2025: PY2024, not PY2025."),
     Kpi("members_lost", 1, "Members lost", "Organisations that left in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (mem.MemberLeft,), members_lost, ("members",)),
+        Unit.COUNT, Aggregation.EVENTS, (mem.MemberLeft,), members_lost, ("members",),
+        dating="`left_on`.", counts="Each leaving.", excludes="Leavings dated outside the period.",
+        example="Left 1 July 2025: PY2025."),
     Kpi("action_teams_active", 1, "Action teams active",
         "Action teams whose status on the last day of the period is active.",
         Unit.COUNT, Aggregation.STOCK, (mem.ActionTeamFormed, mem.ActionTeamChanged), action_teams_active,
-        ("action_teams",)),
+        ("action_teams",), dating="The team's latest status change (event time) on or before the period's last day.",
+        counts="Teams whose status then is active.", excludes="Paused and closed teams; teams formed after it.",
+        example="Formed in August, closed in February: active at the end of 2025-Q4, not of 2026-Q1."),
     # activity
-    Kpi("tours_held", 1, "Plant tours held", "Plant tours completed in the period.",
-        Unit.COUNT, Aggregation.EVENTS, _ACTIVITY, _held(ActivityKind.PLANT_TOUR),
-        (HELD + ActivityKind.PLANT_TOUR.value,), celebrate=True),
-    Kpi("career_events_held", 1, "Career events held", "Career days and school visits completed in the period.",
-        Unit.COUNT, Aggregation.EVENTS, _ACTIVITY, _held(ActivityKind.CAREER_DAY, ActivityKind.SCHOOL_VISIT),
-        (HELD + ActivityKind.CAREER_DAY.value, HELD + ActivityKind.SCHOOL_VISIT.value), celebrate=True),
-    Kpi("hiring_events_held", 1, "Hiring events held", "Hiring events completed in the period.",
-        Unit.COUNT, Aggregation.EVENTS, _ACTIVITY, _held(ActivityKind.HIRING_EVENT),
-        (HELD + ActivityKind.HIRING_EVENT.value,)),
-    Kpi("hiring_event_employers", 1, "Employers at hiring events",
-        "Distinct employers that took part in, or were counted at, a hiring event in the period.",
-        Unit.COUNT, Aggregation.DISTINCT, (*_ACTIVITY, *_ATTENDANCE), hiring_event_employers,
-        (HELD + ActivityKind.HIRING_EVENT.value, "attendance")),
-    Kpi("meetings_held", 1, "Partnership meetings held", "Partnership meetings completed in the period.",
-        Unit.COUNT, Aggregation.EVENTS, _ACTIVITY, _held(ActivityKind.PARTNERSHIP_MEETING),
-        (HELD + ActivityKind.PARTNERSHIP_MEETING.value,)),
-    Kpi("students_reached", 1, "Students reached", "Students counted at activities, by when attendance was recorded.",
-        Unit.COUNT, Aggregation.EVENTS, _ATTENDANCE, _reached(Audience.STUDENTS), ("attendance",), celebrate=True),
-    Kpi("job_seekers_reached", 1, "Job seekers reached",
-        "Job seekers and career changers counted at activities, by when attendance was recorded.",
-        Unit.COUNT, Aggregation.EVENTS, _ATTENDANCE, _reached(Audience.JOB_SEEKERS, Audience.CAREER_CHANGERS),
-        ("attendance",), celebrate=True),
-    Kpi("employer_attendee_share", 1, "Industry-led check",
-        "Employer attendees as a share of employer and public-partner attendees at partnership meetings.",
-        Unit.RATIO, Aggregation.RATIO, _ATTENDANCE, employer_attendee_share, ("meeting_attendance",)),
+    _held_kpi("tours_held", "Plant tours held", (ActivityKind.PLANT_TOUR,), celebrate=True),
+    _held_kpi("career_events_held", "Career events held", (ActivityKind.CAREER_DAY, ActivityKind.SCHOOL_VISIT),
+              celebrate=True),
+    _held_kpi("hiring_events_held", "Hiring events held", (ActivityKind.HIRING_EVENT,)),
+    Kpi("hiring_event_employers", 2, "Employers at hiring events",
+        "Distinct employers that took part in, or were counted at, a hiring event held in the period.",
+        Unit.COUNT, Aggregation.HELD_DISTINCT, _ATTENDANCE, hiring_event_employers,
+        ("held:" + ActivityKind.HIRING_EVENT.value, "attendance"), dating=_ACTIVITY_DAY,
+        counts="Employers among the participants of held hiring events and the organisations named in their "
+               "attendance, each once.", excludes=f"{_NOT_HELD} Non-employers.",
+        example="Acme and the college at a fair on 5 Nov: 1 employer in November."),
+    _held_kpi("meetings_held", "Partnership meetings held", (ActivityKind.PARTNERSHIP_MEETING,)),
+    Kpi("students_reached", 2, "Students reached", "Students counted at activities held in the period.",
+        Unit.COUNT, Aggregation.HELD, _ATTENDANCE, _reached(Audience.STUDENTS), ("attendance",),
+        dating=_ACTIVITY_DAY, counts=f"The `students` count of attendance records. {_ATTENDANCE_RULE}",
+        excludes=_NOT_HELD,
+        example="A tour on 20 Sept; attendance sent in December says 7 students, a correction says 9: 9 students "
+                "in September. Had the tour been cancelled: none.", celebrate=True),
+    Kpi("job_seekers_reached", 2, "Job seekers reached",
+        "Job seekers and career changers counted at activities held in the period.",
+        Unit.COUNT, Aggregation.HELD, _ATTENDANCE, _reached(Audience.JOB_SEEKERS, Audience.CAREER_CHANGERS),
+        ("attendance",), dating=_ACTIVITY_DAY,
+        counts=f"The `job_seekers` and `career_changers` counts of attendance records. {_ATTENDANCE_RULE}",
+        excludes=_NOT_HELD, example="A fair on 5 Nov with 12 job seekers and 3 career changers: 15 in November.",
+        celebrate=True),
+    Kpi("employer_attendee_share", 2, "Industry-led check",
+        "Employer attendees as a share of employer and public-partner attendees at partnership meetings held in "
+        "the period.", Unit.RATIO, Aggregation.HELD, _ATTENDANCE, employer_attendee_share, ("meeting_attendance",),
+        dating=_ACTIVITY_DAY,
+        counts=f"`employers` and `public_partners` counts at held partnership meetings. {_ATTENDANCE_RULE}",
+        excludes=f"{_NOT_HELD} Other audiences and other kinds of activity. No attendees: no value.",
+        example="Meetings with 9 employers and 3 public partners, then 1 and 7: 10 of 20, 50%."),
     # talent
     Kpi("hires", 1, "Hires", "Hires that started in the period.", Unit.COUNT, Aggregation.EVENTS,
-        (out.HireRecorded,), _count("hires"), ("hires",), celebrate=True),
+        (out.HireRecorded,), _count("hires"), ("hires",), dating="`start_date`.",
+        counts="Each hire id once.", excludes="Hires starting outside the period.",
+        example="Recorded in August, starting 1 July 2025: PY2025, 2025-Q3.", celebrate=True),
     Kpi("local_hire_rate", 1, "Local hire rate", "Residents of the region as a share of the period's hires.",
-        Unit.RATIO, Aggregation.RATIO, (out.HireRecorded,), local_hire_rate, ("hires",)),
+        Unit.RATIO, Aggregation.RATIO, (out.HireRecorded,), local_hire_rate, ("hires",), dating="`start_date`.",
+        counts="Hires marked `resident`, over all hires.", excludes="No hires: no value.",
+        example="3 residents among 4 hires: 75%."),
     Kpi("career_changers_hired", 1, "Career changers entering", "Career changers among the period's hires.",
-        Unit.COUNT, Aggregation.EVENTS, (out.HireRecorded,), _count("hires:career_changer"), ("hires",)),
+        Unit.COUNT, Aggregation.EVENTS, (out.HireRecorded,), _count("hires:career_changer"), ("hires",),
+        dating="`start_date`.", counts="Hires marked `career_changer`.", excludes="Other hires.",
+        example="2 of 5 hires are career changers: 2."),
     Kpi("median_starting_wage", 1, "Median starting wage",
         "Median hourly starting wage of the period's hires that reported one (mean of the middle two "
         "when even).", Unit.USD_PER_HOUR, Aggregation.MEDIAN, (out.HireRecorded,), median_starting_wage,
-        ("hires",)),
-    Kpi("placements", 1, "Placements", "Training placements into jobs that started in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (out.PlacementRecorded,), _count("placements"), ("placements",),
-        celebrate=True),
-    Kpi("training_enrolments", 1, "Training enrolments", "Enrolments in training in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (out.TrainingEnrolled,), _count("training_enrolments"),
-        ("training_enrolments",)),
-    Kpi("training_completions", 1, "Training completions", "Training completed in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (out.TrainingCompleted,), _count("training_completions"),
-        ("training_completions",), celebrate=True),
-    Kpi("credentials_earned", 1, "Credentials earned", "Credentials earned in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (out.CredentialEarned,), _count("credentials"), ("credentials",),
-        celebrate=True),
-    Kpi("apprenticeships_started", 1, "Apprenticeships started", "Apprenticeships that started in the period.",
-        Unit.COUNT, Aggregation.EVENTS, (out.ApprenticeshipStarted,), _count("apprenticeships"),
-        ("apprenticeships",)),
+        ("hires",), dating="`start_date`.", counts="`hourly_wage` of each hire that states one.",
+        excludes="Hires without a wage. None reported: no value.", example="$18, $21.50, $24.25, $30: $22.875/h."),
+    _counted("placements", "placements", "Placements", "Training placements into jobs that started in the period.",
+             out.PlacementRecorded, "start_date", "A placement starting 30 June 2026: PY2025.", celebrate=True),
+    _counted("training_enrolments", "training_enrolments", "Training enrolments", "Enrolments in training in the period.",
+             out.TrainingEnrolled, "enrolled_on", "Enrolled 1 Oct 2025: 2025-Q4."),
+    _counted("training_completions", "training_completions", "Training completions", "Training completed in the period.",
+             out.TrainingCompleted, "completed_on", "Completed 31 Dec 2025: 2025-Q4.", celebrate=True),
+    _counted("credentials_earned", "credentials", "Credentials earned", "Credentials earned in the period.",
+             out.CredentialEarned, "earned_on", "Earned 1 Jan 2026: 2026-Q1.", celebrate=True),
+    _counted("apprenticeships_started", "apprenticeships", "Apprenticeships started",
+             "Apprenticeships that started in the period.", out.ApprenticeshipStarted, "started_on",
+             "Started 1 July 2025: PY2025."),
     # retention
-    Kpi("retention_90_days", 1, "Retained at 90 days",
-        "Of the period's hires whose status at 90 days is known, the share still with the same employer.",
-        Unit.RATIO, Aggregation.COHORT, _RETENTION, _retained_after(90), ("hires", "retention")),
-    Kpi("retention_180_days", 1, "Retained at 180 days",
-        "Of the period's hires whose status at 180 days is known, the share still with the same employer.",
-        Unit.RATIO, Aggregation.COHORT, _RETENTION, _retained_after(180), ("hires", "retention")),
-    Kpi("retention_q2_q4", 1, "Retention with the same employer (WIOA-style)",
-        "Of the period's hires whose status is known, the share employed by the same employer in the second "
-        "and the fourth quarter after the quarter of hire.",
-        Unit.RATIO, Aggregation.COHORT, _RETENTION, retention_q2_q4, ("hires", "retention")),
+    *_retention_kpis("retention_90_days", "Retained at 90 days", "90 days after the start", _after(90),
+                     "Hire A separates on day 151, hire B on day 30, hire C has no evidence: A retained, B not, C "
+                     "unknown: 50%, coverage 2 of 3 (67%)."),
+    *_retention_kpis("retention_180_days", "Retained at 180 days", "180 days after the start", _after(180),
+                     "Hire A checked employed on day 200, hire B checked gone on day 120, hire C separated on day "
+                     "181: A and C retained, B not: 67%, coverage 100%."),
+    *_retention_kpis("retention_q2_q4", "Retention with the same employer (WIOA-style)",
+                     "in the second and the fourth quarter after the quarter of hire", in_q2_and_q4,
+                     "Hired 15 Aug 2025 (2026's Q1 is the 2nd quarter after, Q3 the 4th): separated 10 Aug 2026: "
+                     "retained (employed on 1 Jan and 1 Jul 2026); separated 10 Mar 2026: not retained."),
     # demand
     Kpi("openings_by_occupation", 1, "Expected openings by occupation",
         "Per survey round, the top SOC codes by openings, from each employer's latest response in the period.",
         Unit.BREAKDOWN, Aggregation.LATEST_PER_EMPLOYER, (dem.DemandSurveyResponded,), openings_by_occupation,
-        ("demand",)),
+        ("demand",), dating="`responded_on`.",
+        counts="Per round and employer, the latest response (by `responded_on`, then event time); openings "
+               "summed by SOC code, top 10.", excludes="An employer's earlier responses in the same round.",
+        example="Acme answers 5 then 3 welders in the spring round: 3."),
 )
 
 BY_NAME: dict[str, Kpi] = {k.name: k for k in CATALOGUE}
@@ -368,17 +499,33 @@ def lineage(kpi: Kpi, period: Period, dated: Iterable[tuple[str, Facts]], roster
     """How many events fed a KPI value, and (up to `limit`) which. Each stored document keeps at
     most LINEAGE_LIMIT ids per fact, so the ids can be fewer than the events.
 
-    Cohort KPIs also name the retention events of later months; the others only their period's."""
+    Cohort KPIs also name the retention events of later months; the others only their period's.
+    Activity KPIs name the completions, schedules and (latest) attendance records of the activities
+    held in the period, exactly."""
     cohort = kpi.aggregation is Aggregation.COHORT
     last = period.months[-1]
-    sources = [f for month, f in dated if month <= last or cohort] + list(rosters)
-    events, ids = 0, []
-    for facts in sources:
+    rosters = list(rosters)
+    start, end = period.start.isoformat(), period.end.isoformat()
+    activity_ids = sorted({i for facts in rosters for a in held_activities(facts) if start <= a.day <= end
+                           for name in kpi.lineage for i in _activity_lineage(name, a)})
+    events, ids = len(activity_ids), activity_ids[:limit]
+    for facts in [f for month, f in dated if month <= last or cohort] + rosters:
         for fact, (n, fact_ids) in facts.lineage.items():
             if any(fact == name or (name.endswith(":") and fact.startswith(name)) for name in kpi.lineage):
                 events += n
                 ids.extend(fact_ids[:max(0, limit - len(ids))])
     return events, ids
+
+
+def _activity_lineage(name: str, a: HeldActivity) -> Iterable[str]:
+    """The event ids behind one held activity's part in a KPI whose lineage names `name`."""
+    if name.startswith("held:") and (name == "held:" or name == "held:" + a.kind):
+        return (a.completion_id,)
+    if name == "attendance" or (name == "meeting_attendance" and a.kind == ActivityKind.PARTNERSHIP_MEETING):
+        return a.attendance_ids
+    if name == "hosted" and a.kind in WORK_BASED_LEARNING and a.hosts:
+        return (a.completion_id, a.schedule_id)
+    return ()
 
 
 # --- targets and milestones ------------------------------------------------------------------

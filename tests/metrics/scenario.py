@@ -37,8 +37,8 @@ class Scenario:
     hires: list[tuple] = field(default_factory=list)  # (pid, hire_id, start, resident, wage or None, career_changer)
     checks: list[tuple] = field(default_factory=list)  # (pid, hire_id, day, still_employed)
     separations: list[tuple] = field(default_factory=list)  # (pid, hire_id, day)
-    completions: list[tuple] = field(default_factory=list)  # (pid, kind, UTC day, participants)
-    attendance: list[tuple] = field(default_factory=list)  # (pid, day recorded, students, organisations)
+    completions: list[tuple] = field(default_factory=list)  # (pid, activity, kind, UTC day, participants)
+    attendance: list[tuple] = field(default_factory=list)  # (pid, activity, students, organisations) in time order
     responses: list[tuple] = field(default_factory=list)  # (pid, round, employer, day, {soc: openings})
     targets: list[tuple] = field(default_factory=list)  # (pid, kpi, period, value)
 
@@ -106,13 +106,17 @@ def build(size: int, seed: int = 5) -> Scenario:
             # Late evening in New York is the next day in UTC: the UTC day is the one that counts.
             when = datetime(day.year, day.month, day.day, rnd.choice([10, 23]), tzinfo=NEW_YORK)
             participants = rnd.sample(orgs, 2)
-            s.completions.append((pid, kind, when.astimezone(UTC).date(), participants))
+            s.completions.append((pid, f"a{k}", kind, when.astimezone(UTC).date(), participants))
             s.emit(act.ActivityCompleted(partnership_id=pid, activity_id=f"a{k}", kind=kind, completed_at=when,
                                          participant_ids=participants), when)
         elif roll < 0.80:
+            # Mostly for an activity held before (some a second time: a correction), else for one
+            # never held, which must not count.
+            held = [c[1] for c in s.completions if c[0] == pid]
+            activity = rnd.choice(held) if held and rnd.random() < 0.8 else f"a{k}"
             students, present = rnd.randrange(60), rnd.sample(orgs, 1)
-            s.attendance.append((pid, day, students, present))
-            s.emit(act.AttendanceRecorded(partnership_id=pid, activity_id=f"a{k}", kind="career_day",
+            s.attendance.append((pid, activity, students, present))
+            s.emit(act.AttendanceRecorded(partnership_id=pid, activity_id=activity, kind="career_day",
                                           counts={"students": students, "parents": 3}, organisation_ids=present),
                    _noon(day, k))
         else:
@@ -134,8 +138,10 @@ def expected(s: Scenario, pids: set[str], first: date, last: date) -> dict:
 
     hires = [h for h in s.hires if h[0] in pids and within(h[2])]
     wages = [h[4] for h in hires if h[4] is not None]
-    engaged = {o for pid, _, day, orgs in s.completions if pid in pids and within(day) for o in orgs}
-    engaged |= {o for pid, day, _, orgs in s.attendance if pid in pids and within(day) for o in orgs}
+    held = {(pid, a): day for pid, a, _, day, _ in s.completions if pid in pids and within(day)}
+    engaged = {o for pid, a, _, _, orgs in s.completions if (pid, a) in held for o in orgs}
+    engaged |= {o for pid, a, _, orgs in s.attendance if (pid, a) in held for o in orgs}
+    students = {(pid, a): n for pid, a, n, _ in s.attendance if (pid, a) in held}  # the latest record wins
     respondents = {r[2] for r in s.responses if r[0] in pids and within(r[3])}
 
     def retained(pid: str, hire_id: str, started: date) -> bool | None:
@@ -146,6 +152,8 @@ def expected(s: Scenario, pids: set[str], first: date, last: date) -> dict:
             return False
         if any(d >= day for p, h, d, still in s.checks if (p, h) == (pid, hire_id) and still):
             return True
+        if any(d > day for p, h, d in s.separations if (p, h) == (pid, hire_id)):
+            return True  # a separation proves employment before it
         return None
 
     known = [r for pid, hire_id, started, *_ in hires if (r := retained(pid, hire_id, started)) is not None]
@@ -161,11 +169,10 @@ def expected(s: Scenario, pids: set[str], first: date, last: date) -> dict:
         "local_hire_rate": sum(h[3] for h in hires) / len(hires) if hires else None,
         "career_changers_hired": sum(h[5] for h in hires),
         "median_starting_wage": statistics.median(wages) if wages else None,
-        "tours_held": sum(1 for pid, kind, day, _ in s.completions
-                          if pid in pids and kind == "plant_tour" and within(day)),
-        "meetings_held": sum(1 for pid, kind, day, _ in s.completions
-                             if pid in pids and kind == "partnership_meeting" and within(day)),
-        "students_reached": sum(n for pid, day, n, _ in s.attendance if pid in pids and within(day)),
+        "tours_held": sum(1 for pid, a, kind, _, _ in s.completions if (pid, a) in held and kind == "plant_tour"),
+        "meetings_held": sum(1 for pid, a, kind, _, _ in s.completions
+                             if (pid, a) in held and kind == "partnership_meeting"),
+        "students_reached": sum(students.values()),
         "employers_engaged": len({o for o in engaged if s.orgs[o] == "employer"} | respondents),
         "new_members": sum(1 for pid, _, joined, _ in s.members if pid in pids and within(joined)),
         "members_lost": sum(1 for pid, _, _, left in s.members if pid in pids and left and within(left)),

@@ -208,15 +208,18 @@ def test_activities_held_count_in_their_utc_completion_month():
     assert values(events, "PY2024")["tours_held"] == 1
 
 
-def test_people_reached_and_industry_led_check_count_when_attendance_was_recorded():
-    def attendance(kind, counts, when):
-        return ev(act.AttendanceRecorded(partnership_id=P, activity_id="a", kind=kind, counts=counts), when)
+def test_people_reached_and_industry_led_check_count_on_the_day_of_the_activity_held():
+    def held(activity_id, kind, counts, day):
+        # attendance sent a month after the activity: it still counts on the activity's day
+        return [ev(act.ActivityCompleted(partnership_id=P, activity_id=activity_id, kind=kind, completed_at=at(day))),
+                ev(act.AttendanceRecorded(partnership_id=P, activity_id=activity_id, kind=kind, counts=counts),
+                   at(day + timedelta(days=31)))]
 
     events = [
-        attendance("career_day", {"students": 30, "parents": 4, "job_seekers": 2}, at(date(2025, 9, 30))),
-        attendance("hiring_event", {"job_seekers": 12, "career_changers": 3}, at(date(2025, 10, 1))),
-        attendance("partnership_meeting", {"employers": 9, "public_partners": 3, "educators": 5}, at(date(2025, 10, 2))),
-        attendance("partnership_meeting", {"employers": 1, "public_partners": 7}, at(date(2026, 1, 1))),
+        *held("a1", "career_day", {"students": 30, "parents": 4, "job_seekers": 2}, date(2025, 9, 30)),
+        *held("a2", "hiring_event", {"job_seekers": 12, "career_changers": 3}, date(2025, 10, 1)),
+        *held("a3", "partnership_meeting", {"employers": 9, "public_partners": 3, "educators": 5}, date(2025, 10, 2)),
+        *held("a4", "partnership_meeting", {"employers": 1, "public_partners": 7}, date(2026, 1, 1)),
     ]
     q3, q4, py = values(events, "2025-Q3"), values(events, "2025-Q4"), values(events, "PY2025")
     assert (q3["students_reached"], q3["job_seekers_reached"]) == (30, 2)
@@ -236,6 +239,7 @@ def test_employers_engaged_are_distinct_employers_and_count_once_across_partners
         completed("hiring_event", day, ["acme"], pid=Q),
         ev(act.AttendanceRecorded(partnership_id=P, activity_id="a", kind="hiring_event", counts={},
                                   organisation_ids=["acme", "stranger"]), day),
+        ev(act.ActivityCompleted(partnership_id=P, activity_id="a", kind="hiring_event", completed_at=day)),
         ev(dem.DemandSurveyResponded(partnership_id=P, survey_round="r", employer_id="beta", responded_on=date(2025, 8, 2),
                                      openings=[dem.ExpectedOpenings(soc_code="51-4041", openings=1)])),
         ev(mem.OrganisationRegistered(organisation_id="stranger", name="Stranger", kind="employer")),

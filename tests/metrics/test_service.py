@@ -40,6 +40,9 @@ PERIODS = {  # label: (first day, last day)
     "2026-Q2": (date(2026, 4, 1), date(2026, 6, 30)),
     "2026-01": (date(2026, 1, 1), date(2026, 1, 31)),
 }
+# The CLI from this checkout (the `backbone` script imports the installed package, which may be another one).
+BACKBONE = [sys.executable, "-c", "from shared.cli import main; raise SystemExit(main())"]
+ROOT = Path(__file__).resolve().parents[2]
 SCOPES = [("partnership", pid, {pid}) for pid in scenario.PARTNERSHIPS] + [
     ("region", "ct-southwest", {"sw-mp", "sw-health"}),
     ("sector", "manufacturing", {"sw-mp", "sc-mip"}),
@@ -289,7 +292,7 @@ async def test_rebuild_recomputes_into_a_new_version_and_switches_over(start_ser
     service = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR, "METRICS_MAX_BATCH_EVENTS": "50"})
     first, rest = s.events[:300], s.events[300:]
     await send(kafka_settings, first)
-    rebuild = subprocess.Popen([str(Path(sys.executable).parent / "backbone"), "kpis", "rebuild"],
+    rebuild = subprocess.Popen([*BACKBONE, "kpis", "rebuild"], cwd=ROOT,
                                env=os.environ | service_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     await send(kafka_settings, rest)  # the service keeps going while the rebuild runs
     output, _ = rebuild.communicate(timeout=90)
