@@ -11,6 +11,7 @@ Callers send `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request
@@ -113,6 +114,10 @@ class KeyRing:
         self.keys = db["access_keys"]
         bootstrap = (settings or AuthSettings()).operator_key
         self.bootstrap_hash = hash_key(bootstrap.get_secret_value()) if bootstrap else None
+        # Told of every issued key once it is stored (the events service opens a partner's topic),
+        # so a service reads the access topic through one consumer group and dead-letters its
+        # poison once.
+        self.on_issue: list[Callable[[AccessKeyIssued], Awaitable[None]]] = []
 
     async def create_indexes(self) -> None:
         await self.keys.create_index("key_hash")
@@ -127,6 +132,8 @@ class KeyRing:
                               "revoked": False}},
             upsert=True,
         )
+        for listener in self.on_issue:
+            await listener(key)
 
     async def on_revoked(self, event: CloudEvent) -> None:
         revoked: AccessKeyRevoked = event.data

@@ -11,7 +11,7 @@ from services.events.intake import EventResult, Outcome
 from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.auth import KeyRing, Principal
-from shared.catalog import ACCESS, INBOUND, MEMBERSHIP, inbound_of
+from shared.catalog import INBOUND, MEMBERSHIP, inbound_of
 from shared.consumer import EventConsumer, RuleViolation, group_subscriber, subscribe
 from shared.contracts import membership as mem
 from shared.contracts.base import AccessRole
@@ -69,15 +69,11 @@ class PartnerInbound:
             broker, settings, service, group_suffix="-inbound", pattern=settings.topic(INBOUND.name),
             title=f"{service}:{INBOUND.name}", batch=True, max_records=max_batch_events)
         self.subscriber(self.on_batch)
-        # Its own group: every replica's key ring is kept by the "-access" group already.
-        subscribe(broker, settings, service, [ACCESS], {mem.AccessKeyIssued: self.on_key_issued}, group_suffix="-partners",
-                  title=f"{service}:{ACCESS.name}:partner-topics")
+        keys.on_issue.append(self.on_key_issued)  # after the ring stored the key: it is known before its topic exists
 
-    async def on_key_issued(self, event: CloudEvent) -> None:
-        key: mem.AccessKeyIssued = event.data
+    async def on_key_issued(self, key: mem.AccessKeyIssued) -> None:
         if key.role is not AccessRole.PARTNER_SYSTEM:
             return
-        await self.keys.on_issued(event)  # the ring knows the key before its topic exists
         await ensure_topics(self.settings, topics=[inbound_of(key.key_id)])
         if self.subscriber.consumer is not None:  # read the new topic now, not at the next metadata refresh
             self.subscriber.consumer.subscribe(pattern=self.subscriber.pattern.broker_address)
