@@ -50,11 +50,6 @@ def new_key() -> tuple[str, str]:
 WRITERS = frozenset({AccessRole.PARTNERSHIP_ADMIN, AccessRole.PARTNER_SYSTEM})
 
 
-def key_source(key_id: str) -> str:
-    """The CloudEvents `source` every key may send as: its own, so no two keys share one."""
-    return f"/keys/{key_id}"
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: one API key's role, partnerships and event sources. Use cases ask it, and
@@ -71,7 +66,8 @@ class Principal:
 
     @property
     def source(self) -> str:
-        return key_source(self.key_id)
+        """The CloudEvents `source` every key may send as: its own, so no two keys share one."""
+        return f"/keys/{self.key_id}"
 
     def may_access(self, partnership_id: str) -> bool:
         """May read the partnership's data (every role of the partnership, viewers included)."""

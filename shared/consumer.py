@@ -189,7 +189,6 @@ def subscribe(
     group_suffix: str = "",
     batches: BatchHandler | None = None,
     max_batch_events: int = 500,
-    title: str | None = None,
     **consumer_options,
 ) -> EventConsumer:
     """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning,
@@ -197,7 +196,7 @@ def subscribe(
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
     subscriber = group_subscriber(
         broker, settings, service, *[settings.topic(t.name) for t in topics], group_suffix=group_suffix,
-        title=title or f"{service}:{','.join(t.name for t in topics)}",
+        title=f"{service}:{','.join(t.name for t in topics)}",
         **({"batch": True, "max_records": max_batch_events} if batches else {}),
     )
     if batches:
