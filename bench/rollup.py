@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.metrics import domain, kpis  # noqa: E402
-from services.metrics.handlers import SOURCES, Rebalance, Rollup  # noqa: E402
+from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
 from shared.catalog import event_type_of  # noqa: E402
 from shared.contracts import activities as act  # noqa: E402

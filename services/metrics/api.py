@@ -2,7 +2,7 @@
 series, comparison across partnerships, and lineage (the events behind a value).
 
 A partnership-scoped key sees its partnerships only; regions, sectors and the state mix several
-partnerships' figures, so they need the operator role (decided in services/metrics/service.py)."""
+partnerships' figures, so they need the operator role (decided in services/metrics/queries.py)."""
 
 from datetime import date
 from enum import StrEnum
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.metrics import kpis
 from services.metrics.domain import PERIOD_PATTERN
-from services.metrics.service import KpiService, Scope
+from services.metrics.queries import KpiService, Scope
 from shared.auth import Principal, authenticated
 
 KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})

@@ -6,9 +6,10 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.metrics.api import routes
-from services.metrics.handlers import MetricsConsumer, Milestones
+from services.metrics.milestones import Milestones
+from services.metrics.rollup import MetricsConsumer
 from services.metrics.pages import pages
-from services.metrics.service import KpiService
+from services.metrics.queries import KpiService
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
 from shared.catalog import SIGNALS

@@ -1,6 +1,6 @@
 """KPI pages for people: a statewide overview, a page per partnership (also as a one-page print
 infographic) and a page per KPI, server-rendered from the same use cases as the JSON API
-(services/metrics/service.py, which decides who sees what). Every table exports as CSV and JSON.
+(services/metrics/queries.py, which decides who sees what). Every table exports as CSV and JSON.
 
 Signing in with an API key opens a server-side session (services/metrics/sessions.py) behind an
 HttpOnly, SameSite cookie. Every form POST must come from this site (Origin, or Referer without
@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.metrics import views
-from services.metrics.service import KpiService, landing
+from services.metrics.queries import KpiService, landing
 from services.metrics.sessions import LoginThrottle, Sessions
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.metrics.app import NAME, MetricsSettings
-from services.metrics.handlers import SOURCES, Rollup
+from services.metrics.rollup import SOURCES, Rollup
 from services.metrics.store import MetricsStore
 from shared.kafka import client_options, ensure_topics
 from shared.mongo import make_client

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.metrics.app import NAME
 from services.metrics.domain import Cells
-from services.metrics.handlers import SOURCES
+from services.metrics.rollup import SOURCES
 from services.metrics.store import Batch, MetricsStore
 from shared.contracts import activities as act
 from shared.contracts import membership as mem

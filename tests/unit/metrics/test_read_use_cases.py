@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from services.metrics import service
+from services.metrics import queries
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
-from services.metrics.service import KpiService, Scope
+from services.metrics.queries import KpiService, Scope
 from services.metrics.sessions import LoginThrottle
 from shared.auth import Principal
 from shared.contracts import membership as mem
@@ -81,23 +81,23 @@ def kpi(store) -> KpiService:
 @pytest.mark.parametrize("scope,scope_id", [(Scope.STATE, None), (Scope.REGION, "ct-southwest"),
                                             (Scope.SECTOR, "manufacturing"), (Scope.PARTNERSHIP, "nw-mp")])
 def test_operators_may_read_every_scope(scope, scope_id):
-    service.authorize(OPERATOR, scope, scope_id)
+    queries.authorize(OPERATOR, scope, scope_id)
 
 
 @pytest.mark.parametrize("role", OTHER_ROLES)
 def test_other_roles_read_their_partnerships_only(role):
     who = of_sw(role)
-    service.authorize(who, Scope.PARTNERSHIP, "sw-mp")
+    queries.authorize(who, Scope.PARTNERSHIP, "sw-mp")
     with pytest.raises(NotAllowed, match="nw-mp"):
-        service.authorize(who, Scope.PARTNERSHIP, "nw-mp")
+        queries.authorize(who, Scope.PARTNERSHIP, "nw-mp")
     for scope in (Scope.STATE, Scope.REGION, Scope.SECTOR):
         with pytest.raises(NotAllowed, match="operator role"):
-            service.authorize(who, scope, "ct-southwest")
+            queries.authorize(who, scope, "ct-southwest")
 
 
 def test_a_scope_without_its_id_names_the_query_field():
     with pytest.raises(Invalid) as refused:
-        service.authorize(OPERATOR, Scope.REGION, None)
+        queries.authorize(OPERATOR, Scope.REGION, None)
     assert refused.value.detail()[0]["loc"] == ["query", "scope_id"]
 
 
@@ -178,9 +178,9 @@ async def test_pages_refuse_what_they_cannot_show(kpi):
 
 
 def test_where_a_key_lands_after_signing_in():
-    assert service.landing(OPERATOR) is None
-    assert service.landing(Principal("v", AccessRole.VIEWER, frozenset({"nw-mp", "b-mp"}))) == "b-mp"
-    assert service.landing(Principal("v", AccessRole.VIEWER)) is None
+    assert queries.landing(OPERATOR) is None
+    assert queries.landing(Principal("v", AccessRole.VIEWER, frozenset({"nw-mp", "b-mp"}))) == "b-mp"
+    assert queries.landing(Principal("v", AccessRole.VIEWER)) is None
 
 
 # --- sign-in throttling ------------------------------------------------------------------------

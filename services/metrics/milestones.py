@@ -1,0 +1,116 @@
+"""Milestones: watching the KPIs of partnerships whose facts changed and announcing each milestone
+reached once, apart from the rollup (services/metrics/rollup.py tells it what was stored)."""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+
+from prometheus_client import Counter, Gauge
+
+from services.metrics import domain, kpis
+from services.metrics.domain import Cells, Grain, parse_period, period_of
+from services.metrics.store import MetricsStore
+from shared.contracts.signals import MilestoneReached
+from shared.envelope import CloudEvent, new_event
+
+log = logging.getLogger(__name__)
+
+KPI_VALUE = Gauge("backbone_metrics_kpi_value", "KPI values of the current program year", ["kpi", "partnership"])
+MILESTONES = Counter("backbone_metrics_milestones_total", "Milestones announced", ["reason"])
+MILESTONE_IDS = uuid.UUID("6f1c9a52-33a5-4a53-9a49-2f4b1f1e8c11")  # namespace of milestone event ids
+
+
+class Milestones:
+    """Watches the KPIs of partnerships whose facts changed: announces each milestone reached once
+    (its event id is derived from the milestone, so a repeat after a crash is a duplicate that
+    consumers drop), and keeps the KPI gauges of the current program year.
+
+    Runs apart from the rollup, every `interval` seconds, so a batch never waits for it. After a
+    start it looks at every partnership once, which catches what a crash interrupted."""
+
+    def __init__(self, store: MetricsStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str,
+                 interval: float):
+        self.store = store
+        self.publish = publish
+        self.source = source
+        self.interval = interval
+        self.due: set[tuple[str, str]] = set()  # (partnership, period) to look at
+        self._task: asyncio.Task | None = None
+
+    def stored(self, cells: Cells) -> None:
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        self.due |= domain.program_years_touched(cells) | domain.targets_touched(cells)
+        self.due |= {(pid, current) for pid, _ in list(self.due)}
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metrics-milestones")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            try:
+                if first:
+                    await self._look_at_everything()
+                    first = False
+                due, self.due = self.due, set()
+                try:
+                    await self.check(due)
+                except Exception:
+                    self.due |= due  # look again next time
+                    raise
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("milestone check failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def _look_at_everything(self) -> None:
+        version = await self.store.version()
+        rosters, _ = await self.store.rosters(version)
+        months = await self.store.months_with_facts(version)
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        self.due |= {(pid, period_of(date.fromisoformat(m + "-01"), Grain.PROGRAM_YEAR).label) for pid, m in months}
+        self.due |= {(pid, current) for pid in set(rosters) | {pid for pid, _ in months}}
+        for pid, roster in rosters.items():
+            self.due |= {(pid, period) for _, period in kpis.targets(roster, pid)}
+
+    async def check(self, due: set[tuple[str, str]]) -> None:
+        if not due:
+            return
+        version = await self.store.version()
+        rosters, directory = await self.store.rosters(version)
+        current = period_of(date.today(), Grain.PROGRAM_YEAR).label
+        reached: list[kpis.Milestone] = []
+        for pid, label in sorted(due):
+            period = parse_period(label)
+            roster = rosters.get(pid)
+            dated = [(month, facts) for _, month, facts in await self.store.dated(version, [pid], period.months[0])]
+            values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
+            goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
+                     if p == label}
+            reached += kpis.milestones(pid, period, values, goals)
+            if label == current:
+                for kpi in kpis.CATALOGUE:
+                    if kpi.scalar and values[kpi.name] is not None:
+                        KPI_VALUE.labels(kpi.name, pid).set(values[kpi.name])
+        if not reached:
+            return
+        known = await self.store.announced([m.key for m in reached])
+        new = [m for m in reached if m.key not in known]
+        for m in kpis.worth_announcing(new):
+            await self.publish(new_event(
+                MilestoneReached(partnership_id=m.partnership_id, kpi=m.kpi, period=m.period, value=m.value,
+                                 threshold=m.threshold, reason=m.reason),
+                source=self.source, id=str(uuid.uuid5(MILESTONE_IDS, m.key))))
+            MILESTONES.labels(m.reason).inc()
+            log.info("milestone announced", extra={"partnership_id": m.partnership_id, "kpi": m.kpi,
+                                                   "period": m.period, "threshold": m.threshold})
+        if new:
+            await self.store.record_milestones(new)
