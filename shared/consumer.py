@@ -5,7 +5,7 @@ FastStream's ack policies either commit a failed message (losing it) or redelive
 - the message itself is bad (not JSON, unknown type, invalid payload): dead letter, go on;
 - the event is valid but breaks a domain rule (RuleViolation): dead letter, go on;
 - the infrastructure is away (database, broker) or busy (a write conflict between
-  transactions): wait and redeliver, as long as it takes;
+  transactions): wait and redeliver, as long as it takes (counted in backbone_retries_total);
 - anything else (a bug): redeliver a few times with backoff, then dead letter, go on.
 The offset is committed only after the handler's effect is stored or the message dead-lettered.
 """
@@ -24,7 +24,8 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from shared.catalog import Topic
 from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, EventError, parse_event
-from shared.kafka import dead_letter
+from shared.kafka import count_dead_letters_from, dead_letter
+from shared.observability import RETRIES
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,19 @@ log = logging.getLogger(__name__)
 EVENTS_CONSUMED = Counter(
     "backbone_events_consumed_total",
     "Events taken from Kafka, by what became of them",
-    ["topic", "outcome"],  # outcome: processed, ignored, dead_lettered, retried
+    ["topic", "outcome"],
 )
+OUTCOMES = ("processed", "ignored", "duplicate", "dead_lettered", "retried")
+
+
+def count_consumed_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
+    """Start the consumed and dead-letter series of `topics` (full names) at 0."""
+    topics = list(topics)
+    count_dead_letters_from(settings, topics)
+    for topic in topics:
+        for outcome in OUTCOMES:
+            EVENTS_CONSUMED.labels(topic.removeprefix(settings.namespace), outcome)
+
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 # Decides a batch of events at once: per event, why it breaks a domain rule (or the violation
@@ -106,6 +118,7 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
+                RETRIES.labels("consumer", "infrastructure").inc()
                 for record, refusal in zip(records, refusals):
                     if refusal is None:
                         self._count(record, "retried")
@@ -144,6 +157,7 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
+                RETRIES.labels("consumer", "infrastructure").inc()
                 self._count(record, "retried")
                 await asyncio.sleep(self.backoff_seconds * 4)
                 raise
@@ -155,6 +169,7 @@ class EventConsumer:
                 return
             self._attempts[position] = attempt
             self._count(record, "retried")
+            RETRIES.labels("consumer", "error").inc()
             log.warning("handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt})
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
@@ -173,6 +188,7 @@ class EventConsumer:
             service=self.service,
             reason=reason,
             detail=detail,
+            headers=record.headers,
         )
         self._count(record, "dead_lettered")
 
@@ -194,6 +210,7 @@ def subscribe(
     """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning,
     one message at a time through `handlers`, or whole fetched batches through `batches`."""
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
+    count_consumed_from(settings, [settings.topic(t.name) for t in topics])
     subscriber = group_subscriber(
         broker, settings, service, *[settings.topic(t.name) for t in topics], group_suffix=group_suffix,
         title=f"{service}:{','.join(t.name for t in topics)}",
