@@ -25,7 +25,7 @@ from shared.catalog import Topic
 from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, EventError, parse_event
 from shared.kafka import count_dead_letters_from, dead_letter
-from shared.observability import RETRIES
+from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def count_consumed_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
     """Start the consumed and dead-letter series of `topics` (full names) at 0."""
     topics = list(topics)
     count_dead_letters_from(settings, topics)
+    count_retries_of("consumer", "infrastructure", "error")
     for topic in topics:
         for outcome in OUTCOMES:
             EVENTS_CONSUMED.labels(topic.removeprefix(settings.namespace), outcome)

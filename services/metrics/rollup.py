@@ -32,7 +32,7 @@ from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED, count_consumed_from
 from shared.envelope import EventError, parse_plain
 from shared.kafka import client_options
-from shared.observability import RETRIES
+from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,7 @@ class MetricsConsumer:
         STORE_VERSION.set(self.rollup.version)
         topics = [self.kafka.topic(t.name) for t in SOURCES]
         count_consumed_from(self.kafka, topics)
+        count_retries_of("metrics_rollup", "infrastructure", "error")
         consumer.subscribe(topics, listener=Rebalance(self.rollup))
         await consumer.start()
         self._task = asyncio.create_task(self._run(), name="metrics-rollup")
