@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -53,11 +53,15 @@ Handler = Callable[[CloudEvent], Awaitable[None]]
 # itself, to dead-letter it under its own reason), or None.
 BatchHandler = Callable[[list[CloudEvent]], Awaitable[list["str | RuleViolation | None"]]]
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
+# Kafka errors the record itself causes (publishing something too large): no wait makes them pass.
+RECORD_FAULTS = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """The infrastructure is away or busy: the same message will go through later. A write
     conflict between two transactions is such a case, however often it happens in a row."""
+    if isinstance(exc, RECORD_FAULTS):
+        return False
     return isinstance(exc, TRANSIENT) or (isinstance(exc, PyMongoError)
                                           and exc.has_error_label("TransientTransactionError"))
 
@@ -88,6 +92,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._waits = 0  # transient failures in a row: the wait before redelivery grows with them
 
     async def handle(self, message: KafkaMessage) -> None:
         record = message.raw_message
@@ -119,11 +124,10 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
-                RETRIES.labels("consumer", "infrastructure").inc()
                 for record, refusal in zip(records, refusals):
                     if refusal is None:
                         self._count(record, "retried")
-                await asyncio.sleep(self.backoff_seconds * 4)
+                await self._wait_out()
                 raise
             log.warning("batch failed, going through it one by one", exc_info=True)
             parsed = iter(events)
@@ -133,6 +137,7 @@ class EventConsumer:
                 else:
                     await self._dead_letter(record, *refusal)
             return
+        self._waits = 0
         decided = iter(violations)
         for record, refusal in zip(records, refusals):
             if refusal is None:
@@ -158,9 +163,8 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
-                RETRIES.labels("consumer", "infrastructure").inc()
                 self._count(record, "retried")
-                await asyncio.sleep(self.backoff_seconds * 4)
+                await self._wait_out()
                 raise
             attempt = self._attempts.get(position, 0) + 1
             if attempt >= self.max_attempts:
@@ -175,7 +179,14 @@ class EventConsumer:
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
         self._attempts.pop(position, None)
+        self._waits = 0
         self._count(record, "processed")
+
+    async def _wait_out(self) -> None:
+        """Back off while the infrastructure is away, longer each time in a row (1, 2, 4, then 8 s)."""
+        RETRIES.labels("consumer", "infrastructure").inc()
+        self._waits += 1
+        await asyncio.sleep(self.backoff_seconds * 2 ** min(self._waits, 4))
 
     async def _dead_letter(self, record, reason: str, detail: str) -> None:
         await dead_letter(

@@ -1,9 +1,11 @@
 """shared.kafka.dead_letter without a broker: what a dead letter keeps of a huge record, and
-that a dead letter the broker refuses for its size is counted and skipped, never retried."""
+that a dead letter the broker refuses for its size is counted and skipped, never retried
+(nor is a record the consumer cannot publish for its size waited for as if the broker were away)."""
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 
+from shared.consumer import is_transient
 from shared.kafka import DEAD_LETTER_BODY_BYTES, DEAD_LETTERS, DEAD_LETTERS_LOST, dead_letter
 from shared.settings import KafkaSettings
 
@@ -50,3 +52,8 @@ async def test_a_dead_letter_refused_for_its_size_is_counted_and_skipped():
 async def test_an_absent_broker_is_raised_for_the_caller_to_wait_out():
     with pytest.raises(KafkaConnectionError):
         await refuse(Broker(KafkaConnectionError()), b"{}")
+
+
+def test_a_record_too_large_to_publish_is_not_waited_for_as_if_the_broker_were_away():
+    assert not is_transient(MessageSizeTooLargeError())
+    assert is_transient(KafkaConnectionError()) and is_transient(KafkaTimeoutError())
