@@ -2,7 +2,8 @@
 consumer dead-letters each one exactly once, with its coordinates, the reason and a truncated
 copy that fits the dead-letter topic, and goes on to the good event behind them. Before any of
 this, every service's /metrics already shows its dead-letter series at 0, so the first dead
-letter is an increase an alert can see."""
+letter is an increase an alert can see; afterwards each service has logged one warning per
+dead letter and nothing per message."""
 
 import asyncio
 from collections import Counter
@@ -111,6 +112,14 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
         assert size in SIZES and headers["dl_truncated"] == "true"
         assert value == bodies[size][:DEAD_LETTER_BODY_BYTES]  # the first part, for whoever investigates
         assert headers["dl_header.origin"] == "probe" and "larger than" in headers["dl_detail"]
+
+    # The logs: one warning per dead letter, nothing per message (FastStream's lines are at debug).
+    for name, service in running.items():
+        service.stop()  # flushes its log
+        lines = [orjson.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
+        assert not [line for line in lines if line["message"] in ("Received", "Processed")], name
+        warned = Counter((line["message"], line.get("reason")) for line in lines)
+        assert warned[("message dead-lettered", "oversized")] == sum(n for (s, _, _), n in expected.items() if s == name)
 
 
 async def oversized_letters(kafka_settings, n: int, timeout: float = 60.0) -> dict:
