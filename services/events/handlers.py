@@ -12,7 +12,13 @@ from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.auth import KeyRing, Principal
 from shared.catalog import INBOUND, MEMBERSHIP, inbound_of
-from shared.consumer import EventConsumer, RuleViolation, count_consumed_from, group_subscriber, subscribe
+from shared.consumer import (
+    EventConsumer,
+    RuleViolation,
+    count_consumed_from,
+    group_subscriber,
+    subscribe,
+)
 from shared.contracts import membership as mem
 from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent, EventError

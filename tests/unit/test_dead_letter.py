@@ -3,10 +3,19 @@ that a dead letter the broker refuses for its size is counted and skipped, never
 (nor is a record the consumer cannot publish for its size waited for as if the broker were away)."""
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 
 from shared.consumer import is_transient
-from shared.kafka import DEAD_LETTER_BODY_BYTES, DEAD_LETTERS, DEAD_LETTERS_LOST, dead_letter
+from shared.kafka import (
+    DEAD_LETTER_BODY_BYTES,
+    DEAD_LETTERS,
+    DEAD_LETTERS_LOST,
+    dead_letter,
+)
 from shared.settings import KafkaSettings
 
 SETTINGS = KafkaSettings(namespace="unit.")
