@@ -5,7 +5,7 @@ FastStream's ack policies either commit a failed message (losing it) or redelive
 - the message itself is bad (not JSON, unknown type, invalid payload): dead letter, go on;
 - the event is valid but breaks a domain rule (RuleViolation): dead letter, go on;
 - the infrastructure is away (database, broker) or busy (a write conflict between
-  transactions): wait and redeliver, as long as it takes;
+  transactions): wait and redeliver, as long as it takes (counted in backbone_retries_total);
 - anything else (a bug): redeliver a few times with backoff, then dead letter, go on.
 The offset is committed only after the handler's effect is stored or the message dead-lettered.
 """
@@ -14,7 +14,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -24,7 +29,8 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from shared.catalog import Topic
 from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, EventError, parse_event
-from shared.kafka import dead_letter
+from shared.kafka import count_dead_letters_from, dead_letter
+from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -32,19 +38,35 @@ log = logging.getLogger(__name__)
 EVENTS_CONSUMED = Counter(
     "backbone_events_consumed_total",
     "Events taken from Kafka, by what became of them",
-    ["topic", "outcome"],  # outcome: processed, ignored, dead_lettered, retried
+    ["topic", "outcome"],
 )
+OUTCOMES = ("processed", "ignored", "duplicate", "dead_lettered", "retried")
+
+
+def count_consumed_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
+    """Start the consumed and dead-letter series of `topics` (full names) at 0."""
+    topics = list(topics)
+    count_dead_letters_from(settings, topics)
+    count_retries_of("consumer", "infrastructure", "error")
+    for topic in topics:
+        for outcome in OUTCOMES:
+            EVENTS_CONSUMED.labels(topic.removeprefix(settings.namespace), outcome)
+
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 # Decides a batch of events at once: per event, why it breaks a domain rule (or the violation
 # itself, to dead-letter it under its own reason), or None.
 BatchHandler = Callable[[list[CloudEvent]], Awaitable[list["str | RuleViolation | None"]]]
 TRANSIENT = (ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
+# Kafka errors the record itself causes (publishing something too large): no wait makes them pass.
+RECORD_FAULTS = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """The infrastructure is away or busy: the same message will go through later. A write
     conflict between two transactions is such a case, however often it happens in a row."""
+    if isinstance(exc, RECORD_FAULTS):
+        return False
     return isinstance(exc, TRANSIENT) or (isinstance(exc, PyMongoError)
                                           and exc.has_error_label("TransientTransactionError"))
 
@@ -75,6 +97,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._waits = 0  # transient failures in a row: the wait before redelivery grows with them
 
     async def handle(self, message: KafkaMessage) -> None:
         record = message.raw_message
@@ -109,7 +132,7 @@ class EventConsumer:
                 for record, refusal in zip(records, refusals):
                     if refusal is None:
                         self._count(record, "retried")
-                await asyncio.sleep(self.backoff_seconds * 4)
+                await self._wait_out()
                 raise
             log.warning("batch failed, going through it one by one", exc_info=True)
             parsed = iter(events)
@@ -119,6 +142,7 @@ class EventConsumer:
                 else:
                     await self._dead_letter(record, *refusal)
             return
+        self._waits = 0
         decided = iter(violations)
         for record, refusal in zip(records, refusals):
             if refusal is None:
@@ -145,7 +169,7 @@ class EventConsumer:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver", exc_info=True, extra={"event_id": event.id})
                 self._count(record, "retried")
-                await asyncio.sleep(self.backoff_seconds * 4)
+                await self._wait_out()
                 raise
             attempt = self._attempts.get(position, 0) + 1
             if attempt >= self.max_attempts:
@@ -155,11 +179,19 @@ class EventConsumer:
                 return
             self._attempts[position] = attempt
             self._count(record, "retried")
+            RETRIES.labels("consumer", "error").inc()
             log.warning("handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt})
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
         self._attempts.pop(position, None)
+        self._waits = 0
         self._count(record, "processed")
+
+    async def _wait_out(self) -> None:
+        """Back off while the infrastructure is away, longer each time in a row (1, 2, 4, then 8 s)."""
+        RETRIES.labels("consumer", "infrastructure").inc()
+        self._waits += 1
+        await asyncio.sleep(self.backoff_seconds * 2 ** min(self._waits, 4))
 
     async def _dead_letter(self, record, reason: str, detail: str) -> None:
         await dead_letter(
@@ -173,6 +205,7 @@ class EventConsumer:
             service=self.service,
             reason=reason,
             detail=detail,
+            headers=record.headers,
         )
         self._count(record, "dead_lettered")
 
@@ -194,6 +227,7 @@ def subscribe(
     """Attach a consumer group `backbone-<service><group_suffix>` reading `topics` from the beginning,
     one message at a time through `handlers`, or whole fetched batches through `batches`."""
     consumer = EventConsumer(service, broker, settings, handlers, **consumer_options)
+    count_consumed_from(settings, [settings.topic(t.name) for t in topics])
     subscriber = group_subscriber(
         broker, settings, service, *[settings.topic(t.name) for t in topics], group_suffix=group_suffix,
         title=f"{service}:{','.join(t.name for t in topics)}",

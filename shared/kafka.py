@@ -7,7 +7,13 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -24,6 +30,18 @@ EVENTS_PUBLISHED = Counter("backbone_events_published_total", "Events acknowledg
 DEAD_LETTERS = Counter(
     "backbone_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"]
 )
+DEAD_LETTERS_LOST = Counter(
+    "backbone_dead_letters_failed_total",
+    "Messages refused for good whose dead letter could not be published either (logged, then skipped)", ["topic"]
+)
+# Every reason a consumer dead-letters for, so each (topic, reason) series exists at 0 from the
+# start and the first dead letter is an increase (deploy/prometheus/alerts.yml).
+DEAD_LETTER_REASONS = ("invalid_json", "invalid_event", "unknown_type", "oversized", "rule_violation",
+                       "handler_error", "unknown_key", "not_allowed")
+# A dead letter keeps this much of the refused record (its size in dl_size), so it always fits
+# the producer's and the broker's message limits, whatever the record's size.
+DEAD_LETTER_BODY_BYTES = 64 * 1024
+_HEADERS_KEPT, _HEADER_BYTES = 32, 1024  # of the record's own headers, as dl_header.<name>
 
 
 def client_options(settings: KafkaSettings) -> dict:
@@ -56,6 +74,7 @@ def make_broker(settings: KafkaSettings, service: str) -> KafkaBroker:
         enable_idempotence=settings.enable_idempotence,
         request_timeout_ms=settings.request_timeout_ms,
         logger=logging.getLogger(f"backbone.{service}.broker"),
+        log_level=logging.DEBUG,  # FastStream's two lines per message; dead letters log their own warning
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)],
     )
 
@@ -132,6 +151,21 @@ async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, even
         EVENTS_PUBLISHED.labels(topic, type_name).inc(n)
 
 
+def count_dead_letters_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
+    """Start the dead-letter series of `topics` (full names) at 0."""
+    for topic in topics:
+        name = topic.removeprefix(settings.namespace)
+        DEAD_LETTERS_LOST.labels(name)
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERS.labels(name, reason)
+
+
+def _kept_headers(headers) -> dict[str, str]:
+    """The record's own headers, bounded; as text, which is how FastStream publishes headers."""
+    return {f"dl_header.{name[:200]}": (value or b"")[:_HEADER_BYTES].decode(errors="replace")
+            for name, value in list(headers or ())[:_HEADERS_KEPT]}
+
+
 async def dead_letter(
     broker: KafkaBroker,
     settings: KafkaSettings,
@@ -144,23 +178,36 @@ async def dead_letter(
     service: str,
     reason: str,
     detail: str,
+    headers=(),
 ) -> None:
-    """Keep a message nobody can accept, with why, where it came from and who refused it."""
-    await broker.publish(
-        body,
-        settings.topic(DEAD_LETTER.name),
-        key=key,
-        headers={
-            "dl_reason": reason,
-            "dl_detail": detail[:2000],
-            "dl_topic": source_topic,
-            "dl_partition": str(partition),
-            "dl_offset": str(offset),
-            "dl_service": service,
-        },
-    )
-    DEAD_LETTERS.labels(source_topic.removeprefix(settings.namespace), reason).inc()
-    log.warning(
-        "message dead-lettered",
-        extra={"reason": reason, "detail": detail[:500], "topic": source_topic, "partition": partition, "offset": offset},
-    )
+    """Keep a message nobody can accept, with why, where it came from and who refused it: its
+    first DEAD_LETTER_BODY_BYTES and its own headers (bounded). A dead letter the broker refuses
+    for its size is logged and counted, never retried: the partition must go on. Raises only while
+    the broker is away (the caller waits and tries again)."""
+    topic = source_topic.removeprefix(settings.namespace)
+    coordinates = {"topic": source_topic, "partition": partition, "offset": offset}
+    try:
+        await broker.publish(
+            body[:DEAD_LETTER_BODY_BYTES],
+            settings.topic(DEAD_LETTER.name),
+            key=key[:_HEADER_BYTES] if key else key,
+            headers=_kept_headers(headers) | {
+                "dl_reason": reason,
+                "dl_detail": detail[:2000],
+                "dl_topic": source_topic,
+                "dl_partition": str(partition),
+                "dl_offset": str(offset),
+                "dl_service": service,
+                "dl_size": str(len(body)),
+                "dl_truncated": "true" if len(body) > DEAD_LETTER_BODY_BYTES else "false",
+            },
+        )
+    except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError) as exc:
+        # Only what this record itself causes; an absent or misconfigured broker is waited out.
+        DEAD_LETTERS_LOST.labels(topic).inc()
+        log.error("dead letter refused by the broker; record skipped",
+                  extra={"reason": reason, "error": type(exc).__name__, **coordinates})
+        return
+    DEAD_LETTERS.labels(topic, reason).inc()
+    # The detail stays in the dead letter: it may quote the refused record.
+    log.warning("message dead-lettered", extra={"reason": reason, **coordinates})

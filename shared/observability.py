@@ -13,6 +13,17 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram(
     "backbone_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"]
 )
+# Every retry loop counts its rounds: `cause` is "infrastructure" (a database or broker away,
+# waited out with backoff, unbounded) or "error" (bounded, then the record is dead-lettered).
+RETRIES = Counter("backbone_retries_total", "Rounds of a retry loop, by loop and cause", ["component", "cause"])
+
+
+def count_retries_of(component: str, *causes: str) -> None:
+    """Start a loop's retry series at 0."""
+    for cause in causes:
+        RETRIES.labels(component, cause)
+
+
 READY = Gauge("backbone_ready", "1 when the broker and the database both answer, else 0")
 
 Check = Callable[[], Awaitable[bool]]

@@ -12,7 +12,13 @@ from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.auth import KeyRing, Principal
 from shared.catalog import INBOUND, MEMBERSHIP, inbound_of
-from shared.consumer import EventConsumer, RuleViolation, group_subscriber, subscribe
+from shared.consumer import (
+    EventConsumer,
+    RuleViolation,
+    count_consumed_from,
+    group_subscriber,
+    subscribe,
+)
 from shared.contracts import membership as mem
 from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent, EventError
@@ -75,6 +81,7 @@ class PartnerInbound:
         if key.role is not AccessRole.PARTNER_SYSTEM:
             return
         await ensure_topics(self.settings, topics=[inbound_of(key.key_id)])
+        count_consumed_from(self.settings, [self.settings.topic(inbound_of(key.key_id).name)])
         if self.subscriber.consumer is not None:  # read the new topic now, not at the next metadata refresh
             self.subscriber.consumer.subscribe(pattern=self.subscriber.pattern.broker_address)
 

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from services.membership.store import MembershipStore
 from shared.kafka import client_options
+from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ PUBLISHED = Counter("backbone_membership_outbox_published_total", "Outbox record
 RECOVERED = Counter("backbone_membership_outbox_recovered_total",
                     "Outbox records found already on Kafka after a relay crash, not published again")
 PENDING = Gauge("backbone_membership_outbox_pending", "Outbox records not yet on Kafka (at the last look)")
+count_retries_of("outbox", "infrastructure")
 
 LEASE = "outbox-relay"
 
@@ -64,6 +66,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # broker or database away: try again on the next round
                 log.warning("outbox relay round failed", extra={"error": type(exc).__name__})
+                RETRIES.labels("outbox", "infrastructure").inc()
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
             except TimeoutError:

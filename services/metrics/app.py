@@ -46,7 +46,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     async def refuse(record: ConsumerRecord, reason: str, detail: str) -> None:
         await dead_letter(runtime.broker, settings.kafka, body=record.value or b"", key=record.key,
                           source_topic=record.topic, partition=record.partition, offset=record.offset,
-                          service=NAME, reason=reason, detail=detail)
+                          service=NAME, reason=reason, detail=detail, headers=record.headers)
 
     kpi_service = KpiService(store)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None

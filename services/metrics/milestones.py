@@ -14,11 +14,14 @@ from services.metrics.domain import Cells, Grain, parse_period, period_of
 from services.metrics.store import MetricsStore
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, new_event
+from shared.observability import RETRIES, count_retries_of
 
 log = logging.getLogger(__name__)
 
 KPI_VALUE = Gauge("backbone_metrics_kpi_value", "KPI values of the current program year", ["kpi", "partnership"])
 MILESTONES = Counter("backbone_metrics_milestones_total", "Milestones announced", ["reason"])
+count_retries_of("milestones", "error")
+
 MILESTONE_IDS = uuid.UUID("6f1c9a52-33a5-4a53-9a49-2f4b1f1e8c11")  # namespace of milestone event ids
 
 
@@ -69,6 +72,7 @@ class Milestones:
                 raise
             except Exception:
                 log.exception("milestone check failed; retrying")
+                RETRIES.labels("milestones", "error").inc()
             await asyncio.sleep(self.interval)
 
     async def _look_at_everything(self) -> None:

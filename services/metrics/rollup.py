@@ -29,9 +29,10 @@ from services.metrics import domain
 from services.metrics.domain import Cells
 from services.metrics.store import Batch, Fenced, MetricsStore, digest
 from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
-from shared.consumer import EVENTS_CONSUMED
+from shared.consumer import EVENTS_CONSUMED, count_consumed_from
 from shared.envelope import EventError, parse_plain
 from shared.kafka import client_options
+from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ async def _retrying(call: Callable[[], Awaitable], rollup: Rollup):
             if rollup.stopping:
                 raise
             log.warning("infrastructure unavailable, retrying: %s", type(exc).__name__)
+            RETRIES.labels("metrics_rollup", "infrastructure").inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -262,7 +264,10 @@ class MetricsConsumer:
         self.rollup = Rollup(consumer, self.store, self.kafka, role="current", version=await self.store.version(),
                              dead_letter=self.dead_letter, on_stored=self.on_stored)
         STORE_VERSION.set(self.rollup.version)
-        consumer.subscribe([self.kafka.topic(t.name) for t in SOURCES], listener=Rebalance(self.rollup))
+        topics = [self.kafka.topic(t.name) for t in SOURCES]
+        count_consumed_from(self.kafka, topics)
+        count_retries_of("metrics_rollup", "infrastructure", "error")
+        consumer.subscribe(topics, listener=Rebalance(self.rollup))
         await consumer.start()
         self._task = asyncio.create_task(self._run(), name="metrics-rollup")
 
@@ -281,6 +286,7 @@ class MetricsConsumer:
                     return
                 # Nothing was stored for the batch: it is fetched again from the stored offsets.
                 log.exception("batch failed; resuming from the stored offsets")
+                RETRIES.labels("metrics_rollup", "error").inc()
                 await asyncio.sleep(1.0)
                 async with self.rollup.lock:
                     await self.rollup.resync()

@@ -32,6 +32,7 @@ from services.notify.messages import organisations_in, render
 from services.notify.store import NotifyStore
 from shared.contracts.signals import NotificationDelivered, NotificationFailed
 from shared.envelope import CloudEvent, new_event
+from shared.observability import RETRIES, count_retries_of
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ for _channel in Channel:
         FINISHED.labels(_channel.value, _status.value)
 for _kind in ("event", "reminder", "digest", "follow_up"):  # every value kind_of gives
     QUEUED.labels(_kind)
+count_retries_of("notify_delivery", "error")
 
 
 class Deliverer:
@@ -113,6 +115,7 @@ class Deliverer:
                 await self._idle()
             except Exception:
                 log.exception("delivery loop failed, retrying shortly")
+                RETRIES.labels("notify_delivery", "error").inc()
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:
