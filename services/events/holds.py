@@ -30,6 +30,7 @@ class HeldEvents:
         self.max_group_events = max_group_events
         self.held = 0  # at the last pass
         self._wake = asyncio.Event()
+        self._wakings: set[asyncio.Task] = set()  # referenced until done, as asyncio asks
         self._task: asyncio.Task | None = None
         intake.on_accepted.append(self.accepted)
 
@@ -44,7 +45,9 @@ class HeldEvents:
     def accepted(self, partnership_ids: set[str]) -> None:
         """Events of these partnerships were accepted: an activity or hire a held event names may be among them."""
         if self.held:  # most of the time nothing is held: no query then
-            asyncio.get_running_loop().create_task(self._wake_partnerships(partnership_ids))
+            task = asyncio.get_running_loop().create_task(self._wake_partnerships(partnership_ids))
+            self._wakings.add(task)
+            task.add_done_callback(self._wakings.discard)
 
     async def _wake_partnerships(self, partnership_ids: set[str]) -> None:
         try:

@@ -160,8 +160,9 @@ class Intake:
     async def _decide_alone(self, candidates: list[Candidate]) -> list[EventResult]:
         events = [c.event for c in candidates]
         identities = [domain.identity(e.source, e.id) for e in events]
-        seen = await self.store.recorded(identities)
-        pending = await self.store.pending([i for c, i in zip(candidates, identities) if c.held or self.hold])
+        seen, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
+            self.store.recorded(identities),
+            self.store.pending([i for c, i in zip(candidates, identities) if c.held or self.hold]))
         facts = await self.store.facts(domain.references(e.data for e, i in zip(events, identities) if i not in seen))
         now = datetime.now(UTC)
         results: list[EventResult] = []

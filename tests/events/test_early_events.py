@@ -3,6 +3,8 @@ pending over HTTP, no dead letter on the inbound topic), accepted by themselves 
 arrives and counted once; and refused, or dead-lettered, with the reason when their hold ends."""
 
 import asyncio
+import os
+import signal
 
 import httpx
 import orjson
@@ -25,10 +27,15 @@ def hold_seconds() -> str:
 
 
 @pytest.fixture
-def events_service(start_service, hold_seconds):
+def events_env(hold_seconds) -> dict[str, str]:
     """Holding on (the other events tests turn it off), retried every second at most."""
-    return start_service("events", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, "EVENTS_HOLD_SECONDS": hold_seconds,
-                                    "EVENTS_HOLD_RETRY_MAX_SECONDS": "1"})
+    return {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, "EVENTS_HOLD_SECONDS": hold_seconds,
+            "EVENTS_HOLD_RETRY_MAX_SECONDS": "1"}
+
+
+@pytest.fixture
+def events_service(start_service, events_env):
+    return start_service("events", events_env)
 
 
 def early_hire(id: str, employer_id: str, source: str = "/ats/sw", **changes):
@@ -121,3 +128,19 @@ async def test_what_never_arrives_is_refused_or_dead_lettered_with_the_reason_wh
     assert orjson.loads(dead[0].value)["id"] == on_kafka.id
     assert (await status_of(operator, on_kafka))["status"] == "rejected"
     assert not [r for r in await read_topic(kafka_settings, OUTCOMES) if header(r, "ce_id") in (over_http.id, on_kafka.id)]
+
+
+async def test_a_held_event_outlives_a_killed_replica(start_service, events_env, events_service, operator, roster,
+                                                    membership_broker, kafka_settings):
+    hire = early_hire("e-survivor", "newco")
+    sent = await operator.post("/events", content=orjson.dumps([orjson.loads(hire.to_json())]), headers=BATCH)
+    assert (sent.status_code, sent.json()["results"][0]["status"]) == (202, "pending")  # stored before this answer
+    os.kill(events_service.process.pid, signal.SIGKILL)
+    events_service.process.wait(timeout=10)
+
+    survivor = start_service("events", events_env)
+    await join(membership_broker, kafka_settings, "newco")
+    async with httpx.AsyncClient(base_url=survivor.url, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as http:
+        decided = await status_of(http, hire, until=lambda answer: answer["status"] != "pending")
+    assert decided["status"] == "accepted"
+    assert copies(await read_topic(kafka_settings, OUTCOMES), hire) == 1
