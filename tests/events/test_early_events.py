@@ -13,7 +13,15 @@ import pytest
 from shared.catalog import DEAD_LETTER, OUTCOMES, inbound_of
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
-from tests.events.conftest import OPERATOR_KEY, example, header, issue_partner_key, join, read_topic, send_to
+from tests.events.conftest import (
+    OPERATOR_KEY,
+    example,
+    header,
+    issue_partner_key,
+    join,
+    read_topic,
+    send_to,
+)
 from tests.examples import P
 
 pytestmark = pytest.mark.integration
