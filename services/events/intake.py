@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 
 from services.events import domain
+from services.events.domain import Facts
 from services.events.store import EventsStore, HeldStatus, Holds, held_doc
 from shared.envelope import CloudEvent, EventError, parse_event
 from shared.kafka import dead_letter
@@ -121,9 +122,20 @@ class Intake:
         return results
 
     async def decide_held(self, held: list[dict]) -> None:
-        """Decide held events (as `store.due` gives them) again, in the order they were held."""
-        await self._submit([Candidate(parse_event(doc["event"]), doc["entry"], doc.get("origin"), held=True)
-                            for doc in held])
+        """Decide held events (as `store.due` gives them) again, in the order they were held. One
+        that no longer parses (its contract tightened since) is refused for good, not retried."""
+        candidates, unreadable = [], Holds()
+        for doc in held:
+            try:
+                candidates.append(Candidate(parse_event(doc["event"]), doc["entry"], doc.get("origin"), held=True))
+            except EventError as exc:
+                unreadable.settled[doc["_id"]] = {"status": HeldStatus.REJECTED, "reason": exc.reason,
+                                                  "errors": exc.errors, "decided_at": datetime.now(UTC)}
+                HELD_DECIDED.labels(doc["entry"], "rejected").inc()
+        if unreadable:
+            await self.store.record([], Facts(), unreadable)
+        if candidates:
+            await self._submit(candidates)
 
     async def _submit(self, candidates: list[Candidate]) -> list[EventResult]:
         submission = _Submission(candidates, asyncio.get_running_loop().create_future())
@@ -172,6 +184,8 @@ class Intake:
         for candidate, event_identity in zip(candidates, identities):
             event, held = candidate.event, pending.get(event_identity)
             if event_identity in seen or (candidate.held and held is None):  # decided before (or by another replica)
+                if candidate.held and held is not None:  # accepted by another path: the hold is over
+                    holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
                 results.append(EventResult(id=event.id, status=Outcome.DUPLICATE))
                 continue
             if held is not None and not candidate.held:  # sent again while held: still held

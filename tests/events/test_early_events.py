@@ -106,14 +106,19 @@ async def test_an_early_event_on_the_inbound_topic_waits_for_the_roster_instead_
         operator, roster, membership_broker, kafka_settings):
     key_id, _ = await issue_partner_key(membership_broker, kafka_settings, [P], sources=["/ats/sw"])
     hire = early_hire("e-inbound-early", "newco")
-    await send_to(kafka_settings, inbound_of(key_id), hire.to_json())
+    retained = new_event(example(out.RetentionChecked, employer_id="newco"), source="/ats/sw", id="e-retained")
+    await send_to(kafka_settings, inbound_of(key_id), hire.to_json(), retained.to_json())
     held = await status_of(operator, hire)
     assert (held["status"], held["reason"]) == ("pending", "unknown_organisation")
+    assert (await status_of(operator, retained))["reason"] == "unknown_hire"  # waits for the held hire
 
     await join(membership_broker, kafka_settings, "newco")  # as membership publishes it
-    decided = await status_of(operator, hire, until=lambda answer: answer["status"] != "pending")
-    assert decided["status"] == "accepted"
-    assert copies(await read_topic(kafka_settings, OUTCOMES), hire) == 1
+    for event in (hire, retained):
+        decided = await status_of(operator, event, until=lambda answer: answer["status"] != "pending")
+        assert decided["status"] == "accepted"
+    outcomes = await read_topic(kafka_settings, OUTCOMES)
+    assert (copies(outcomes, hire), copies(outcomes, retained)) == (1, 1)
+    assert [header(r, "ce_id") for r in outcomes] == [hire.id, retained.id]  # in the order they were sent
     assert await read_topic(kafka_settings, DEAD_LETTER) == []
 
 
