@@ -201,27 +201,9 @@ class Intake:
                     holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
                     HELD_DECIDED.labels(candidate.entry, "accepted").inc()
                 continue
-            reason = domain.hold_reason(errors)
-            deadline = held["deadline"].replace(tzinfo=UTC) if held else now + self.hold
-            if reason and now < deadline:
-                results.append(EventResult(id=event.id, status=Outcome.PENDING, errors=errors))
-                if held:
-                    holds.retries[event_identity] = {
-                        "errors": errors, "reason": reason,
-                        "next_attempt_at": min(deadline, now + self.retry(held["attempts"] + 1))}
-                else:
-                    holds.new.append(held_doc(event, entry=candidate.entry, origin=candidate.origin, errors=errors,
-                                              reason=reason, held_at=now + timedelta(microseconds=len(holds.new)),
-                                              deadline=deadline, next_attempt_at=min(deadline, now + self.retry(0))))
-                    pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
-                continue
-            results.append(EventResult(id=event.id, status=Outcome.REJECTED, errors=errors))
-            if candidate.held:
-                holds.settled[event_identity] = {"status": HeldStatus.REJECTED, "reason": reason or "rule_violation",
-                                                 "errors": errors, "decided_at": now}
-                HELD_DECIDED.labels(candidate.entry, "rejected").inc()
-                if candidate.entry == "kafka":
-                    expired.append((candidate, holds.settled[event_identity]))
+            results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now, holds, expired))
+            if result.status is Outcome.PENDING and held is None:
+                pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
         await self.runtime.publish_many(accepted)
         for candidate, settled in expired:
             await self._dead_letter(candidate, settled)
@@ -230,6 +212,30 @@ class Intake:
             for listener in self.on_accepted:
                 listener({e.data.partnership_id for e in accepted})
         return results
+
+    def _hold_or_refuse(self, candidate: Candidate, event_identity: str, held: dict | None, errors: list[dict],
+                        now: datetime, holds: Holds, expired: list[tuple[Candidate, dict]]) -> EventResult:
+        """A failed event: held (again) while what it waits for may still arrive within its hold,
+        else refused, for good if it was held (a Kafka event's dead letter then in `expired`)."""
+        event = candidate.event
+        reason = domain.hold_reason(errors)
+        deadline = held["deadline"].replace(tzinfo=UTC) if held else now + self.hold
+        if reason and now < deadline:
+            if held:
+                holds.retries[event_identity] = {"errors": errors, "reason": reason,
+                                                 "next_attempt_at": min(deadline, now + self.retry(held["attempts"] + 1))}
+            else:
+                holds.new.append(held_doc(event, entry=candidate.entry, origin=candidate.origin, errors=errors,
+                                          reason=reason, held_at=now + timedelta(microseconds=len(holds.new)),
+                                          deadline=deadline, next_attempt_at=min(deadline, now + self.retry(0))))
+            return EventResult(id=event.id, status=Outcome.PENDING, errors=errors)
+        if candidate.held:
+            holds.settled[event_identity] = {"status": HeldStatus.REJECTED, "reason": reason or "rule_violation",
+                                             "errors": errors, "decided_at": now}
+            HELD_DECIDED.labels(candidate.entry, "rejected").inc()
+            if candidate.entry == "kafka":
+                expired.append((candidate, holds.settled[event_identity]))
+        return EventResult(id=event.id, status=Outcome.REJECTED, errors=errors)
 
     async def _dead_letter(self, candidate: Candidate, settled: dict) -> None:
         """A held inbound event that never passed: the dead letter a refusal would have been,
