@@ -1,16 +1,19 @@
 """HTTP API: one endpoint per event type (the activity lifecycle, attendance, outcomes, survey
 responses) for operators' tools, and CloudEvents ingest (structured and batch mode) for partner
-systems. A 2xx means every accepted event is in Kafka with acks=all."""
+systems. A 2xx means every accepted event is in Kafka with acks=all, and every pending one (held
+until the roster change it waits for arrives) is stored and will be decided without the caller:
+`GET /events/status` tells what became of it."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo.errors import PyMongoError
 
 from services.events.domain import Activity
@@ -47,9 +50,11 @@ ENDPOINTS = {
     dem.DemandSurveyResponded: ("/demand/survey-responses", "Record an employer's demand survey response"),
 }
 
-_STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422}
+_STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422, Outcome.PENDING: 202}
 _SINGLE_RESPONSES = {
     200: {"model": EventResult, "description": "Duplicate: this source's event id was accepted before"},
+    202: {"model": EventResult, "description": "Accepted, or pending (`status`): held, with `Retry-After`, until "
+                                               "what it names arrives; `GET /events/status` gives the outcome"},
     403: {"description": "The key may not write the event's partnership or send as its source (viewers never submit)"},
     422: {"model": EventResult, "description": "Rejected: `errors` name each bad field"},
     503: {"description": "Kafka or MongoDB unavailable: nothing was accepted, retry"},
@@ -60,7 +65,20 @@ class BatchResult(BaseModel):
     accepted: int
     duplicate: int
     rejected: int
+    pending: int = Field(description="held until what they name arrives, then decided by themselves")
     results: list[EventResult]  # in the order of the submitted events
+
+
+class EventStatus(BaseModel):
+    source: str
+    id: str
+    status: str = Field(description="accepted, pending (held), or rejected (its hold ended unresolved)")
+    reason: str | None = Field(default=None, description="what a held event waits for, or why it was refused")
+    errors: list[dict[str, str]] = Field(default_factory=list)
+    deadline: datetime | None = Field(default=None, description="a pending event is refused if still waiting then")
+    next_attempt_at: datetime | None = None
+    membership_lag: int | None = Field(description="records of backbone.membership the events service has not "
+                                                   "read yet (0: caught up; null: not measured yet)")
 
 
 @asynccontextmanager
@@ -73,11 +91,12 @@ async def _unavailable_is_503() -> AsyncIterator[None]:
                             headers={"Retry-After": "1"}) from None
 
 
-def _single(result: EventResult) -> JSONResponse:
-    return JSONResponse(result.model_dump(mode="json"), status_code=_STATUS[result.status])
+def _single(result: EventResult, retry_after: str) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if result.status is Outcome.PENDING else None
+    return JSONResponse(result.model_dump(mode="json"), status_code=_STATUS[result.status], headers=headers)
 
 
-def _typed_endpoint(model, service: EventsService):
+def _typed_endpoint(model, service: EventsService, retry_after: str):
     async def submit(
         data: Annotated[model, Body()],
         principal: Annotated[Principal, Depends(authenticated)],
@@ -85,7 +104,7 @@ def _typed_endpoint(model, service: EventsService):
                                                       description="Used as the event id: a retry with the same key is accepted once")] = None,
     ) -> JSONResponse:
         async with _unavailable_is_503():
-            return _single(await service.record(principal, data, idempotency_key))
+            return _single(await service.record(principal, data, idempotency_key), retry_after)
 
     return submit
 
@@ -116,12 +135,14 @@ def _parse(raw: object, intake: Intake) -> CloudEvent | EventResult:
         return intake.refuse(event_id if isinstance(event_id, str) else None, exc, entry="http")
 
 
-def routes(service: EventsService, intake: Intake, max_batch_events: int, max_batch_bytes: int) -> APIRouter:
+def routes(service: EventsService, intake: Intake, max_batch_events: int, max_batch_bytes: int,
+           retry_after_seconds: int, membership_lag: Callable[[], int | None]) -> APIRouter:
     router = APIRouter()
+    retry_after = str(retry_after_seconds)
 
     for model, (path, summary) in ENDPOINTS.items():
         router.add_api_route(
-            path, _typed_endpoint(model, service), methods=["POST"], summary=summary,
+            path, _typed_endpoint(model, service, retry_after), methods=["POST"], summary=summary,
             tags=["activities" if path.startswith("/activities") else "outcomes and demand"],
             status_code=202, response_model=EventResult, responses=_SINGLE_RESPONSES,
         )
@@ -131,8 +152,10 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
         tags=["CloudEvents ingest"],
         summary="Submit CloudEvents: one (application/cloudevents+json) or a batch (application/cloudevents-batch+json)",
         description=(
-            "Structured mode answers like the typed endpoints (202 accepted, 200 duplicate, 422 rejected). "
-            "Batch mode answers 200 with one result per event, in order; an event whose source and id were "
+            "Structured mode answers like the typed endpoints (202 accepted or pending, 200 duplicate, 422 "
+            "rejected). Batch mode answers with one result per event, in order: 200, or 202 with `Retry-After` "
+            "when some are pending (held until the roster change they wait for arrives, then decided by "
+            "themselves; `GET /events/status` tells the outcome). An event whose source and id were "
             "accepted before is a duplicate. If any event names a partnership the key may not write, or a "
             "source it may not send as (its own `/keys/<key_id>` or those it was issued for), the whole "
             "request is refused (403)."
@@ -152,11 +175,24 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
         async with _unavailable_is_503():
             results = await service.submit(principal, [_parse(raw, intake) for raw in raws])
         if content_type == STRUCTURED:
-            return _single(results[0])
+            return _single(results[0], retry_after)
         counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}  # plain str keys for the JSON log formatter
         log.info("batch decided", extra={"key_id": principal.key_id, **counts})
-        return BatchResult(accepted=counts[Outcome.ACCEPTED], duplicate=counts[Outcome.DUPLICATE],
-                           rejected=counts[Outcome.REJECTED], results=results)
+        answer = BatchResult(accepted=counts[Outcome.ACCEPTED], duplicate=counts[Outcome.DUPLICATE],
+                             rejected=counts[Outcome.REJECTED], pending=counts[Outcome.PENDING], results=results)
+        if not answer.pending:
+            return answer
+        return JSONResponse(answer.model_dump(mode="json"), status_code=202, headers={"Retry-After": retry_after})
+
+    @router.get("/events/status", tags=["CloudEvents ingest"], response_model=EventStatus,
+                summary="What became of an event: accepted, pending (held) or rejected after its hold",
+                responses={404: {"description": "No event of this source and id was accepted or held in the partnership"}})
+    async def event_status(partnership_id: Annotated[str, Query(max_length=200)],
+                           source: Annotated[str, Query(min_length=1, max_length=500)],
+                           id: Annotated[str, Query(min_length=1, max_length=200)],
+                           principal: Annotated[Principal, Depends(authenticated)]) -> EventStatus:
+        found = await service.status(principal, partnership_id, source, id)
+        return EventStatus.model_validate(found | {"membership_lag": membership_lag()})
 
     @router.get("/partnerships/{partnership_id}/activities/{activity_id}", tags=["activities"],
                 summary="An activity's lifecycle as accepted so far", responses={404: {"description": "No such activity"}})

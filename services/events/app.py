@@ -7,7 +7,9 @@ from pydantic_settings import SettingsConfigDict
 
 from services.events.api import routes
 from services.events.handlers import subscribe_all
+from services.events.holds import HeldEvents, backoff
 from services.events.intake import Intake
+from services.events.lag import MembershipLag
 from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
@@ -27,6 +29,13 @@ class EventsSettings(ServiceSettings):
     # How long a replica may hold a partnership's turn to decide events: far above a group's
     # time (publish with acks=all, one transaction), short enough when a replica died holding it.
     decision_lease_seconds: float = 60.0
+    # How long an event may wait for what it names (a member whose joining has not arrived yet)
+    # before it is refused (HTTP) or dead-lettered (Kafka); 0 refuses it at once. Held events
+    # are decided again when the roster changes, and else after 1 s, 2 s, 4 s ... at most
+    # `hold_retry_max_seconds` apart.
+    hold_seconds: float = 15 * 60.0
+    hold_retry_seconds: float = 1.0
+    hold_retry_max_seconds: float = 60.0
 
 
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
@@ -34,20 +43,34 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
     runtime = Runtime(NAME, settings)
     store = EventsStore(runtime.db)
     intake = Intake(runtime, store, max_group_events=settings.max_batch_events,
-                    decision_lease=timedelta(seconds=settings.decision_lease_seconds))
+                    decision_lease=timedelta(seconds=settings.decision_lease_seconds),
+                    hold=timedelta(seconds=settings.hold_seconds),
+                    retry=backoff(timedelta(seconds=settings.hold_retry_seconds),
+                                  timedelta(seconds=settings.hold_retry_max_seconds)))
+    held = HeldEvents(store, intake)
+    lag = MembershipLag(settings.kafka, settings.kafka.group(NAME))  # the read model's consumer group
     service = EventsService(intake, store)
-    subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service)
+    subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service, held)
 
-    async def create_indexes(_: Runtime) -> None:
+    async def start(_: Runtime) -> None:
         await store.create_indexes()
+        held.start()
+        lag.start()
+
+    async def stop(_: Runtime) -> None:
+        await held.stop()
+        await lag.stop()
 
     return create_service_app(
         runtime,
         title="Backbone events service",
         description="Activities, attendance, talent outcomes and demand surveys from operators and partner systems.",
         publishes=(ACTIVITIES, OUTCOMES, DEMAND),
-        routers=[routes(service, intake, settings.max_batch_events, settings.max_batch_bytes)],
-        on_startup=[create_indexes],
+        routers=[routes(service, intake, settings.max_batch_events, settings.max_batch_bytes,
+                        retry_after_seconds=max(1, round(settings.hold_retry_seconds)),
+                        membership_lag=lambda: lag.records)],
+        on_startup=[start],
+        on_shutdown=[stop],
     )
 
 

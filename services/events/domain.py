@@ -4,8 +4,8 @@ what an accepted one changes in the service's own state (activity lifecycle, hir
 The rules look only at `Facts`: a snapshot, loaded by the store for one submission, of the
 membership read model (partnerships, organisations, active members, action teams) and of the
 service's own state. The read model is eventually consistent: an event naming a member whose
-joining has not reached this service yet is refused with a reason that says so; the partner
-retries (HTTP) or an operator replays it from the dead-letter topic (Kafka).
+joining has not reached this service yet fails with a `Waiting` reason, and `hold_reason` tells
+such an event (held, decided again when the roster moves) from one that can never pass.
 """
 
 from collections.abc import Callable, Iterable
@@ -88,6 +88,18 @@ class Facts:
     new_hires: list[Hire] = field(default_factory=list)
 
 
+class Waiting(StrEnum):
+    """Why a well-formed event may still pass later: something it names has not reached this
+    service yet (a roster change on backbone.membership, or an activity or hire not recorded yet)."""
+
+    UNKNOWN_PARTNERSHIP = "unknown_partnership"
+    UNKNOWN_ORGANISATION = "unknown_organisation"
+    NOT_A_MEMBER = "not_a_member"
+    UNKNOWN_ACTION_TEAM = "unknown_action_team"
+    UNKNOWN_ACTIVITY = "unknown_activity"
+    UNKNOWN_HIRE = "unknown_hire"
+
+
 def identity(source: str, event_id: str) -> str:
     """An event's identity as CloudEvents defines it: its id is unique within its source only, so
     two senders' equal ids are two events. The source's length first keeps the joined string
@@ -123,11 +135,24 @@ def _error(field: str, message: str) -> FieldError:
     return {"field": f"data.{field}", "message": message}
 
 
+def _waiting(field: str, message: str, reason: Waiting) -> FieldError:
+    """An error that may go away by itself: `reason` says what the event waits for."""
+    return _error(field, message) | {"reason": reason.value}
+
+
+def hold_reason(errors: list[FieldError]) -> str | None:
+    """Why to hold an event and decide it again later (the first error's `Waiting` reason), or
+    None when it has no errors or any of them can never pass (a wrong kind, a closed team, an
+    id already used, a type this service does not take in): that one is refused at once."""
+    reasons = [error.get("reason") for error in errors]
+    return reasons[0] if reasons and all(reasons) else None
+
+
 def _unknown_organisation(name: str, organisation: str, facts: Facts) -> list[FieldError]:
     if organisation in facts.organisations:
         return []
-    return [_error(name, f"unknown organisation {organisation!r}: not registered, or its registration "
-                         "has not reached the events service yet (retry later)")]
+    return [_waiting(name, f"unknown organisation {organisation!r}: not registered, or its registration "
+                           "has not reached the events service yet", Waiting.UNKNOWN_ORGANISATION)]
 
 
 # --- activities -----------------------------------------------------------------------------
@@ -139,12 +164,14 @@ def _schedulable(data: act.ActivityScheduled, facts: Facts) -> list[FieldError]:
         errors.append(_error("activity_id", "this activity is already scheduled in the partnership"))
     for i, host in enumerate(data.host_ids):
         if (pid, host) not in facts.members:
-            errors.append(_error(f"host_ids.{i}", f"{host!r} is not an active member of partnership {pid!r} "
-                                                  "(or its joining has not reached the events service yet)"))
+            errors.append(_waiting(f"host_ids.{i}", f"{host!r} is not an active member of partnership {pid!r} "
+                                                    "(or its joining has not reached the events service yet)",
+                                   Waiting.NOT_A_MEMBER))
     if data.action_team_id is not None:
         status = facts.action_teams.get((pid, data.action_team_id))
         if status is None:
-            errors.append(_error("action_team_id", f"no such action team in partnership {pid!r}"))
+            errors.append(_waiting("action_team_id", f"no such action team in partnership {pid!r}",
+                                   Waiting.UNKNOWN_ACTION_TEAM))
         elif status is ActionTeamStatus.CLOSED:
             errors.append(_error("action_team_id", "this action team is closed"))
     return errors
@@ -154,7 +181,8 @@ def _scheduled_activity(data, facts: Facts) -> tuple[Activity | None, list[Field
     """The activity an event refers to, if it is still scheduled (not cancelled, not completed)."""
     activity = facts.activities.get((data.partnership_id, data.activity_id))
     if activity is None:
-        return None, [_error("activity_id", "no such activity in this partnership: schedule it first")]
+        return None, [_waiting("activity_id", "no such activity in this partnership: schedule it first",
+                               Waiting.UNKNOWN_ACTIVITY)]
     if activity.status is not ActivityStatus.SCHEDULED:
         return None, [_error("activity_id", f"the activity is already {activity.status.value}")]
     return activity, []
@@ -178,7 +206,7 @@ def _completable(data: act.ActivityCompleted, facts: Facts) -> list[FieldError]:
 def _attendance_recordable(data: act.AttendanceRecorded, facts: Facts) -> list[FieldError]:
     activity = facts.activities.get((data.partnership_id, data.activity_id))
     if activity is None:
-        return [_error("activity_id", "no such activity in this partnership")]
+        return [_waiting("activity_id", "no such activity in this partnership", Waiting.UNKNOWN_ACTIVITY)]
     if activity.status is ActivityStatus.CANCELLED:
         return [_error("activity_id", "the activity was cancelled")]
     if data.kind != activity.kind:
@@ -193,7 +221,7 @@ def _hire_recordable(data: out.HireRecorded, facts: Facts) -> list[FieldError]:
     if (data.partnership_id, data.hire_id) in facts.hires:
         errors.append(_error("hire_id", "this hire is already recorded in the partnership"))
     if data.source_activity_id and (data.partnership_id, data.source_activity_id) not in facts.activities:
-        errors.append(_error("source_activity_id", "no such activity in this partnership"))
+        errors.append(_waiting("source_activity_id", "no such activity in this partnership", Waiting.UNKNOWN_ACTIVITY))
     return errors
 
 
@@ -202,7 +230,7 @@ def _after_hire(data: out.RetentionChecked | out.SeparationRecorded, on: date, o
     """Retention and separation speak of a recorded hire: same person, same employer, later date."""
     hire = facts.hires.get((data.partnership_id, data.hire_id))
     if hire is None:
-        return [_error("hire_id", "no such hire recorded in this partnership")]
+        return [_waiting("hire_id", "no such hire recorded in this partnership", Waiting.UNKNOWN_HIRE)]
     errors = []
     if data.employer_id != hire.employer_id:
         errors.append(_error("employer_id", "not the employer of this hire"))
@@ -259,8 +287,9 @@ def check(data: EventData, facts: Facts) -> list[FieldError]:
     if rules is None:
         return [{"field": "type", "message": f"the events service does not take in {event_type_of(data).type}"}]
     if data.partnership_id not in facts.partnerships:
-        return [_error("partnership_id", f"unknown partnership {data.partnership_id!r}: not created, or its "
-                                         "creation has not reached the events service yet (retry later)")]
+        return [_waiting("partnership_id", f"unknown partnership {data.partnership_id!r}: not created, or its "
+                                           "creation has not reached the events service yet (retry later)",
+                         Waiting.UNKNOWN_PARTNERSHIP)]
     return rules(data, facts)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.events.holds import HeldEvents
 from services.events.intake import EventResult, Outcome
 from services.events.service import EventsService
 from services.events.store import EventsStore
@@ -30,10 +31,13 @@ from shared.settings import KafkaSettings
 _REFUSED = {NotAuthenticated: "unknown_key"}  # revoked or never issued; any other: not_allowed
 
 
-def membership_handlers(store: EventsStore) -> dict:
+def membership_handlers(store: EventsStore, held: HeldEvents) -> dict:
     def saving(save) -> Callable[[CloudEvent], Awaitable[None]]:
         async def handler(event: CloudEvent) -> None:
             await save(event.data)
+            # Stored first: a held event decided again at once sees this change.
+            await held.roster_changed(getattr(event.data, "partnership_id", None),
+                                      getattr(event.data, "organisation_id", None))
 
         return handler
 
@@ -51,7 +55,15 @@ def _violation(result: EventResult | DomainError) -> RuleViolation | None:
         return RuleViolation(result.message, _REFUSED.get(type(result), "not_allowed"))
     if result.status is Outcome.REJECTED:
         return RuleViolation(str(EventError(result.errors)))
-    return None
+    return None  # accepted, duplicate, or held (stored: dead-lettered only if its hold ends unresolved)
+
+
+def _origins(topic: str, records: list, events: list[CloudEvent]) -> list[dict]:
+    """Each event's record, kept with it if it is held (its dead letter names it). The events are
+    the records that parsed, in order: when all did, they pair up; else only the topic is known."""
+    if len(records) == len(events):
+        return [{"topic": r.topic, "partition": r.partition, "offset": r.offset} for r in records]
+    return [{"topic": topic} for _ in events]
 
 
 class PartnerInbound:
@@ -92,20 +104,21 @@ class PartnerInbound:
         for topic, records in by_topic.items():
             key_id = topic.removeprefix(self.prefix)
             caller = await self.keys.principal(key_id)
-            await self.consumer.decide_records(records, self._deciding_as(caller, key_id),
-                                               self._handling_as(caller, key_id))
+            await self.consumer.decide_records(records, self._deciding_as(caller, key_id, topic, records),
+                                               self._handling_as(caller, key_id, topic))
 
-    def _deciding_as(self, caller: Principal | None, key_id: str):
+    def _deciding_as(self, caller: Principal | None, key_id: str, topic: str, records: list):
         async def decide(events: list[CloudEvent]) -> list[RuleViolation | None]:
-            return [_violation(r) for r in await self.events.submit_inbound(caller, key_id, events)]
+            return [_violation(r) for r in
+                    await self.events.submit_inbound(caller, key_id, events, _origins(topic, records, events))]
 
         return decide
 
-    def _handling_as(self, caller: Principal | None, key_id: str):
+    def _handling_as(self, caller: Principal | None, key_id: str, topic: str):
         """One record at a time, when its batch failed for a reason other than the infrastructure."""
 
         async def handle(event: CloudEvent) -> None:
-            [result] = await self.events.submit_inbound(caller, key_id, [event])
+            [result] = await self.events.submit_inbound(caller, key_id, [event], [{"topic": topic}])
             if violation := _violation(result):
                 raise violation
 
@@ -113,7 +126,7 @@ class PartnerInbound:
 
 
 def subscribe_all(broker: KafkaBroker, settings: KafkaSettings, service: str, store: EventsStore,
-                  keys: KeyRing, events: EventsService) -> PartnerInbound:
-    subscribe(broker, settings, service, [MEMBERSHIP], membership_handlers(store))
+                  keys: KeyRing, events: EventsService, held: HeldEvents) -> PartnerInbound:
+    subscribe(broker, settings, service, [MEMBERSHIP], membership_handlers(store, held))
     # Own consumer group: a slow partner batch never holds up the read model, and vice versa.
     return PartnerInbound(broker, settings, service, keys, events)

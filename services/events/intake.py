@@ -1,26 +1,38 @@
 """The one path every submitted event takes, from HTTP or from backbone.inbound: duplicate
-check, rules, publish to its catalogue topic with acks=all, then record it as accepted."""
+check, rules, publish to its catalogue topic with acks=all, then record it as accepted. An event
+that only waits for something to arrive (`domain.hold_reason`) is held in MongoDB instead, and
+decided again on the same path (see services/events/holds.py) until it passes or its hold ends."""
 
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 
 from services.events import domain
-from services.events.store import EventsStore
-from shared.envelope import CloudEvent, EventError
+from services.events.domain import Facts
+from services.events.store import EventsStore, HeldStatus, Holds, held_doc
+from shared.envelope import CloudEvent, EventError, parse_event
+from shared.kafka import dead_letter
 from shared.service import Runtime
 
 EVENTS_SUBMITTED = Counter(
     "backbone_events_submitted_total",
     "Events submitted to the events service, by entry point and what became of them",
-    ["entry", "outcome"],  # entry: http, kafka; outcome: accepted, duplicate, rejected
+    ["entry", "outcome"],  # entry: http, kafka; outcome: accepted, duplicate, rejected, pending
 )
+HELD_DECIDED = Counter("backbone_events_held_decided_total", "Held events decided at last, by outcome",
+                       ["entry", "outcome"])  # outcome: accepted, rejected (refused or dead-lettered)
+for _entry in ("http", "kafka"):  # every series from 0, so the first one shows in increase()
+    for _outcome in ("accepted", "duplicate", "rejected", "pending"):
+        EVENTS_SUBMITTED.labels(_entry, _outcome)
+    for _outcome in ("accepted", "rejected"):
+        HELD_DECIDED.labels(_entry, _outcome)
 GROUP_SUBMISSIONS = Histogram("backbone_events_intake_group_submissions",
                               "Submissions decided, published and stored together", buckets=(1, 2, 5, 10, 20, 50, 100))
 
@@ -29,17 +41,31 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"  # in Kafka (acks=all) and recorded
     DUPLICATE = "duplicate"  # this source's event id was accepted before; nothing new was published
     REJECTED = "rejected"  # invalid or breaking a rule; `errors` name the fields
+    PENDING = "pending"  # held (stored) until what it names arrives, then decided again by itself
 
 
 class EventResult(BaseModel):
     id: str | None = Field(description="the event id, when the event had a readable one")
     status: Outcome
-    errors: list[dict[str, str]] = Field(default_factory=list, description='e.g. {"field": "data.employer_id", "message": "..."}')
+    errors: list[dict[str, str]] = Field(
+        default_factory=list,
+        description='e.g. {"field": "data.employer_id", "message": "...", "reason": "unknown_organisation"}; '
+                    "`reason` on the errors that may pass later")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An event to decide: submitted now, or held earlier and decided again (`held`)."""
+
+    event: CloudEvent
+    entry: str  # http, kafka
+    origin: dict | None = None  # a Kafka event's record: topic, and partition and offset when known
+    held: bool = False
 
 
 @dataclass
 class _Submission:
-    events: list[CloudEvent]
+    candidates: list[Candidate]
     decided: asyncio.Future  # its results, or why the whole group failed
 
 
@@ -57,12 +83,16 @@ class Intake:
     if they had come one after another. The HTTP API and the inbound consumer share the turn."""
 
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
-                 decision_lease: timedelta = timedelta(seconds=60)):
+                 decision_lease: timedelta = timedelta(seconds=60), hold: timedelta = timedelta(0),
+                 retry: Callable[[int], timedelta] = lambda attempts: timedelta(seconds=1)):
         self.runtime = runtime
         self.store = store
         self.max_group_events = max_group_events
         self.decision_lease = decision_lease
+        self.hold = hold  # how long an event may wait for what it names (0: refused at once)
+        self.retry = retry  # attempts so far -> wait until the next one
         self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
+        self.on_accepted: list[Callable[[set[str]], None]] = []  # partnerships whose events were accepted
         self._waiting: deque[_Submission] = deque()
         self._turn = asyncio.Lock()
 
@@ -71,9 +101,10 @@ class Intake:
         EVENTS_SUBMITTED.labels(entry, Outcome.REJECTED).inc()
         return EventResult(id=event_id, status=Outcome.REJECTED, errors=error.errors)
 
-    async def submit(self, events: list[CloudEvent], entry: str) -> list[EventResult]:
+    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]:
         """Decide every event in order, later ones (and later submissions) seeing the effects of
-        earlier accepted ones.
+        earlier accepted ones. A pending event is stored as held before this returns (with its
+        record's coordinates, `origins`, when it came from Kafka).
 
         Returns only once every accepted event is in Kafka with acks=all. Raises (nothing is
         reported accepted) if Kafka or MongoDB fails; the caller retries the whole submission.
@@ -85,25 +116,44 @@ class Intake:
         (record first) would make that retry a "duplicate" of an event that never reached Kafka:
         lost. At-least-once with stable ids is the design; exactly-once effects are downstream.
         """
-        submission = _Submission(events, asyncio.get_running_loop().create_future())
-        self._waiting.append(submission)
-        async with self._turn:
-            while not submission.decided.done():  # else an earlier turn took it along
-                await self._decide_group()
-        results = submission.decided.result()
+        results = await self._submit([Candidate(e, entry, origins[i] if origins else None) for i, e in enumerate(events)])
         for result in results:
             EVENTS_SUBMITTED.labels(entry, result.status).inc()
         return results
 
+    async def decide_held(self, held: list[dict]) -> None:
+        """Decide held events (as `store.due` gives them) again, in the order they were held. One
+        that no longer parses (its contract tightened since) is refused for good, not retried."""
+        candidates, unreadable = [], Holds()
+        for doc in held:
+            try:
+                candidates.append(Candidate(parse_event(doc["event"]), doc["entry"], doc.get("origin"), held=True))
+            except EventError as exc:
+                unreadable.settled[doc["_id"]] = {"status": HeldStatus.REJECTED, "reason": exc.reason,
+                                                  "errors": exc.errors, "decided_at": datetime.now(UTC)}
+                HELD_DECIDED.labels(doc["entry"], "rejected").inc()
+        if unreadable:
+            await self.store.record([], Facts(), unreadable)
+        if candidates:
+            await self._submit(candidates)
+
+    async def _submit(self, candidates: list[Candidate]) -> list[EventResult]:
+        submission = _Submission(candidates, asyncio.get_running_loop().create_future())
+        self._waiting.append(submission)
+        async with self._turn:
+            while not submission.decided.done():  # else an earlier turn took it along
+                await self._decide_group()
+        return submission.decided.result()
+
     async def _decide_group(self) -> None:
         group = [self._waiting.popleft()]
-        size = len(group[0].events)
-        while self._waiting and size + len(self._waiting[0].events) <= self.max_group_events:
-            size += len(self._waiting[0].events)
+        size = len(group[0].candidates)
+        while self._waiting and size + len(self._waiting[0].candidates) <= self.max_group_events:
+            size += len(self._waiting[0].candidates)
             group.append(self._waiting.popleft())
         GROUP_SUBMISSIONS.observe(len(group))
         try:
-            results = iter(await self._decide([e for s in group for e in s.events]))
+            results = iter(await self._decide([c for s in group for c in s.candidates]))
         except asyncio.CancelledError:
             self._waiting.extendleft(reversed(group))  # the next turn decides them again
             raise
@@ -112,31 +162,87 @@ class Intake:
                 s.decided.set_exception(exc)
             return
         for s in group:
-            s.decided.set_result([next(results) for _ in s.events])
+            s.decided.set_result([next(results) for _ in s.candidates])
 
-    async def _decide(self, events: list[CloudEvent]) -> list[EventResult]:
-        partnership_ids = {pid for e in events if (pid := getattr(e.data, "partnership_id", None))}
+    async def _decide(self, candidates: list[Candidate]) -> list[EventResult]:
+        partnership_ids = {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
         async with self.store.turn(partnership_ids, self.replica, self.decision_lease):
-            return await self._decide_alone(events)
+            return await self._decide_alone(candidates)
 
-    async def _decide_alone(self, events: list[CloudEvent]) -> list[EventResult]:
+    async def _decide_alone(self, candidates: list[Candidate]) -> list[EventResult]:
+        events = [c.event for c in candidates]
         identities = [domain.identity(e.source, e.id) for e in events]
-        seen = await self.store.recorded(identities)
+        seen, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
+            self.store.recorded(identities),
+            self.store.pending([i for c, i in zip(candidates, identities) if c.held or self.hold]))
         facts = await self.store.facts(domain.references(e.data for e, i in zip(events, identities) if i not in seen))
+        now = datetime.now(UTC)
         results: list[EventResult] = []
         accepted: list[CloudEvent] = []
-        for event, event_identity in zip(events, identities):
-            if event_identity in seen:
+        holds = Holds()
+        expired: list[tuple[Candidate, dict]] = []  # held Kafka events refused at last: dead letters
+        for candidate, event_identity in zip(candidates, identities):
+            event, held = candidate.event, pending.get(event_identity)
+            if event_identity in seen or (candidate.held and held is None):  # decided before (or by another replica)
+                if candidate.held and held is not None:  # accepted by another path: the hold is over
+                    holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
                 results.append(EventResult(id=event.id, status=Outcome.DUPLICATE))
                 continue
-            errors = domain.check(event.data, facts)
-            if errors:
-                results.append(EventResult(id=event.id, status=Outcome.REJECTED, errors=errors))
+            if held is not None and not candidate.held:  # sent again while held: still held
+                results.append(EventResult(id=event.id, status=Outcome.PENDING, errors=held["errors"]))
                 continue
-            domain.apply(event.data, facts)
-            seen.add(event_identity)  # the same source and id later in this group is a duplicate
-            accepted.append(event)
-            results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
+            errors = domain.check(event.data, facts)
+            if not errors:
+                domain.apply(event.data, facts)
+                seen.add(event_identity)  # the same source and id later in this group is a duplicate
+                accepted.append(event)
+                results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
+                if candidate.held:
+                    holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
+                    HELD_DECIDED.labels(candidate.entry, "accepted").inc()
+                continue
+            results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now, holds, expired))
+            if result.status is Outcome.PENDING and held is None:
+                pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
         await self.runtime.publish_many(accepted)
-        await self.store.record(accepted, facts)
+        for candidate, settled in expired:
+            await self._dead_letter(candidate, settled)
+        await self.store.record(accepted, facts, holds)
+        if accepted:
+            for listener in self.on_accepted:
+                listener({e.data.partnership_id for e in accepted})
         return results
+
+    def _hold_or_refuse(self, candidate: Candidate, event_identity: str, held: dict | None, errors: list[dict],
+                        now: datetime, holds: Holds, expired: list[tuple[Candidate, dict]]) -> EventResult:
+        """A failed event: held (again) while what it waits for may still arrive within its hold,
+        else refused, for good if it was held (a Kafka event's dead letter then in `expired`)."""
+        event = candidate.event
+        reason = domain.hold_reason(errors)
+        deadline = held["deadline"].replace(tzinfo=UTC) if held else now + self.hold
+        if reason and now < deadline:
+            if held:
+                holds.retries[event_identity] = {"errors": errors, "reason": reason,
+                                                 "next_attempt_at": min(deadline, now + self.retry(held["attempts"] + 1))}
+            else:
+                holds.new.append(held_doc(event, entry=candidate.entry, origin=candidate.origin, errors=errors,
+                                          reason=reason, held_at=now + timedelta(microseconds=len(holds.new)),
+                                          deadline=deadline, next_attempt_at=min(deadline, now + self.retry(0))))
+            return EventResult(id=event.id, status=Outcome.PENDING, errors=errors)
+        if candidate.held:
+            holds.settled[event_identity] = {"status": HeldStatus.REJECTED, "reason": reason or "rule_violation",
+                                             "errors": errors, "decided_at": now}
+            HELD_DECIDED.labels(candidate.entry, "rejected").inc()
+            if candidate.entry == "kafka":
+                expired.append((candidate, holds.settled[event_identity]))
+        return EventResult(id=event.id, status=Outcome.REJECTED, errors=errors)
+
+    async def _dead_letter(self, candidate: Candidate, settled: dict) -> None:
+        """A held inbound event that never passed: the dead letter a refusal would have been,
+        after its hold, with its record's coordinates (-1 where unknown)."""
+        event, origin = candidate.event, candidate.origin or {}
+        await dead_letter(self.runtime.broker, self.runtime.settings.kafka, body=event.to_json(),
+                          key=event.data.partnership_id.encode(), source_topic=origin.get("topic", ""),
+                          partition=origin.get("partition", -1), offset=origin.get("offset", -1),
+                          service=self.runtime.name, reason=settled["reason"],
+                          detail=f"held for {self.hold.total_seconds():.0f} s: {EventError(settled['errors'])}")

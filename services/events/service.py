@@ -5,12 +5,13 @@ who may submit, record and read what, whatever the transport (HTTP or a partner'
   the caller, and each event's `source` one the caller may send as: an event's identity is its
   source and id, so binding the source to the key is what keeps one sender from colliding with
   or probing another's ids.
-- Reading an activity needs read access to its partnership (viewers included).
+- Reading an activity, or what became of an event, needs read access to its partnership
+  (viewers included).
 """
 
 from typing import Protocol
 
-from services.events.domain import Activity
+from services.events.domain import Activity, identity
 from services.events.intake import EventResult
 from shared.auth import WRITERS, Principal
 from shared.contracts.base import EventData
@@ -19,11 +20,13 @@ from shared.errors import DomainError, NotAllowed, NotAuthenticated, NotFound
 
 
 class Intake(Protocol):
-    async def submit(self, events: list[CloudEvent], entry: str) -> list[EventResult]: ...
+    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]: ...
 
 
 class Activities(Protocol):
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None: ...
+
+    async def status(self, partnership_id: str, event_identity: str) -> dict | None: ...
 
 
 def authorise(caller: Principal, event: CloudEvent) -> None:
@@ -62,14 +65,25 @@ class EventsService:
             raise NotFound("no such activity")
         return found
 
-    async def submit_inbound(self, caller: Principal | None, key_id: str,
-                             events: list[CloudEvent]) -> list[EventResult | DomainError]:
-        """Records from the inbound topic of key `key_id`, sent as that key (`caller`: None when
-        it is revoked or unknown). Each event the key may not send is refused on its own (the
-        others go on, as Kafka records do); the rest are decided as one submission."""
+    async def status(self, caller: Principal, partnership_id: str, source: str, event_id: str) -> dict:
+        """What became of an event of the partnership: accepted, pending (held) or rejected after its hold."""
+        caller.require_partnership(partnership_id)
+        found = await self.activities.status(partnership_id, identity(source, event_id))
+        if found is None:
+            raise NotFound("no such event accepted or held in this partnership")
+        return found
+
+    async def submit_inbound(self, caller: Principal | None, key_id: str, events: list[CloudEvent],
+                             origins: list[dict] | None = None) -> list[EventResult | DomainError]:
+        """Records from the inbound topic of key `key_id` (`origins`: each one's coordinates), sent
+        as that key (`caller`: None when it is revoked or unknown). Each event the key may not send
+        is refused on its own (the others go on, as Kafka records do); the rest are decided as one
+        submission."""
         refusals = [_refusal(caller, key_id, event) for event in events]
-        allowed = [event for event, refusal in zip(events, refusals) if refusal is None]
-        decided = iter(await self.intake.submit(allowed, entry="kafka") if allowed else [])
+        origins = origins or [{"topic": ""}] * len(events)
+        allowed = [(event, origin) for event, origin, refusal in zip(events, origins, refusals) if refusal is None]
+        decided = iter(await self.intake.submit([e for e, _ in allowed], entry="kafka",
+                                                origins=[o for _, o in allowed]) if allowed else [])
         return [refusal or next(decided) for refusal in refusals]
 
 

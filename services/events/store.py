@@ -1,5 +1,6 @@
 """The events service's MongoDB: its read model of the membership roster, the lifecycle of
-activities, the hires later outcomes refer to, and the ids of every accepted event.
+activities, the hires later outcomes refer to, the ids of every accepted event, and the events
+held until what they name arrives.
 
 Read-model updates are idempotent and independent of arrival order, because organisations are
 keyed by organisation on Kafka while memberships are keyed by partnership: the two may arrive
@@ -10,9 +11,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -23,6 +26,40 @@ from shared.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class HeldStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Holds:
+    """What one decision changes in the held events, stored with its accepted events."""
+
+    new: list[dict] = field(default_factory=list)  # events held now, as `held_doc` makes them
+    retries: dict[str, dict] = field(default_factory=dict)  # identity -> fields of the next attempt
+    settled: dict[str, dict] = field(default_factory=dict)  # identity -> final status, reason, errors
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.retries or self.settled)
+
+
+def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list[dict], reason: str,
+             held_at: datetime, deadline: datetime, next_attempt_at: datetime) -> dict:
+    """A held event as stored: all it takes to decide it again (the event itself) and to answer
+    its sender (status, reason, errors). `origin`: a Kafka event's record (topic, partition, offset)."""
+    return {"_id": identity(event.source, event.id), "source": event.source, "id": event.id,
+            "partnership_id": event.data.partnership_id, "organisations": _organisations(event),
+            "event": event.to_json().decode(), "entry": entry, "origin": origin,
+            "status": HeldStatus.PENDING, "reason": reason, "errors": errors, "attempts": 0,
+            "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
+
+
+def _organisations(event: CloudEvent) -> list[str]:
+    fields = vars(event.data)
+    return [o for name in ("employer_id", "provider_id") if (o := fields.get(name))] + list(fields.get("host_ids", ()))
 
 
 def _id(key: Key) -> str:
@@ -46,9 +83,14 @@ class EventsStore:
         self.accepted = db["accepted_events"]
         # One document per partnership: which replica decides its events now, and until when.
         self.turns = db["decision_turns"]
+        # One document per event held until what it names arrives, and its final status.
+        self.held = db["held_events"]
 
     async def create_indexes(self) -> None:
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
+        await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
+        await self.held.create_index([("status", 1), ("partnership_id", 1)])
+        await self.held.create_index([("status", 1), ("organisations", 1)])
 
     # --- read model, from backbone.membership ---------------------------------------------
 
@@ -164,17 +206,21 @@ class EventsStore:
             hires={(h.partnership_id, h.hire_id): h for h in (Hire.model_validate(d["hire"]) for d in hires)},
         )
 
-    async def record(self, events: list[CloudEvent], facts: Facts) -> None:
-        """Store accepted events' ids and their effects together: a transaction, so a crash never
-        leaves an id recorded without its effect or the other way round."""
-        if not events:
+    async def record(self, events: list[CloudEvent], facts: Facts, holds: Holds | None = None) -> None:
+        """Store accepted events' ids and their effects, and what became of held events, together:
+        a transaction, so a crash never leaves an id recorded without its effect, or a held event
+        both accepted and still waiting."""
+        if not events and not holds:
             return
         async with self.client.start_session() as session:
             async with await session.start_transaction():
-                await self.accepted.insert_many(
-                    [{"_id": identity(e.source, e.id), "source": e.source, "id": e.id, "type": e.type,
-                      "partnership_id": e.data.partnership_id} for e in events],
-                    session=session)
+                if events:
+                    await self.accepted.insert_many(
+                        [{"_id": identity(e.source, e.id), "source": e.source, "id": e.id, "type": e.type,
+                          "partnership_id": e.data.partnership_id} for e in events],
+                        session=session)
+                if holds:
+                    await self._store_holds(holds, session)
                 if facts.changed_activities:
                     await self.activities.bulk_write(
                         [ReplaceOne({"_id": _id(key)},
@@ -186,6 +232,57 @@ class EventsStore:
                         [{"_id": _id((h.partnership_id, h.hire_id)), "hire": h.model_dump(mode="json")}
                          for h in facts.new_hires],
                         session=session)
+
+    async def _store_holds(self, holds: Holds, session) -> None:
+        # Replacing: an event refused after its hold may be sent again, and is held afresh.
+        writes = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in holds.new]
+        # Only while still pending: what another replica decided meanwhile stays decided.
+        writes += [UpdateOne({"_id": i, "status": HeldStatus.PENDING}, {"$set": retry, "$inc": {"attempts": 1}})
+                   for i, retry in holds.retries.items()]
+        writes += [UpdateOne({"_id": i, "status": HeldStatus.PENDING}, {"$set": settled})
+                   for i, settled in holds.settled.items()]
+        await self.held.bulk_write(writes, ordered=True, session=session)
+
+    # --- held events ------------------------------------------------------------------------
+
+    async def pending(self, identities: list[str]) -> dict[str, dict]:
+        """The held events among these (by `domain.identity`) still waiting for a decision."""
+        if not identities:
+            return {}
+        docs = await self.held.find({"_id": {"$in": identities}, "status": HeldStatus.PENDING}).to_list()
+        return {doc["_id"]: doc for doc in docs}
+
+    async def due(self, now: datetime, limit: int) -> list[dict]:
+        """Held events whose next attempt is due, the earliest held first."""
+        return await self.held.find({"status": HeldStatus.PENDING, "next_attempt_at": {"$lte": now}}) \
+            .sort([("held_at", 1), ("_id", 1)]).limit(limit).to_list()
+
+    async def next_due(self) -> datetime | None:
+        doc = await self.held.find_one({"status": HeldStatus.PENDING}, {"next_attempt_at": 1},
+                                       sort=[("next_attempt_at", 1)])
+        return doc["next_attempt_at"].replace(tzinfo=UTC) if doc else None
+
+    async def held_count(self) -> int:
+        return await self.held.count_documents({"status": HeldStatus.PENDING})
+
+    async def wake(self, *, partnership_ids: set[str] = frozenset(), organisation_id: str | None = None) -> int:
+        """Make held events of these partnerships, or naming this organisation, due now: what
+        they wait for may just have arrived. Returns how many."""
+        named = [{"partnership_id": {"$in": list(partnership_ids)}}] if partnership_ids else []
+        named += [{"organisations": organisation_id}] if organisation_id else []
+        if not named:
+            return 0
+        result = await self.held.update_many({"status": HeldStatus.PENDING, "$or": named},
+                                             {"$set": {"next_attempt_at": datetime.now(UTC)}})
+        return result.modified_count
+
+    async def status(self, partnership_id: str, event_identity: str) -> dict | None:
+        """What became of an event of this partnership: accepted, or held (pending, or refused
+        after its hold). None when it was never accepted nor held (or is another partnership's)."""
+        accepted = await self.accepted.find_one({"_id": event_identity, "partnership_id": partnership_id})
+        if accepted:
+            return {"source": accepted["source"], "id": accepted["id"], "status": HeldStatus.ACCEPTED}
+        return await self.held.find_one({"_id": event_identity, "partnership_id": partnership_id}, {"event": 0})
 
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None:
         doc = await self.activities.find_one({"_id": _id((partnership_id, activity_id))})

@@ -83,12 +83,17 @@ def in_query(pid: str, key_id: str) -> dict:
     return {"params": {"partnership_id": pid}}
 
 
+def event_status(pid: str, key_id: str) -> dict:
+    return {"params": {"partnership_id": pid, "source": f"/keys/{key_id}", "id": "e-1"}}
+
+
 def _events() -> dict[tuple[str, str], Rule]:
     from services.events.api import ENDPOINTS
 
     return {("POST", path): Rule(WRITERS, event_body(model), scoped=True) for model, (path, _) in ENDPOINTS.items()} | {
         ("POST", "/events"): Rule(WRITERS, event_batch, scoped=True),
         ("GET", "/partnerships/{partnership_id}/activities/{activity_id}"): Rule(EVERYONE),
+        ("GET", "/events/status"): Rule(EVERYONE, event_status, scoped=True),
         ("GET", "/whoami"): Rule(EVERYONE),
     }
 

@@ -51,7 +51,9 @@ async def events_producer(kafka_settings) -> AsyncIterator[AIOKafkaProducer]:
 
 @pytest.fixture
 def events_service(start_service):
-    return start_service("events", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY})
+    # These tests read the rules' immediate answers: an event that waits for the roster is refused
+    # at once. Holding it instead is tested in test_early_events.py.
+    return start_service("events", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, "EVENTS_HOLD_SECONDS": "0"})
 
 
 @pytest.fixture

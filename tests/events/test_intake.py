@@ -197,3 +197,16 @@ async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafk
     assert not submitting.done()  # waiting for the lease
     [result] = await asyncio.wait_for(submitting, 20)
     assert result.status == Outcome.ACCEPTED
+
+
+async def test_a_held_event_that_no_longer_parses_is_refused_for_good(kafka_settings, store, events_producer):
+    intake = Intake(_Runtime(events_producer, kafka_settings), store, hold=timedelta(minutes=15))
+    hire = new_event(example(out.HireRecorded, employer_id="acme"), source="/test")
+    [held] = await intake.submit([hire], entry="http")
+    assert (held.status, held.errors[0]["reason"]) == (Outcome.PENDING, "unknown_organisation")
+    await store.held.update_one({}, {"$set": {"event": '{"specversion": "1.0"}'}})  # as a tightened contract reads it
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await intake.decide_held(await store.due(later, 10))
+    refused = await store.status(P, identity(hire.source, hire.id))
+    assert (refused["status"], refused["reason"]) == ("rejected", "invalid_event")
+    assert await store.due(later, 10) == []  # never tried again
