@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.metrics import domain, kpis  # noqa: E402
+from shared.periods import parse_period  # noqa: E402
 from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
 from shared.catalog import event_type_of  # noqa: E402
@@ -233,7 +234,7 @@ async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
     version = await store.version()
     rosters, directory = await store.rosters(version)
     stored = await store.dated(version, None, "0000-00")
-    periods = [domain.parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
+    periods = [parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
     fresh_dated = [(k[1], k[2], f) for k, f in fresh.items() if k[0] in domain.DATED_SOURCES]
     fresh_rosters = {k[1]: f for k, f in fresh.items() if k[2] == domain.ROSTER}
     fresh_directory = [f for k, f in fresh.items() if k[0] == "membership" and not k[1]]

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from services.metrics import kpis
-from services.metrics.domain import PERIOD_PATTERN
+from shared.periods import PERIOD_PATTERN
 from services.metrics.queries import KpiService, Scope
 from shared.auth import Principal, authenticated
 

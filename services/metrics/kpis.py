@@ -16,13 +16,14 @@ from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
 
-from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, Grain, HeldActivity, Period, held_activities
+from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, HeldActivity, held_activities
 from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, Audience, EventData, OrganisationKind
+from shared.periods import Grain, Period
 
 Value = float | None | dict
 

@@ -10,10 +10,11 @@ from datetime import date
 from prometheus_client import Counter, Gauge
 
 from services.metrics import domain, kpis
-from services.metrics.domain import Cells, Grain, parse_period, period_of
+from services.metrics.domain import Cells
 from services.metrics.store import MetricsStore
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, new_event
+from shared.periods import Grain, parse_period, period_of
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from services.metrics.views import program_year
+from shared.periods import program_year
 from shared.catalog import DEAD_LETTER, inbound_of
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out

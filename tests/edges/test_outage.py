@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.metrics.views import program_year
+from shared.periods import program_year
 from shared.catalog import MEMBERSHIP, OUTCOMES
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.metrics.views import program_year
+from shared.periods import program_year
 from shared.auth import hash_key
 from shared.catalog import (
     ACCESS,

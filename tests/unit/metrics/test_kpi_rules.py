@@ -10,11 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.metrics import kpis
-from services.metrics.domain import ROSTER, Cells, Facts, parse_period, record
+from services.metrics.domain import ROSTER, Cells, Facts, record
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
+from shared.periods import parse_period
 
 P = "sw-mp"
 
