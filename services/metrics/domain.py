@@ -233,6 +233,11 @@ def _target(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.TargetSet
                                  d["value"])
 
 
+def _target_removed(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.TargetRemoved
+    # None, latest by time: a later TargetSet puts the target back, an older one cannot.
+    _roster(cells, d).set_latest(f"target:{d['partnership_id']}/{d['kpi']}/{d['period']}", order_of(e), e["id"], None)
+
+
 def _organisation(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.OrganisationState
     cells.at("membership", "", f"organisation:{d['organisation_id']}").set_latest(
         f"kind:{d['organisation_id']}", order_of(e), e["id"], d["kind"].value)
@@ -337,6 +342,7 @@ RECORDERS: dict[type[EventData], Recorder] = {
     mem.ActionTeamFormed: _action_team,
     mem.ActionTeamChanged: _action_team,
     mem.TargetSet: _target,
+    mem.TargetRemoved: _target_removed,
     act.ActivityScheduled: _scheduled,
     act.ActivityRescheduled: _activity_time,
     act.ActivityCancelled: _cancelled,

@@ -532,10 +532,10 @@ def _activity_lineage(name: str, a: HeldActivity) -> Iterable[str]:
 # --- targets and milestones ------------------------------------------------------------------
 
 def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, str], float]:
-    """(kpi, period) -> target value of one partnership."""
+    """(kpi, period) -> target value of one partnership (a removed target is kept as None: left out)."""
     prefix = f"target:{partnership_id}/"
     return {tuple(key.removeprefix(prefix).split("/")): entry[2]
-            for key, entry in roster.latest.items() if key.startswith(prefix)}
+            for key, entry in roster.latest.items() if key.startswith(prefix) and entry[2] is not None}
 
 
 def progress(kpi: Kpi, value: Value, target: float, period: Period, today: date) -> dict:

@@ -112,6 +112,13 @@ class TargetSet(PartnershipEvent):
     value: float = Field(ge=0)
 
 
+class TargetRemoved(PartnershipEvent):
+    """A roadmap target taken off: its KPI is no longer measured against a goal in that period."""
+
+    kpi: Id
+    period: str = Field(pattern=PERIOD_PATTERN)
+
+
 class AccessKeyIssued(EventData):
     """An API key's verifier, so every service can authenticate callers without asking
     membership. Only the SHA-256 of a 256-bit random secret travels: it cannot be reversed."""
