@@ -34,7 +34,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.metrics import domain, kpis  # noqa: E402
-from shared.periods import parse_period  # noqa: E402
 from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
 from shared.catalog import event_type_of  # noqa: E402
@@ -45,6 +44,7 @@ from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import CloudEvent, new_event, parse_plain  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
+from shared.periods import parse_period  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
 from shared.stack import LocalStack  # noqa: E402
 

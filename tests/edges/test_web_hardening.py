@@ -13,8 +13,8 @@ from services.metrics.pages import COOKIE
 from shared.auth import hash_key
 from shared.contracts import membership as mem
 from shared.envelope import new_event
-from shared.periods import program_year
 from shared.kafka import ensure_topics, make_broker, publish
+from shared.periods import program_year
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import OrganisationKind
 from shared.envelope import new_event
-from shared.periods import program_year
 from shared.kafka import ensure_topics, make_producer, publish_many
+from shared.periods import program_year
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration

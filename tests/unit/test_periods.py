@@ -4,7 +4,14 @@ from datetime import date
 
 import pytest
 
-from shared.periods import Grain, parse_period, parse_target_period, period_of, periods_between, program_year
+from shared.periods import (
+    Grain,
+    parse_period,
+    parse_target_period,
+    period_of,
+    periods_between,
+    program_year,
+)
 
 
 def test_program_years_run_july_to_june():
