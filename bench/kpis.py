@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rollup import scenario  # noqa: E402  (bench/rollup.py)
 
 from services.metrics import domain, kpis  # noqa: E402
+from shared.periods import parse_period  # noqa: E402
 
 
 def timed(work, repeat: int) -> float:
@@ -52,7 +53,7 @@ def main() -> None:
     print(f"{len(distinct):,} distinct events; folding them from scratch: {baseline * 1000:,.0f} ms\n")
     print(f"{'scope and period':<32}{'hires':>8}{'view ms':>10}{'evaluate ms':>13}{'vs fold':>10}")
     for label, pids, period in [("statewide PY2025", None, "PY2025"), ("one partnership 2025-Q4", {"rsp-00"}, "2025-Q4")]:
-        p = domain.parse_period(period)
+        p = parse_period(period)
         dated = [(k[2], f) for k, f in cells.items()
                  if k[0] in domain.DATED_SOURCES and (pids is None or k[1] in pids) and k[2] >= p.months[0]]
         rosters = [f for k, f in cells.items() if k[2] == domain.ROSTER and (pids is None or k[1] in pids)]

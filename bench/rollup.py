@@ -44,6 +44,7 @@ from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import CloudEvent, new_event, parse_plain  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
+from shared.periods import parse_period  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
 from shared.stack import LocalStack  # noqa: E402
 
@@ -233,7 +234,7 @@ async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
     version = await store.version()
     rosters, directory = await store.rosters(version)
     stored = await store.dated(version, None, "0000-00")
-    periods = [domain.parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
+    periods = [parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
     fresh_dated = [(k[1], k[2], f) for k, f in fresh.items() if k[0] in domain.DATED_SOURCES]
     fresh_rosters = {k[1]: f for k, f in fresh.items() if k[2] == domain.ROSTER}
     fresh_directory = [f for k, f in fresh.items() if k[0] == "membership" and not k[1]]

@@ -68,6 +68,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(_P + "action_team.formed.v1", mem.ActionTeamFormed, MEMBERSHIP),
     EventType(_P + "action_team.changed.v1", mem.ActionTeamChanged, MEMBERSHIP),
     EventType(_P + "target.set.v1", mem.TargetSet, MEMBERSHIP),
+    EventType(_P + "target.removed.v1", mem.TargetRemoved, MEMBERSHIP),
     EventType(_P + "access_key.issued.v1", mem.AccessKeyIssued, ACCESS, key="key_id"),
     EventType(_P + "access_key.revoked.v1", mem.AccessKeyRevoked, ACCESS, key="key_id"),
     # events service: activities

@@ -36,6 +36,7 @@ EXAMPLES: dict[type[EventData], EventData] = {
     mem.ActionTeamFormed: mem.ActionTeamFormed(**_TEAM),
     mem.ActionTeamChanged: mem.ActionTeamChanged(**_TEAM | {"status": "paused"}),
     mem.TargetSet: mem.TargetSet(partnership_id=P, kpi="hires", period="PY2025", value=40),
+    mem.TargetRemoved: mem.TargetRemoved(partnership_id=P, kpi="hires", period="PY2025"),
     mem.AccessKeyIssued: mem.AccessKeyIssued(key_id="k-1", key_hash="0" * 64, role="partner_system",
                                              partnership_ids=[P], label="ATS of SW"),
     mem.AccessKeyRevoked: mem.AccessKeyRevoked(key_id="k-1"),

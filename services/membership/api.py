@@ -89,6 +89,12 @@ async def set_target(partnership_id: str, body: s.TargetIn, caller: Caller, serv
     return target
 
 
+@router.delete("/partnerships/{partnership_id}/targets/{kpi}/{period}", status_code=204, tags=["partnerships"],
+               summary="Remove a roadmap target (who may set it may remove it)")
+async def remove_target(partnership_id: str, kpi: str, period: str, caller: Caller, service: Service) -> None:
+    await service.remove_target(caller, partnership_id, kpi, period)
+
+
 @router.get("/partnerships/{partnership_id}/targets", tags=["partnerships"], summary="The roadmap's targets")
 async def list_targets(partnership_id: str, caller: Caller, service: Service, paging: Paging,
                        period: str | None = None) -> Page:

@@ -12,7 +12,22 @@ from services.membership.schemas import Input, OrganisationIn
 from shared.contracts import membership as mem
 from shared.contracts.base import AccessRole, Day, MembershipRole
 from shared.errors import Conflict, Invalid, NotAllowed
+from shared.kpi_names import unknown_kpi
+from shared.periods import parse_target_period
 from shared.spreadsheet import FORMULA_STARTS, csv_text
+
+# --- targets -------------------------------------------------------------------------------------
+
+def check_target(kpi: str, period: str) -> None:
+    """A target names a single-valued KPI of the catalogue and a period in the documented years:
+    anything else could never be measured, and would sit in every partnership's milestone check."""
+    if problem := unknown_kpi(kpi):
+        raise Invalid("kpi", problem)
+    try:
+        parse_target_period(period)
+    except ValueError as exc:
+        raise Invalid("period", str(exc)) from None
+
 
 # --- event payloads from stored documents ------------------------------------------------------
 

@@ -18,6 +18,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
+from shared.periods import PERIOD_PATTERN
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
@@ -72,11 +73,14 @@ class PartnershipPatch(Input):
     priorities: Annotated[list[Name] | None, NotNull] = Field(default=None, max_length=50)
 
 
+TARGET_LIMIT = 1e9  # no KPI (counts, shares, dollars an hour) comes near it: a larger goal is a typo
+
+
 class TargetIn(Input):
-    kpi: Id
-    period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$",
+    kpi: Id = Field(description="A KPI of the catalogue (GET /kpis on the metrics service), e.g. hires")
+    period: str = Field(pattern=PERIOD_PATTERN,
                         description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
-    value: float = Field(ge=0)
+    value: float = Field(ge=0, le=TARGET_LIMIT, allow_inf_nan=False)
 
 
 # --- organisations, memberships, contacts -----------------------------------------------------

@@ -169,6 +169,7 @@ class MembershipService:
     async def set_target(self, principal: Principal, partnership_id: str, body: s.TargetIn) -> tuple[dict, bool]:
         """The target, and whether it is new (a repeated value changes nothing and publishes nothing)."""
         await self._partnership(principal, partnership_id, write=True)
+        d.check_target(body.kpi, body.period)
         doc = {"_id": f"{partnership_id}/{body.kpi}/{body.period}", "partnership_id": partnership_id,
                **body.model_dump(mode="json")}
         before = await self.store.get("targets", doc["_id"])
@@ -178,6 +179,13 @@ class MembershipService:
         if before:
             return await self._replaced("targets", {**doc, "version": before["version"]}, event), False
         return await self._created("targets", doc, event), True
+
+    async def remove_target(self, principal: Principal, partnership_id: str, kpi: str, period: str) -> None:
+        """Take a target off the roadmap (whoever may set it); metrics stops measuring against it."""
+        await self._partnership(principal, partnership_id, write=True)
+        doc = await self._existing("targets", f"{partnership_id}/{kpi}/{period}", "target")
+        event = self._event(mem.TargetRemoved, {"partnership_id": partnership_id, "kpi": kpi, "period": period})
+        await self.store.commit(Change().remove("targets", doc).emit(event))
 
     async def list_targets(self, principal: Principal, partnership_id: str, window: Window,
                            period: str | None = None) -> Page:

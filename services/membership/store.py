@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -36,6 +36,7 @@ class Change:
 
     writes: list[tuple[str, dict, int | None]] = field(default_factory=list)  # collection, doc, version read
     events: list[CloudEvent] = field(default_factory=list)
+    removals: list[tuple[str, str, int]] = field(default_factory=list)  # collection, id, version read
 
     def insert(self, collection: str, doc: dict) -> "Change":
         self.writes.append((collection, {**doc, "version": 1}, None))
@@ -44,6 +45,11 @@ class Change:
     def replace(self, collection: str, doc: dict) -> "Change":
         """Replace a document read at doc["version"]; Conflict if it moved on meanwhile."""
         self.writes.append((collection, {**doc, "version": doc["version"] + 1}, doc["version"]))
+        return self
+
+    def remove(self, collection: str, doc: dict) -> "Change":
+        """Delete a document read at doc["version"]; Conflict if it moved on meanwhile."""
+        self.removals.append((collection, doc["_id"], doc["version"]))
         return self
 
     def emit(self, *events: CloudEvent) -> "Change":
@@ -181,14 +187,17 @@ class MembershipStore:
         """Store the writes and the outbox records of the events in one transaction."""
 
         async def write(session) -> None:
-            by_collection: dict[str, list[InsertOne | ReplaceOne]] = {}
+            by_collection: dict[str, list[InsertOne | ReplaceOne | DeleteOne]] = {}
             for collection, doc, read_at in change.writes:
                 op = InsertOne(doc) if read_at is None else ReplaceOne({"_id": doc["_id"], "version": read_at}, doc)
                 by_collection.setdefault(collection, []).append(op)
+            for collection, id, read_at in change.removals:
+                by_collection.setdefault(collection, []).append(DeleteOne({"_id": id, "version": read_at}))
             for collection, ops in by_collection.items():
                 result = await self.db[collection].bulk_write(ops, ordered=True, session=session)
                 replaced = sum(1 for op in ops if isinstance(op, ReplaceOne))
-                if result.matched_count < replaced:
+                removed = sum(1 for op in ops if isinstance(op, DeleteOne))
+                if result.matched_count < replaced or result.deleted_count < removed:
                     raise Conflict(f"a {collection[:-1]} changed meanwhile: read it again and retry")
             if change.events:
                 await self.outbox.insert_many([outbox_record(e, self.kafka) for e in change.events], session=session)

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from services.metrics import kpis
-from services.metrics.domain import PERIOD_PATTERN
 from services.metrics.queries import KpiService, Scope
 from shared.auth import Principal, authenticated
+from shared.periods import PERIOD_PATTERN
 
 KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})
 

@@ -18,8 +18,7 @@ partnerships is one employer statewide).
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
-from enum import StrEnum
+from datetime import UTC, date
 from typing import Any
 
 import orjson
@@ -31,81 +30,7 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, EventData
 from shared.envelope import PlainEvent
-
-# --- periods ---------------------------------------------------------------------------------
-
-PERIOD_PATTERN = r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$"  # as in TargetSet.period
-
-
-class Grain(StrEnum):
-    MONTH = "month"
-    QUARTER = "quarter"  # calendar quarters: Q3 is July-September, the first of a program year
-    PROGRAM_YEAR = "program_year"  # PY2025 runs 1 July 2025 - 30 June 2026
-
-
-@dataclass(frozen=True)
-class Period:
-    grain: Grain
-    start: date
-    end: date  # inclusive
-    label: str
-
-    @property
-    def months(self) -> list[str]:
-        first = self.start.year * 12 + self.start.month - 1
-        last = self.end.year * 12 + self.end.month - 1
-        return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in range(first, last + 1)]
-
-    def elapsed(self, today: date) -> float:
-        """The share of the period gone by on `today` (0 before it starts, 1 once it is over)."""
-        if today < self.start:
-            return 0.0
-        days = (self.end - self.start).days + 1
-        return min(1.0, ((today - self.start).days + 1) / days)
-
-
-def month_of(day: date) -> str:
-    return day.isoformat()[:7]  # "2026-03"; the quickest way in CPython, and this runs per event
-
-
-def _month_end(year: int, month: int) -> date:
-    return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-
-
-def period_of(day: date, grain: Grain) -> Period:
-    if grain is Grain.MONTH:
-        return Period(grain, day.replace(day=1), _month_end(day.year, day.month), month_of(day))
-    if grain is Grain.QUARTER:
-        quarter = (day.month - 1) // 3
-        return Period(grain, date(day.year, quarter * 3 + 1, 1), _month_end(day.year, quarter * 3 + 3),
-                      f"{day.year}-Q{quarter + 1}")
-    year = day.year if day.month >= 7 else day.year - 1
-    return Period(grain, date(year, 7, 1), date(year + 1, 6, 30), f"PY{year}")
-
-
-def parse_period(label: str) -> Period:
-    """`2026-03`, `2026-Q1` or `PY2025`; ValueError otherwise."""
-    try:
-        if label.startswith("PY") and len(label) == 6:
-            return period_of(date(int(label[2:]), 7, 1), Grain.PROGRAM_YEAR)
-        if len(label) == 7 and label[4:6] == "-Q" and label[6] in "1234":
-            return period_of(date(int(label[:4]), int(label[6]) * 3, 1), Grain.QUARTER)
-        if len(label) == 7 and label[4] == "-":
-            return period_of(date(int(label[:4]), int(label[5:]), 1), Grain.MONTH)
-    except ValueError:
-        pass
-    raise ValueError(f"{label!r} is not a period: use 2026-03 (month), 2026-Q1 (quarter) or PY2025 (program year)")
-
-
-def periods_between(grain: Grain, first: date, last: date) -> list[Period]:
-    """Consecutive periods of one grain from the one holding `first` to the one holding `last`."""
-    periods = []
-    day = first
-    while day <= last:
-        periods.append(period := period_of(day, grain))
-        day = period.end + timedelta(days=1)
-    return periods
-
+from shared.periods import Grain, month_of, period_of
 
 # --- facts -----------------------------------------------------------------------------------
 
@@ -308,6 +233,11 @@ def _target(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.TargetSet
                                  d["value"])
 
 
+def _target_removed(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.TargetRemoved
+    # None, latest by time: a later TargetSet puts the target back, an older one cannot.
+    _roster(cells, d).set_latest(f"target:{d['partnership_id']}/{d['kpi']}/{d['period']}", order_of(e), e["id"], None)
+
+
 def _organisation(e: PlainEvent, d: Payload, cells: Cells) -> None:  # mem.OrganisationState
     cells.at("membership", "", f"organisation:{d['organisation_id']}").set_latest(
         f"kind:{d['organisation_id']}", order_of(e), e["id"], d["kind"].value)
@@ -412,6 +342,7 @@ RECORDERS: dict[type[EventData], Recorder] = {
     mem.ActionTeamFormed: _action_team,
     mem.ActionTeamChanged: _action_team,
     mem.TargetSet: _target,
+    mem.TargetRemoved: _target_removed,
     act.ActivityScheduled: _scheduled,
     act.ActivityRescheduled: _activity_time,
     act.ActivityCancelled: _cancelled,

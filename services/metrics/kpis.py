@@ -16,13 +16,14 @@ from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
 
-from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, Grain, HeldActivity, Period, held_activities
+from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, HeldActivity, held_activities
 from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, Audience, EventData, OrganisationKind
+from shared.periods import Grain, Period
 
 Value = float | None | dict
 
@@ -531,10 +532,10 @@ def _activity_lineage(name: str, a: HeldActivity) -> Iterable[str]:
 # --- targets and milestones ------------------------------------------------------------------
 
 def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, str], float]:
-    """(kpi, period) -> target value of one partnership."""
+    """(kpi, period) -> target value of one partnership (a removed target is kept as None: left out)."""
     prefix = f"target:{partnership_id}/"
     return {tuple(key.removeprefix(prefix).split("/")): entry[2]
-            for key, entry in roster.latest.items() if key.startswith(prefix)}
+            for key, entry in roster.latest.items() if key.startswith(prefix) and entry[2] is not None}
 
 
 def progress(kpi: Kpi, value: Value, target: float, period: Period, today: date) -> dict:

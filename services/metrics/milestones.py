@@ -10,18 +10,23 @@ from datetime import date
 from prometheus_client import Counter, Gauge
 
 from services.metrics import domain, kpis
-from services.metrics.domain import Cells, Grain, parse_period, period_of
+from services.metrics.domain import Cells
 from services.metrics.store import MetricsStore
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, new_event
 from shared.observability import RETRIES, count_retries_of
+from shared.periods import Grain, parse_period, period_of
 
 log = logging.getLogger(__name__)
 
 KPI_VALUE = Gauge("backbone_metrics_kpi_value", "KPI values of the current program year", ["kpi", "partnership"])
 MILESTONES = Counter("backbone_metrics_milestones_total", "Milestones announced", ["reason"])
 count_retries_of("milestones", "error")
-
+SKIPPED = Counter("backbone_metrics_milestone_checks_skipped_total",
+                  "Partnership periods or targets the milestone check left out", ["reason"])
+SKIP_REASONS = ("bad_period", "unknown_kpi", "error")  # bad_period, unknown_kpi: stored before targets were validated
+for _reason in SKIP_REASONS:
+    SKIPPED.labels(_reason)  # a series from the start, so the first skip shows in increase()
 MILESTONE_IDS = uuid.UUID("6f1c9a52-33a5-4a53-9a49-2f4b1f1e8c11")  # namespace of milestone event ids
 
 
@@ -85,6 +90,30 @@ class Milestones:
         for pid, roster in rosters.items():
             self.due |= {(pid, period) for _, period in kpis.targets(roster, pid)}
 
+    async def _check_one(self, version: int, rosters: dict, directory: list, pid: str, label: str,
+                         current: str) -> list[kpis.Milestone]:
+        try:
+            period = parse_period(label)
+        except ValueError:  # a target stored before periods were validated, e.g. PY9999
+            SKIPPED.labels("bad_period").inc()
+            log.warning("milestone check skipped a period that is not one",
+                        extra={"partnership_id": pid, "period": label[:20]})
+            return []
+        roster = rosters.get(pid)
+        dated = [(month, facts) for _, month, facts in await self.store.dated(version, [pid], period.months[0])]
+        values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
+        goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
+                 if p == label}
+        for kpi in [k for k in goals if k not in kpis.BY_NAME]:
+            SKIPPED.labels("unknown_kpi").inc()
+            log.warning("milestone check skipped a target on no KPI",
+                        extra={"partnership_id": pid, "period": label, "kpi": kpi[:60]})
+        if label == current:
+            for kpi in kpis.CATALOGUE:
+                if kpi.scalar and values[kpi.name] is not None:
+                    KPI_VALUE.labels(kpi.name, pid).set(values[kpi.name])
+        return kpis.milestones(pid, period, values, goals)
+
     async def check(self, due: set[tuple[str, str]]) -> None:
         if not due:
             return
@@ -93,17 +122,14 @@ class Milestones:
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         reached: list[kpis.Milestone] = []
         for pid, label in sorted(due):
-            period = parse_period(label)
-            roster = rosters.get(pid)
-            dated = [(month, facts) for _, month, facts in await self.store.dated(version, [pid], period.months[0])]
-            values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
-            goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
-                     if p == label}
-            reached += kpis.milestones(pid, period, values, goals)
-            if label == current:
-                for kpi in kpis.CATALOGUE:
-                    if kpi.scalar and values[kpi.name] is not None:
-                        KPI_VALUE.labels(kpi.name, pid).set(values[kpi.name])
+            # Each partnership and period on its own: one bad record is skipped, never stops the others.
+            try:
+                reached += await self._check_one(version, rosters, directory, pid, label, current)
+            except Exception:
+                SKIPPED.labels("error").inc()
+                self.due.add((pid, label))  # perhaps passing (the store); looked at again next time
+                log.exception("milestone check of one partnership period failed",
+                              extra={"partnership_id": pid, "period": label})
         if not reached:
             return
         known = await self.store.announced([m.key for m in reached])

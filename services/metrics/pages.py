@@ -23,6 +23,7 @@ from services.metrics.sessions import LoginThrottle, Sessions
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
 from shared.errors import NotAllowed
+from shared.periods import program_year
 
 COOKIE = "backbone_session"
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -152,7 +153,7 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
     @router.get("/", response_class=HTMLResponse)
     async def overview(request: Request, period: str | None = None, sort: str = "hires", dir: str = "desc",
                        who: Principal = Depends(signed_in)) -> Response:
-        data = await kpi_service.overview(who, period or views.program_year(date.today()))
+        data = await kpi_service.overview(who, period or program_year(date.today()))
         table = views.Table("overview", f"Every partnership, {data['period']}", views.OVERVIEW_COLUMNS,
                             data["rows"]).sorted_by(sort, dir == "desc")
         return export(request, table) or render("overview.html", who=who, table=table, sort=sort, dir=dir,
@@ -161,20 +162,20 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
     @router.get("/partnerships/{partnership_id}", response_class=HTMLResponse)
     async def partnership(request: Request, partnership_id: str, period: str | None = None, grain: str = "month",
                           who: Principal = Depends(signed_in)) -> Response:
-        data = await kpi_service.partnership_page(who, partnership_id, period or views.program_year(date.today()), grain)
+        data = await kpi_service.partnership_page(who, partnership_id, period or program_year(date.today()), grain)
         return table_or_page(request, "partnership.html", who=who, **data)
 
     @router.get("/partnerships/{partnership_id}/print", response_class=HTMLResponse)
     async def infographic(partnership_id: str, period: str | None = None,
                           who: Principal = Depends(signed_in)) -> Response:
-        data = await kpi_service.partnership_page(who, partnership_id, period or views.program_year(date.today()),
+        data = await kpi_service.partnership_page(who, partnership_id, period or program_year(date.today()),
                                                   "quarter")
         return render("print.html", who=who, **data)
 
     @router.get("/kpis/{kpi}", response_class=HTMLResponse)
     async def kpi_page(request: Request, kpi: str, period: str | None = None, partnership: str | None = None,
                        who: Principal = Depends(signed_in)) -> Response:
-        data = await kpi_service.kpi_page(who, kpi, period or views.program_year(date.today()), partnership)
+        data = await kpi_service.kpi_page(who, kpi, period or program_year(date.today()), partnership)
         return table_or_page(request, "kpi.html", who=who, **data)
 
     return router

@@ -18,9 +18,10 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from services.metrics import kpis, views
-from services.metrics.domain import Facts, Grain, Period, parse_period, periods_between
+from services.metrics.domain import Facts
 from shared.auth import Principal
 from shared.errors import Invalid, NotAllowed, NotFound
+from shared.periods import Grain, Period, parse_period, periods_between
 
 MAX_SERIES_PERIODS = 120
 Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from services.metrics import kpis
-from services.metrics.domain import Grain, parse_period, period_of, periods_between
+from shared.periods import Grain, parse_period, periods_between
 from shared.spreadsheet import csv_text
 
 # The overview's columns: the shared-measurement headline of every partnership.
@@ -42,10 +42,6 @@ class Table:
         missing = [r for r in self.rows if r.get(key) is None]  # blanks last, whichever the direction
         return Table(self.name, self.caption, self.columns,
                      sorted(present, key=lambda r: r[key], reverse=descending) + missing)
-
-
-def program_year(day: date) -> str:
-    return period_of(day, Grain.PROGRAM_YEAR).label
 
 
 def fmt(value: Any, unit: str) -> str:

@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from ipaddress import IPv4Address, IPv6Address
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from shared.catalog import EVENT_TYPES
-from shared.contracts.base import PartnershipEvent
+from shared.contracts.base import ID_PATTERN, PartnershipEvent
 
 # What notify itself sends besides the catalogue events; webhooks receive them as CloudEvents too.
 REMINDER = "org.backbone.notify.reminder.v1"
@@ -30,7 +30,7 @@ SUBSCRIBABLE: tuple[str, ...] = tuple(
     if issubclass(e.model, PartnershipEvent) and not e.type.startswith("org.backbone.notification.")
 ) + (REMINDER, FOLLOW_UP)
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_ID = re.compile(ID_PATTERN)
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,63}$")
 
 
@@ -267,11 +267,6 @@ def digest_due(now: datetime, zone: ZoneInfo, send_after: timedelta) -> datetime
 def digest_key(partnership_id: str, recipient_hash: str, week: str) -> str:
     """Once per partnership, recipient and ISO week, however many subscriptions or restarts."""
     return f"{partnership_id}|{recipient_hash}|{week}"
-
-
-def program_year(day: date) -> str:
-    """Workforce program years run July to June: PY2025 is 1 July 2025 - 30 June 2026."""
-    return f"PY{day.year if day.month >= 7 else day.year - 1}"
 
 
 def kpi_movement(current: dict[str, float], previous: dict[str, float] | None) -> list[dict]:

@@ -20,13 +20,13 @@ from services.notify.domain import (
     digest_due,
     digest_key,
     kpi_movement,
-    program_year,
     safe_id,
     week_label,
     week_start,
 )
 from services.notify.messages import cloudevent, digest_data, reminder_data
 from services.notify.store import NotifyStore
+from shared.periods import program_year
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 # Opaque identifiers: slugs, UUIDs or a partner system's own keys. Never names or e-mail addresses.
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 # O*NET-SOC occupation code, e.g. 51-4041 or 51-4041.00.
 SocCode = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{4}(\.\d{2})?$")]

@@ -17,6 +17,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
+from shared.periods import PERIOD_PATTERN
 
 
 class RegionDefined(EventData):
@@ -107,8 +108,15 @@ class TargetSet(PartnershipEvent):
     """A roadmap target, e.g. 40 hires in program year 2025 (PY2025 runs 1 July 2025 - 30 June 2026)."""
 
     kpi: Id
-    period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$")
+    period: str = Field(pattern=PERIOD_PATTERN)
     value: float = Field(ge=0)
+
+
+class TargetRemoved(PartnershipEvent):
+    """A roadmap target taken off: its KPI is no longer measured against a goal in that period."""
+
+    kpi: Id
+    period: str = Field(pattern=PERIOD_PATTERN)
 
 
 class AccessKeyIssued(EventData):

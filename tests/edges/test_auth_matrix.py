@@ -114,6 +114,7 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
         ("GET", "/partnerships/{partnership_id}"): Rule(EVERYONE),
         ("PATCH", "/partnerships/{partnership_id}"): Rule(ADMINS, body({"name": "Renamed"})),
         ("PUT", "/partnerships/{partnership_id}/targets"): Rule(ADMINS, body({"kpi": "hires", "period": "PY2025", "value": 1})),
+        ("DELETE", "/partnerships/{partnership_id}/targets/{kpi}/{period}"): Rule(ADMINS),
         ("GET", "/partnerships/{partnership_id}/targets"): Rule(EVERYONE),
         ("POST", "/organisations"): Rule(ADMINS, body({"id": "o2", "name": "O2", "kind": "employer"})),
         ("GET", "/organisations"): Rule(EVERYONE),

@@ -13,12 +13,12 @@ import httpx
 import orjson
 import pytest
 
-from services.metrics.views import program_year
 from shared.catalog import DEAD_LETTER, inbound_of
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import publish
+from shared.periods import program_year
 from tests.events.conftest import (  # noqa: F401 - fixtures
     OPERATOR_KEY,
     OTHER,

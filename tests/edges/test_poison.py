@@ -12,7 +12,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.metrics.views import program_year
 from shared.auth import hash_key
 from shared.catalog import (
     ACCESS,
@@ -28,6 +27,7 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import MAX_EVENT_BYTES, new_event
 from shared.kafka import make_broker
+from shared.periods import program_year
 from tests.events.conftest import issue_partner_key
 from tests.examples import EXAMPLES, P
 

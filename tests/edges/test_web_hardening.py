@@ -9,12 +9,12 @@ from datetime import date
 import httpx
 import pytest
 
-from services.metrics import views
 from services.metrics.pages import COOKIE
 from shared.auth import hash_key
 from shared.contracts import membership as mem
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, publish
+from shared.periods import program_year
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 OPERATOR = "hardening-operator-key"
 VIEWER = "hardening-viewer-key-of-sw-mp"
 FORMULA = '=HYPERLINK("http://x")'
-PY = views.program_year(date.today())
+PY = program_year(date.today())
 
 
 @pytest.fixture

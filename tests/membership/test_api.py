@@ -67,6 +67,16 @@ async def test_roster_and_agenda_paths_with_their_errors_and_one_event_per_chang
     assert (await operator.put("/partnerships/sw-mp/targets", json={**target, "value": 45})).json()["value"] == 45
     assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "period": "2025"})) == ["period"]
     assert (await operator.get("/partnerships/sw-mp/targets")).json()["total"] == 1
+    not_a_kpi = await operator.put("/partnerships/sw-mp/targets", json={**target, "kpi": "retention_90d"})
+    assert field_of(not_a_kpi) == ["kpi"] and "did you mean retention_90_days?" in not_a_kpi.json()["detail"][0]["msg"]
+    assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "period": "PY2999"})) == ["period"]
+    assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "value": 1e10})) == ["value"]
+    # targets: removed once, then there is none to remove
+    tours = {"kpi": "tours_held", "period": "2025-Q3", "value": 4}
+    assert (await operator.put("/partnerships/sw-mp/targets", json=tours)).status_code == 201
+    assert (await operator.delete("/partnerships/sw-mp/targets/tours_held/2025-Q3")).status_code == 204
+    assert (await operator.delete("/partnerships/sw-mp/targets/tours_held/2025-Q3")).status_code == 404
+    assert (await operator.get("/partnerships/sw-mp/targets")).json()["total"] == 1
 
     # memberships: join, double join, leave, leave again, re-join keeps history
     joined = await operator.post("/partnerships/sw-mp/members",
@@ -107,7 +117,7 @@ async def test_roster_and_agenda_paths_with_their_errors_and_one_event_per_chang
     assert (await operator.get("/organisations/microboard/contacts", params={"consent": True})).json()["total"] == 0
 
     expected = Counter({"region.defined": 2, "sector.defined": 1, "partnership.created": 2, "partnership.updated": 1,
-                        "organisation.registered": 2, "organisation.updated": 1, "target.set": 2,
+                        "organisation.registered": 2, "organisation.updated": 1, "target.set": 3, "target.removed": 1,
                         "member.joined": 2, "member.left": 1, "action_team.formed": 1, "action_team.changed": 1})
     events = await published(sum(expected.values()))
     assert Counter(e.type.removeprefix("org.backbone.").removesuffix(".v1") for e in events) == expected

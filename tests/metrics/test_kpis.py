@@ -13,10 +13,6 @@ from services.metrics.domain import (
     ROSTER,
     Cells,
     Facts,
-    Grain,
-    parse_period,
-    period_of,
-    periods_between,
     record,
 )
 from shared.contracts import activities as act
@@ -24,6 +20,7 @@ from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
+from shared.periods import parse_period
 
 P, Q = "sw-mp", "sc-mip"
 
@@ -76,38 +73,6 @@ def joined(mid: str, org: str, kind: str, day: date, pid=P) -> CloudEvent:
 def left(mid: str, org: str, kind: str, day: date) -> CloudEvent:
     return ev(mem.MemberLeft(partnership_id=P, membership_id=mid, organisation_id=org, organisation_kind=kind,
                              left_on=day))
-
-
-# --- periods ---------------------------------------------------------------------------------
-
-def test_program_years_run_july_to_june():
-    assert period_of(date(2025, 6, 30), Grain.PROGRAM_YEAR).label == "PY2024"
-    assert period_of(date(2025, 7, 1), Grain.PROGRAM_YEAR).label == "PY2025"
-    py = parse_period("PY2025")
-    assert (py.start, py.end) == (date(2025, 7, 1), date(2026, 6, 30))
-    assert py.months[0] == "2025-07" and py.months[-1] == "2026-06" and len(py.months) == 12
-
-
-def test_quarters_and_months():
-    assert period_of(date(2025, 9, 30), Grain.QUARTER).label == "2025-Q3"
-    assert period_of(date(2025, 10, 1), Grain.QUARTER).label == "2025-Q4"
-    q1 = parse_period("2026-Q1")
-    assert (q1.start, q1.end, q1.months) == (date(2026, 1, 1), date(2026, 3, 31), ["2026-01", "2026-02", "2026-03"])
-    feb = parse_period("2024-02")
-    assert feb.end == date(2024, 2, 29)  # a leap year
-    assert parse_period("2025-12").end == date(2025, 12, 31)
-    assert [p.label for p in periods_between(Grain.QUARTER, date(2025, 7, 1), date(2026, 6, 30))] == [
-        "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]
-    for bad in ("2025-13", "PY25", "2025-Q5", "July"):
-        with pytest.raises(ValueError):
-            parse_period(bad)
-
-
-def test_elapsed_share_of_a_period():
-    py = parse_period("PY2025")
-    assert py.elapsed(date(2025, 6, 1)) == 0
-    assert py.elapsed(date(2026, 12, 1)) == 1
-    assert py.elapsed(date(2025, 12, 31)) == pytest.approx(184 / 365)
 
 
 # --- talent ----------------------------------------------------------------------------------

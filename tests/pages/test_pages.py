@@ -22,6 +22,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import OrganisationKind
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
+from shared.periods import program_year
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ ADMIN = "pages-tests-admin-key-of-sw-mp"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PY = views.program_year(date.today())
+PY = program_year(date.today())
 
 
 def state(today: date) -> list:

@@ -97,5 +97,10 @@ class FakeStore:
             if read_at is not None and docs.get(doc["_id"], {}).get("version") != read_at:
                 raise Conflict(f"a {collection[:-1]} changed meanwhile: read it again and retry")
             docs[doc["_id"]] = copy.deepcopy(doc)
+        for collection, id, read_at in change.removals:
+            docs = after.setdefault(collection, {})
+            if docs.get(id, {}).get("version") != read_at:
+                raise Conflict(f"a {collection[:-1]} changed meanwhile: read it again and retry")
+            del docs[id]
         self.collections = after
         self.events.extend(change.events)

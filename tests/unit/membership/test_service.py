@@ -127,6 +127,7 @@ def _partnership_writes(service: MembershipService, caller: Principal, pid: str)
     return [
         lambda: service.update_partnership(caller, pid, s.PartnershipPatch(name="Renamed")),
         lambda: service.set_target(caller, pid, s.TargetIn(kpi="hires", period="PY2025", value=1)),
+        lambda: service.remove_target(caller, pid, "hires", "PY2025"),
         lambda: service.join(caller, pid, s.MembershipIn(organisation_id="loose", joined_on=JOINED)),
         lambda: service.leave(caller, pid, f"{pid}:mine:2024-01-01", date(2025, 1, 1)),
         lambda: service.form_team(caller, pid, s.ActionTeamIn(id="t", name="Team")),
@@ -217,3 +218,36 @@ async def test_the_roster_export_reimports_to_the_same_values(world):
     assert "'=HYPERLINK" in exported
     report = await world.import_roster(ADMIN_A, "a", exported, 1)
     assert (report["unchanged"], report["organisations_updated"], report["errors"]) == (2, 0, [])
+
+
+# --- targets: checked where they are set, and removable ---------------------------------------
+
+@pytest.mark.parametrize(("kpi", "period", "field", "says"), [
+    ("retention_90d", "PY2025", "kpi", "retention_90d is not a KPI; did you mean retention_90_days?"),
+    ("active_members", "PY2025", "kpi", "breakdown"),
+    ("hires", "PY2999", "period", "outside the years"),
+    ("hires", "PY9999", "period", "is not a period"),
+    ("hires", "2025-13", "period", "is not a period"),
+])
+async def test_a_target_names_a_kpi_and_a_period_that_can_be_measured(world, kpi, period, field, says):
+    with pytest.raises(Invalid, match=says) as refused:
+        await world.set_target(ADMIN_A, "a", s.TargetIn(kpi=kpi, period=period, value=1))
+    assert refused.value.field == field
+    assert (await world.list_targets(OPERATOR, "a", ALL)).total == 0 and not world.store.events[-1].type.endswith("target.set.v1")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1, 1e10])
+def test_a_target_value_is_finite_and_sane(value):
+    with pytest.raises(ValueError, match="value"):
+        s.TargetIn(kpi="hires", period="PY2025", value=value)
+
+
+async def test_a_removed_target_is_gone_and_its_removal_published(world):
+    await world.set_target(ADMIN_A, "a", s.TargetIn(kpi="hires", period="PY2025", value=40))
+    await world.remove_target(ADMIN_A, "a", "hires", "PY2025")
+    assert (await world.list_targets(ADMIN_A, "a", ALL)).total == 0
+    removed = world.store.events[-1]
+    assert removed.type == "org.backbone.target.removed.v1"
+    assert removed.data.model_dump() == {"partnership_id": "a", "kpi": "hires", "period": "PY2025"}
+    with pytest.raises(NotFound, match="target"):
+        await world.remove_target(ADMIN_A, "a", "hires", "PY2025")

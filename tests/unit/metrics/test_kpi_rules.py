@@ -10,11 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.metrics import kpis
-from services.metrics.domain import ROSTER, Cells, Facts, parse_period, record
+from services.metrics.domain import ROSTER, Cells, Facts, record
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
+from shared.periods import parse_period
 
 P = "sw-mp"
 
@@ -239,3 +240,15 @@ def test_every_definition_states_its_dating_counts_exclusions_and_an_example():
             assert kpis.BY_NAME[k.coverage].unit is kpis.Unit.RATIO
     changed = {"students_reached", "employers_engaged", "tours_held", "retention_90_days", "retention_q2_q4"}
     assert all(kpis.BY_NAME[name].version == 2 for name in changed)
+
+
+def test_a_removed_target_is_left_out_until_a_later_one_is_set():
+    target = mem.TargetSet(partnership_id=P, kpi="hires", period="PY2025", value=40)
+    removed = mem.TargetRemoved(partnership_id=P, kpi="hires", period="PY2025")
+    earlier, removal, later = at(date(2025, 7, 1)), at(date(2025, 8, 1)), at(date(2025, 9, 1))
+    # In whichever order or batches they arrive, the latest by time wins.
+    for batches in (1, 3):
+        assert kpis.targets(fold([ev(removed, removal), ev(target, earlier)], batches)[("membership", P, ROSTER)], P) == {}
+        again = fold([ev(target, earlier), ev(removed, removal), ev(target.model_copy(update={"value": 50}), later)],
+                     batches)
+        assert kpis.targets(again[("membership", P, ROSTER)], P) == {("hires", "PY2025"): 50}
