@@ -1,6 +1,7 @@
 """The one envelope every event travels in: CloudEvents 1.0 (structured JSON mode) with a typed,
 versioned payload from the catalogue."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import uuid4
@@ -126,15 +127,24 @@ def new_event(
     )
 
 
+def loads(raw: bytes | str) -> Any:
+    """JSON as orjson reads it. NaN, Infinity and numbers beyond a double (1e999) are not JSON,
+    but some clients write them: read leniently, the payload's bounds then name the field."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
+
+
 def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
     """Validate an incoming event completely or raise EventError naming every bad field."""
     if isinstance(raw, (bytes, str)):
         if len(raw) > MAX_EVENT_BYTES:
             raise EventError([{"field": "(event)", "message": f"larger than {MAX_EVENT_BYTES} bytes"}], "oversized")
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
+        raw = loads(raw)
     if not isinstance(raw, dict):
         raise EventError([{"field": "(event)", "message": "a CloudEvent must be a JSON object"}])
     event_type = raw.get("type")

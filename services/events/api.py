@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -21,7 +20,7 @@ from shared.consumer import TRANSIENT
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
-from shared.envelope import CloudEvent, EventError, parse_event
+from shared.envelope import CloudEvent, EventError, loads, parse_event
 from shared.errors import Invalid, TooLarge
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,8 @@ async def _raw_events(request: Request, content_type: str, max_batch_events: int
     if content_type == STRUCTURED:
         return [body]
     try:
-        raws = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        raws = loads(body)  # leniently, so a NaN in one event is that event's field error
+    except EventError:
         raise Invalid("batch", "not valid JSON") from None
     if not isinstance(raws, list):
         raise Invalid("batch", "a batch must be a JSON array of CloudEvents")

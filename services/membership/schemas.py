@@ -18,6 +18,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
+from shared.contracts.bounds import Amount
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
@@ -76,7 +77,7 @@ class TargetIn(Input):
     kpi: Id
     period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$",
                         description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
-    value: float = Field(ge=0)
+    value: Amount
 
 
 # --- organisations, memberships, contacts -----------------------------------------------------

@@ -17,6 +17,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
+from shared.contracts.bounds import Amount
 
 
 class RegionDefined(EventData):
@@ -108,7 +109,7 @@ class TargetSet(PartnershipEvent):
 
     kpi: Id
     period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$")
-    value: float = Field(ge=0)
+    value: Amount
 
 
 class AccessKeyIssued(EventData):
