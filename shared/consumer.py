@@ -23,7 +23,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from shared.catalog import Topic
 from shared.contracts.base import EventData
-from shared.envelope import CloudEvent, EventError, parse_event
+from shared.envelope import CloudEvent, EventError, parse_record
 from shared.kafka import dead_letter
 from shared.settings import KafkaSettings
 
@@ -79,7 +79,7 @@ class EventConsumer:
     async def handle(self, message: KafkaMessage) -> None:
         record = message.raw_message
         try:
-            event = parse_event(record.value)
+            event = parse_record(record.value, record.headers)
         except EventError as exc:
             await self._dead_letter(record, exc.reason, str(exc))
             return
@@ -97,7 +97,7 @@ class EventConsumer:
         events: list[CloudEvent] = []
         for record in records:
             try:
-                events.append(parse_event(record.value))
+                events.append(parse_record(record.value, record.headers))
                 refusals.append(None)
             except EventError as exc:
                 refusals.append((exc.reason, str(exc)))
