@@ -140,8 +140,10 @@ def loads(raw: bytes | str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
+            value = json.loads(raw)
+            orjson.dumps(value)  # what orjson refuses for other reasons (lone surrogates) stays refused
+            return value
+        except (ValueError, RecursionError, orjson.JSONEncodeError):
             raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
 
 

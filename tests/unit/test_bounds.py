@@ -60,7 +60,8 @@ def test_non_json_numbers_in_an_event_name_the_field(wage):
     assert refused.value.reason == "invalid_event"
 
 
-def test_not_json_is_still_not_json():
+@pytest.mark.parametrize("raw", [b"\xffnot json", b'{"id": "\\ud800"}', b"{"])
+def test_not_json_is_still_not_json(raw):
     with pytest.raises(EventError) as refused:
-        parse_event(b"\xffnot json")
+        parse_event(raw)
     assert refused.value.reason == "invalid_json"
