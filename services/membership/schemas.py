@@ -12,13 +12,14 @@ from shared.contracts.base import (
     Day,
     Id,
     MembershipRole,
+    Naics,
     Name,
     OrganisationKind,
     PartnershipStage,
     Source,
     Text,
 )
-from shared.contracts.bounds import Amount
+from shared.contracts.bounds import Amount, Period
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
@@ -47,7 +48,7 @@ class RegionIn(Input):
 class SectorIn(Input):
     id: Id
     name: Name
-    naics: list[str] = Field(default_factory=list, max_length=50)
+    naics: list[Naics] = Field(default_factory=list, max_length=50)
 
 
 class PartnershipIn(Input):
@@ -75,8 +76,7 @@ class PartnershipPatch(Input):
 
 class TargetIn(Input):
     kpi: Id
-    period: str = Field(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$",
-                        description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
+    period: Period = Field(description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
     value: Amount
 
 
@@ -87,7 +87,7 @@ class OrganisationIn(Input):
     name: Name
     kind: OrganisationKind
     size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
+    naics: Naics | None = None
     county: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     champion: bool = Field(default=False, description="a spearheading employer of a partnership")
@@ -97,7 +97,7 @@ class OrganisationPatch(Input):
     name: Annotated[Name | None, NotNull] = None
     kind: Annotated[OrganisationKind | None, NotNull] = None
     size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
+    naics: Naics | None = None
     county: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     champion: Annotated[bool | None, NotNull] = None

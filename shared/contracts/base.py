@@ -13,6 +13,9 @@ Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,1
 # O*NET-SOC occupation code, e.g. 51-4041 or 51-4041.00.
 SocCode = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{4}(\.\d{2})?$")]
 
+# A NAICS industry code, 2 (sector) to 6 (national industry) digits.
+Naics = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
+
 # A CloudEvents `source` (URI-reference) as the envelope bounds it.
 Source = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^\S+$")]
 

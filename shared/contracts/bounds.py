@@ -10,7 +10,7 @@ Documented in docs/partner-onboarding.md ("What Backbone accepts").
 from datetime import UTC, date, datetime, time
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)
@@ -30,8 +30,19 @@ def _within_window(value: datetime) -> datetime:
     return value
 
 
+def _period_within_window(value: str) -> str:
+    # A program year runs into the next calendar year (PY2025: 1 July 2025 - 30 June 2026).
+    last_year = LAST_DAY.year - 1 if value.startswith("PY") else LAST_DAY.year
+    if not FIRST_DAY.year <= int(value.removeprefix("PY")[:4]) <= last_year:
+        raise ValueError(f"the period must lie between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 Moment = Annotated[datetime, AfterValidator(_within_window)]  # with a UTC offset
+# A reporting period: program year PY2025, quarter 2025-Q3 or month 2025-09.
+Period = Annotated[str, StringConstraints(pattern=r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-(0[1-9]|1[0-2]))$"),
+                   AfterValidator(_period_within_window)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Wage = Annotated[float, Field(ge=0, le=MAX_WAGE, allow_inf_nan=False, description="US dollars per hour")]
 Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import outcomes as out
-from shared.contracts.bounds import FIRST_DAY, LAST_DAY, MAX_COUNT, Amount, Count, Day, Moment, Wage
+from shared.contracts.bounds import FIRST_DAY, LAST_DAY, MAX_COUNT, Amount, Count, Day, Moment, Period, Wage
 from shared.envelope import EventError, new_event, parse_event
 from tests.examples import EXAMPLES
 
@@ -65,3 +65,8 @@ def test_not_json_is_still_not_json(raw):
     with pytest.raises(EventError) as refused:
         parse_event(raw)
     assert refused.value.reason == "invalid_json"
+
+
+def test_periods_within_the_window():
+    assert all(valid(Period, p) for p in ("PY2025", "2025-Q3", "2025-09", "PY1900", "PY2198", "2199-Q4", "2199-12"))
+    assert not any(valid(Period, p) for p in ("PY9999", "PY2199", "1899-Q4", "0001-01", "2025-13", "2025", "PY25"))
