@@ -4,8 +4,8 @@ the catalogue. Backbone writes structured JSON mode; it reads structured, batche
 and Kafka protocol bindings define them."""
 
 import json
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote
 from uuid import uuid4

@@ -20,7 +20,16 @@ from shared.consumer import TRANSIENT
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
-from shared.envelope import DATA_MEDIA, CloudEvent, EventError, from_binary, http_attributes, loads, media_type, parse_event
+from shared.envelope import (
+    DATA_MEDIA,
+    CloudEvent,
+    EventError,
+    from_binary,
+    http_attributes,
+    loads,
+    media_type,
+    parse_event,
+)
 from shared.errors import Invalid, TooLarge
 
 log = logging.getLogger(__name__)
@@ -91,7 +100,7 @@ def _typed_endpoint(model, service: EventsService):
 
 def _binary(request: Request, content_type: str) -> bool:
     """Binary mode, by the HTTP binding: not a CloudEvents content type, attributes in `ce-` headers."""
-    return content_type == DATA_MEDIA or any(name.startswith("ce-") for name in request.headers.keys())
+    return content_type == DATA_MEDIA or any(name.startswith("ce-") for name in request.headers)
 
 
 async def _raw_events(request: Request, content_type: str, max_batch_events: int) -> list:

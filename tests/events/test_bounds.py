@@ -10,7 +10,13 @@ from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
-from tests.events.conftest import example, header, issue_partner_key, read_topic, send_to
+from tests.events.conftest import (
+    example,
+    header,
+    issue_partner_key,
+    read_topic,
+    send_to,
+)
 from tests.examples import P
 
 pytestmark = pytest.mark.integration

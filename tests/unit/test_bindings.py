@@ -8,7 +8,14 @@ from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
 from shared.catalog import event_type_of
 from shared.contracts import outcomes as out
-from shared.envelope import EventError, from_binary, http_attributes, new_event, parse_event, parse_record
+from shared.envelope import (
+    EventError,
+    from_binary,
+    http_attributes,
+    new_event,
+    parse_event,
+    parse_record,
+)
 from tests.examples import EXAMPLES, P
 
 HIRE = EXAMPLES[out.HireRecorded]

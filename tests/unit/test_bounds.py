@@ -6,7 +6,17 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import outcomes as out
-from shared.contracts.bounds import FIRST_DAY, LAST_DAY, MAX_COUNT, Amount, Count, Day, Moment, Period, Wage
+from shared.contracts.bounds import (
+    FIRST_DAY,
+    LAST_DAY,
+    MAX_COUNT,
+    Amount,
+    Count,
+    Day,
+    Moment,
+    Period,
+    Wage,
+)
 from shared.envelope import EventError, new_event, parse_event
 from tests.examples import EXAMPLES
 
