@@ -28,7 +28,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from shared.catalog import Topic
 from shared.contracts.base import EventData
-from shared.envelope import CloudEvent, EventError, parse_event
+from shared.envelope import CloudEvent, EventError, parse_record
 from shared.kafka import count_dead_letters_from, dead_letter
 from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
@@ -102,7 +102,7 @@ class EventConsumer:
     async def handle(self, message: KafkaMessage) -> None:
         record = message.raw_message
         try:
-            event = parse_event(record.value)
+            event = parse_record(record.value, record.headers)
         except EventError as exc:
             await self._dead_letter(record, exc.reason, str(exc))
             return
@@ -120,7 +120,7 @@ class EventConsumer:
         events: list[CloudEvent] = []
         for record in records:
             try:
-                events.append(parse_event(record.value))
+                events.append(parse_record(record.value, record.headers))
                 refusals.append(None)
             except EventError as exc:
                 refusals.append((exc.reason, str(exc)))

@@ -1,8 +1,13 @@
-"""The one envelope every event travels in: CloudEvents 1.0 (structured JSON mode) with a typed,
-versioned payload from the catalogue."""
+"""The one envelope every event travels in: CloudEvents 1.0 with a typed, versioned payload from
+the catalogue. Backbone writes structured JSON mode; it reads structured, batched and binary mode
+(attributes in `ce-` HTTP or `ce_` Kafka headers, the data as the body), as the CloudEvents HTTP
+and Kafka protocol bindings define them."""
 
+import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 from uuid import uuid4
 
 import orjson
@@ -20,6 +25,8 @@ from shared.catalog import EVENT_TYPES, event_type_of
 from shared.contracts.base import EventData, Timestamp
 
 MAX_EVENT_BYTES = 256 * 1024  # far above any real payload; bigger is a partner bug, not data
+STRUCTURED_MEDIA = "application/cloudevents"  # +json: structured mode (the batch type starts with it too)
+DATA_MEDIA = "application/json"  # the one data content type of the catalogue's events
 
 
 class EventError(ValueError):
@@ -126,15 +133,26 @@ def new_event(
     )
 
 
+def loads(raw: bytes | str) -> Any:
+    """JSON as orjson reads it. NaN, Infinity and numbers beyond a double (1e999) are not JSON,
+    but some clients write them: read leniently, the payload's bounds then name the field."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value = json.loads(raw)
+            orjson.dumps(value)  # what orjson refuses for other reasons (lone surrogates) stays refused
+            return value
+        except (ValueError, RecursionError, orjson.JSONEncodeError):
+            raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
+
+
 def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
     """Validate an incoming event completely or raise EventError naming every bad field."""
     if isinstance(raw, (bytes, str)):
         if len(raw) > MAX_EVENT_BYTES:
             raise EventError([{"field": "(event)", "message": f"larger than {MAX_EVENT_BYTES} bytes"}], "oversized")
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise EventError([{"field": "(event)", "message": f"not valid JSON: {exc}"}], "invalid_json") from None
+        raw = loads(raw)
     if not isinstance(raw, dict):
         raise EventError([{"field": "(event)", "message": "a CloudEvent must be a JSON object"}])
     event_type = raw.get("type")
@@ -159,3 +177,46 @@ def parse_plain(raw: bytes | str) -> PlainEvent:
         except (orjson.JSONDecodeError, ValidationError):
             pass
     return parse_event(raw).model_dump()
+
+
+def media_type(content_type: str | None) -> str:
+    """`application/json` of `Application/JSON; charset=utf-8`."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def from_binary(attributes: Mapping[str, str], content_type: str | None, data: bytes | None) -> dict[str, Any]:
+    """A binary-mode event (context attributes already taken from their headers, the data
+    content type from Content-Type) as its structured form, for `parse_event`. A missing
+    attribute is then reported by name (`specversion: Field required`)."""
+    if data is not None and len(data) > MAX_EVENT_BYTES:
+        raise EventError([{"field": "data", "message": f"larger than {MAX_EVENT_BYTES} bytes"}], "oversized")
+    media = media_type(content_type) or DATA_MEDIA
+    if media != DATA_MEDIA:
+        raise EventError([{"field": "datacontenttype", "message": f"data must be {DATA_MEDIA}, not {media!r}"}])
+    try:
+        payload = loads(data) if data else None
+    except EventError as exc:
+        raise EventError([{"field": "data", "message": exc.errors[0]["message"]}], exc.reason) from None
+    return {**attributes, "datacontenttype": media, "data": payload}
+
+
+def http_attributes(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The context attributes of HTTP binary mode: `ce-<name>` headers, percent-decoded (UTF-8)."""
+    return {name.lower()[3:]: unquote(value) for name, value in headers if name.lower().startswith("ce-")}
+
+
+def parse_record(value: bytes | None, headers: Iterable[tuple[str, bytes]] = ()) -> CloudEvent:
+    """A Kafka record's event, by the Kafka binding: structured mode when its `content-type`
+    header is a CloudEvents one or it carries no `ce_` header at all (a plain JSON record);
+    otherwise binary mode, the attributes in `ce_<name>` headers (UTF-8), the data as the value.
+    (The record key is the `partitionkey` extension; Backbone's key is the partnership id.)"""
+    headers = [(name.lower(), raw) for name, raw in headers or ()]
+    content_type = next((raw for name, raw in headers if name == "content-type"), b"").decode("utf-8", "replace")
+    attributes = [(name[3:], raw) for name, raw in headers if name.startswith("ce_")]
+    if media_type(content_type).startswith(STRUCTURED_MEDIA) or not attributes:
+        return parse_event(value)
+    try:
+        decoded = {name: raw.decode("utf-8") for name, raw in attributes}
+    except UnicodeDecodeError:
+        raise EventError([{"field": "(headers)", "message": "ce_ headers must be UTF-8"}]) from None
+    return parse_event(from_binary(decoded, content_type or None, value))

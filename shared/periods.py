@@ -1,15 +1,14 @@
 """Reporting periods, once for every service: a month (`2026-03`), a calendar quarter (`2026-Q1`)
 or a program year (`PY2025`, 1 July 2025 - 30 June 2026).
 
-Labels are accepted for years in the documented window (FIRST_YEAR..LAST_YEAR): a target or a
+Labels are accepted for years in the bounds' window (shared/contracts/bounds.py): a target or a
 query for `PY9999` names no period any event can fall in."""
 
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
-PERIOD_PATTERN = r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-\d{2})$"  # the shape; parse_period checks the rest
-FIRST_YEAR, LAST_YEAR = 2000, 2100  # the years a period may fall in
+from shared.contracts.bounds import FIRST_DAY, LAST_DAY, PERIOD_PATTERN  # noqa: F401  (PERIOD_PATTERN: the shape)
 
 
 class Grain(StrEnum):
@@ -78,10 +77,10 @@ def parse_period(label: str) -> Period:
 
 
 def parse_target_period(label: str) -> Period:
-    """A period a target may be set for: a valid label within FIRST_YEAR..LAST_YEAR; ValueError otherwise."""
+    """A period a target may be set for: a valid label within the bounds' window; ValueError otherwise."""
     period = parse_period(label)
-    if not FIRST_YEAR <= period.start.year <= LAST_YEAR:
-        raise ValueError(f"{label!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
+    if not (FIRST_DAY <= period.start and period.end <= LAST_DAY):
+        raise ValueError(f"{label!r} is outside {FIRST_DAY} - {LAST_DAY}")
     return period
 
 

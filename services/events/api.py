@@ -1,6 +1,6 @@
 """HTTP API: one endpoint per event type (the activity lifecycle, attendance, outcomes, survey
-responses) for operators' tools, and CloudEvents ingest (structured and batch mode) for partner
-systems. A 2xx means every accepted event is in Kafka with acks=all, and every pending one (held
+responses) for operators' tools, and CloudEvents ingest (structured, batch and binary mode) for
+partner systems. A 2xx means every accepted event is in Kafka with acks=all, and every pending one (held
 until the roster change it waits for arrives) is stored and will be decided without the caller:
 `GET /events/status` tells what became of it."""
 
@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -24,7 +23,16 @@ from shared.consumer import TRANSIENT
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
-from shared.envelope import CloudEvent, EventError, parse_event
+from shared.envelope import (
+    DATA_MEDIA,
+    CloudEvent,
+    EventError,
+    from_binary,
+    http_attributes,
+    loads,
+    media_type,
+    parse_event,
+)
 from shared.errors import Invalid, TooLarge
 
 log = logging.getLogger(__name__)
@@ -109,16 +117,28 @@ def _typed_endpoint(model, service: EventsService, retry_after: str):
     return submit
 
 
+def _binary(request: Request, content_type: str) -> bool:
+    """Binary mode, by the HTTP binding: not a CloudEvents content type, attributes in `ce-` headers."""
+    return content_type == DATA_MEDIA or any(name.startswith("ce-") for name in request.headers)
+
+
 async def _raw_events(request: Request, content_type: str, max_batch_events: int) -> list:
-    """The submitted events, not yet parsed: one (structured mode) or a JSON array (batch mode)."""
-    if content_type not in (STRUCTURED, BATCH):
-        raise HTTPException(415, f"send {STRUCTURED} (one event) or {BATCH} (an array of events)")
+    """The submitted events, not yet parsed: one (structured or binary mode) or a JSON array (batch mode)."""
+    if content_type not in (STRUCTURED, BATCH) and not _binary(request, content_type):
+        raise HTTPException(415, f"send {STRUCTURED} (one event), {BATCH} (an array of events) "
+                                 "or binary mode (attributes in ce- headers, the data as the body)")
     body = await request.body()
     if content_type == STRUCTURED:
         return [body]
+    if content_type != BATCH:
+        attributes = http_attributes(request.headers.items())
+        try:
+            return [from_binary(attributes, request.headers.get("content-type"), body)]
+        except EventError as exc:
+            return [exc]
     try:
-        raws = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        raws = loads(body)  # leniently, so a NaN in one event is that event's field error
+    except EventError:
         raise Invalid("batch", "not valid JSON") from None
     if not isinstance(raws, list):
         raise Invalid("batch", "a batch must be a JSON array of CloudEvents")
@@ -129,6 +149,8 @@ async def _raw_events(request: Request, content_type: str, max_batch_events: int
 
 def _parse(raw: object, intake: Intake) -> CloudEvent | EventResult:
     try:
+        if isinstance(raw, EventError):  # a binary-mode event whose data could not be read
+            raise raw
         return parse_event(raw)
     except EventError as exc:
         event_id = raw.get("id") if isinstance(raw, dict) else None
@@ -150,12 +172,14 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
     @router.post(
         "/events",
         tags=["CloudEvents ingest"],
-        summary="Submit CloudEvents: one (application/cloudevents+json) or a batch (application/cloudevents-batch+json)",
+        summary="Submit CloudEvents: one (structured or binary mode) or a batch (application/cloudevents-batch+json)",
         description=(
-            "Structured mode answers like the typed endpoints (202 accepted or pending, 200 duplicate, 422 "
-            "rejected). Batch mode answers with one result per event, in order: 200, or 202 with `Retry-After` "
-            "when some are pending (held until the roster change they wait for arrives, then decided by "
-            "themselves; `GET /events/status` tells the outcome). An event whose source and id were "
+            "Structured mode (application/cloudevents+json) and binary mode (attributes in percent-encoded "
+            "`ce-` headers, Content-Type application/json, the data as the body) answer like the typed "
+            "endpoints (202 accepted or pending, 200 duplicate, 422 rejected naming the field or missing attribute). "
+            "Batch mode answers with one result per event, in order: 200, or 202 with `Retry-After` when some are "
+            "pending (held until the roster change they wait for arrives, then decided by themselves; "
+            "`GET /events/status` tells the outcome). An event whose source and id were "
             "accepted before is a duplicate. If any event names a partnership the key may not write, or a "
             "source it may not send as (its own `/keys/<key_id>` or those it was issued for), the whole "
             "request is refused (403)."
@@ -163,18 +187,19 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
         response_model=BatchResult,
         max_body_size=max_batch_bytes,  # larger is refused (413) before it is read
         responses={**_SINGLE_RESPONSES, 413: {"description": "Too many events or too large"},
-                   415: {"description": "Not a CloudEvents structured or batch content type"}},
+                   415: {"description": "Neither a CloudEvents content type nor binary mode"}},
         openapi_extra={"requestBody": {"required": True, "content": {
             STRUCTURED: {"schema": {"type": "object", "description": "one CloudEvent 1.0"}},
+            DATA_MEDIA: {"schema": {"type": "object", "description": "binary mode: the event's data, its attributes in ce- headers"}},
             BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": max_batch_events}},
         }}},
     )
     async def ingest(request: Request, principal: Annotated[Principal, Depends(authenticated)]):
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = media_type(request.headers.get("content-type"))
         raws = await _raw_events(request, content_type, max_batch_events)
         async with _unavailable_is_503():
             results = await service.submit(principal, [_parse(raw, intake) for raw in raws])
-        if content_type == STRUCTURED:
+        if content_type != BATCH:
             return _single(results[0], retry_after)
         counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}  # plain str keys for the JSON log formatter
         log.info("batch decided", extra={"key_id": principal.key_id, **counts})

@@ -12,13 +12,14 @@ from shared.contracts.base import (
     Day,
     Id,
     MembershipRole,
+    Naics,
     Name,
     OrganisationKind,
     PartnershipStage,
     Source,
     Text,
 )
-from shared.periods import PERIOD_PATTERN
+from shared.contracts.bounds import Amount, Period
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
@@ -47,7 +48,7 @@ class RegionIn(Input):
 class SectorIn(Input):
     id: Id
     name: Name
-    naics: list[str] = Field(default_factory=list, max_length=50)
+    naics: list[Naics] = Field(default_factory=list, max_length=50)
 
 
 class PartnershipIn(Input):
@@ -73,14 +74,10 @@ class PartnershipPatch(Input):
     priorities: Annotated[list[Name] | None, NotNull] = Field(default=None, max_length=50)
 
 
-TARGET_LIMIT = 1e9  # no KPI (counts, shares, dollars an hour) comes near it: a larger goal is a typo
-
-
 class TargetIn(Input):
     kpi: Id = Field(description="A KPI of the catalogue (GET /kpis on the metrics service), e.g. hires")
-    period: str = Field(pattern=PERIOD_PATTERN,
-                        description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
-    value: float = Field(ge=0, le=TARGET_LIMIT, allow_inf_nan=False)
+    period: Period = Field(description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
+    value: Amount
 
 
 # --- organisations, memberships, contacts -----------------------------------------------------
@@ -90,7 +87,7 @@ class OrganisationIn(Input):
     name: Name
     kind: OrganisationKind
     size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
+    naics: Naics | None = None
     county: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     champion: bool = Field(default=False, description="a spearheading employer of a partnership")
@@ -100,7 +97,7 @@ class OrganisationPatch(Input):
     name: Annotated[Name | None, NotNull] = None
     kind: Annotated[OrganisationKind | None, NotNull] = None
     size_band: str | None = Field(default=None, max_length=20)
-    naics: str | None = Field(default=None, pattern=r"^\d{2,6}$")
+    naics: Naics | None = None
     county: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     champion: Annotated[bool | None, NotNull] = None

@@ -2,11 +2,8 @@
 
 from pydantic import Field, model_validator
 
-from typing import Annotated
-
 from shared.contracts.base import ActivityKind, Audience, Day, Id, Name, Part, PartnershipEvent, Text, Timestamp
-
-Count = Annotated[int, Field(ge=0)]
+from shared.contracts.bounds import Count
 
 
 class FollowUp(Part):
@@ -25,7 +22,7 @@ class ActivityScheduled(PartnershipEvent):
     host_ids: list[Id] = Field(min_length=1)
     sites: list[Name] = Field(default_factory=list)
     audiences: list[Audience] = Field(default_factory=list)
-    capacity: int | None = Field(default=None, ge=0)
+    capacity: Count | None = None
 
     @model_validator(mode="after")
     def _ends_after_start(self):

@@ -1,10 +1,11 @@
 """Building blocks shared by all payload models."""
 
-from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from shared.contracts.bounds import Day, Moment
 
 # Opaque identifiers: slugs, UUIDs or a partner system's own keys. Never names or e-mail addresses.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -13,21 +14,17 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 # O*NET-SOC occupation code, e.g. 51-4041 or 51-4041.00.
 SocCode = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{4}(\.\d{2})?$")]
 
+# A NAICS industry code, 2 (sector) to 6 (national industry) digits.
+Naics = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
+
 # A CloudEvents `source` (URI-reference) as the envelope bounds it.
 Source = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^\S+$")]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("timestamp must carry a UTC offset")
-    return value
-
-
-Timestamp = Annotated[datetime, AfterValidator(_aware)]
-Day = date
+Timestamp = Moment  # dates and times within the window of shared.contracts.bounds
+__all__ = ["Day", "Timestamp"]  # re-exported: contracts import them from here
 
 
 class Part(BaseModel):

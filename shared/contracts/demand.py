@@ -3,11 +3,12 @@
 from pydantic import Field
 
 from shared.contracts.base import Day, Id, Name, Part, PartnershipEvent, SocCode
+from shared.contracts.bounds import Count
 
 
 class ExpectedOpenings(Part):
     soc_code: SocCode
-    openings: int = Field(ge=0)
+    openings: Count
     skills: list[Name] = Field(default_factory=list)
 
 

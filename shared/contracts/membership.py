@@ -10,6 +10,7 @@ from shared.contracts.base import (
     EventData,
     Id,
     MembershipRole,
+    Naics,
     Name,
     OrganisationKind,
     PartnershipEvent,
@@ -17,7 +18,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
-from shared.periods import PERIOD_PATTERN
+from shared.contracts.bounds import Amount, Period
 
 
 class RegionDefined(EventData):
@@ -29,7 +30,7 @@ class RegionDefined(EventData):
 class SectorDefined(EventData):
     sector_id: Id
     name: Name
-    naics: list[str] = Field(default_factory=list)
+    naics: list[Naics] = Field(default_factory=list, max_length=50)
 
 
 class PartnershipState(PartnershipEvent):
@@ -58,10 +59,10 @@ class OrganisationState(EventData):
     organisation_id: Id
     name: Name  # organisations are public bodies and companies, not people
     kind: OrganisationKind
-    size_band: str | None = None
-    naics: str | None = None
-    county: str | None = None
-    state: str | None = None
+    size_band: str | None = Field(default=None, max_length=20)  # the bounds of membership's input
+    naics: Naics | None = None
+    county: str | None = Field(default=None, max_length=100)
+    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
 class OrganisationRegistered(OrganisationState):
@@ -108,15 +109,15 @@ class TargetSet(PartnershipEvent):
     """A roadmap target, e.g. 40 hires in program year 2025 (PY2025 runs 1 July 2025 - 30 June 2026)."""
 
     kpi: Id
-    period: str = Field(pattern=PERIOD_PATTERN)
-    value: float = Field(ge=0)
+    period: Period
+    value: Amount
 
 
 class TargetRemoved(PartnershipEvent):
     """A roadmap target taken off: its KPI is no longer measured against a goal in that period."""
 
     kpi: Id
-    period: str = Field(pattern=PERIOD_PATTERN)
+    period: Period
 
 
 class AccessKeyIssued(EventData):

@@ -1,11 +1,8 @@
 """Talent outcomes: hires, placements, training, credentials, apprenticeships, retention.
 People appear only as pseudonymous ids that the reporting partner system assigns."""
 
-from pydantic import Field
-
 from shared.contracts.base import Day, Id, Name, PartnershipEvent, SocCode
-
-HourlyWage = Field(default=None, ge=0, le=1000, description="starting wage, US dollars per hour")
+from shared.contracts.bounds import Wage
 
 
 class HireRecorded(PartnershipEvent):
@@ -14,7 +11,7 @@ class HireRecorded(PartnershipEvent):
     employer_id: Id
     soc_code: SocCode
     start_date: Day
-    hourly_wage: float | None = HourlyWage
+    hourly_wage: Wage | None = None  # starting wage
     resident: bool  # lives in the partnership's region: the local hire rate counts these
     career_changer: bool = False
     source_activity_id: Id | None = None
@@ -29,7 +26,7 @@ class PlacementRecorded(PartnershipEvent):
     employer_id: Id
     soc_code: SocCode
     start_date: Day
-    hourly_wage: float | None = HourlyWage
+    hourly_wage: Wage | None = None  # starting wage
 
 
 class TrainingEnrolled(PartnershipEvent):

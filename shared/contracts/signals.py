@@ -1,6 +1,7 @@
 """What the system itself says: KPI milestones from metrics, delivery results from notify."""
 
 from shared.contracts.base import Id, Name, PartnershipEvent, Text
+from shared.contracts.bounds import Amount, Count
 
 
 class MilestoneReached(PartnershipEvent):
@@ -8,8 +9,8 @@ class MilestoneReached(PartnershipEvent):
 
     kpi: Id
     period: Id
-    value: float
-    threshold: float
+    value: Amount
+    threshold: Amount
     reason: Name  # "target" or "round_number"
 
 
@@ -17,12 +18,12 @@ class NotificationDelivered(PartnershipEvent):
     subscription_id: Id
     event_id: Id
     channel: Id
-    attempts: int
+    attempts: Count
 
 
 class NotificationFailed(PartnershipEvent):
     subscription_id: Id
     event_id: Id
     channel: Id
-    attempts: int
+    attempts: Count
     reason: Text
