@@ -24,17 +24,16 @@ class EventsSettings(ServiceSettings):
     # An ATS sends hundreds of outcomes per call; far more belongs in several calls.
     max_batch_events: int = 1000
     max_batch_bytes: int = 4 * 1024 * 1024
-    # How long a replica may hold a partnership's turn to decide events: far above a group's
-    # time (publish with acks=all, one transaction), short enough when a replica died holding it.
-    decision_lease_seconds: float = 60.0
+    # How long a partnership's turn to decide events outlives its holder: renewed every third of
+    # it while held (shared/lease.py), so only a dead replica's turn runs out, within this time.
+    decision_lease_seconds: float = 5.0
 
 
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
     settings = settings or EventsSettings()
     runtime = Runtime(NAME, settings)
-    store = EventsStore(runtime.db)
-    intake = Intake(runtime, store, max_group_events=settings.max_batch_events,
-                    decision_lease=timedelta(seconds=settings.decision_lease_seconds))
+    store = EventsStore(runtime.db, timedelta(seconds=settings.decision_lease_seconds))
+    intake = Intake(runtime, store, max_group_events=settings.max_batch_events)
     service = EventsService(intake, store)
     subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service)
 

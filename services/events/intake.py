@@ -5,7 +5,6 @@ import asyncio
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
@@ -56,12 +55,10 @@ class Intake:
     as one group (group commit), each later event seeing the earlier ones' effects exactly as
     if they had come one after another. The HTTP API and the inbound consumer share the turn."""
 
-    def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
-                 decision_lease: timedelta = timedelta(seconds=60)):
+    def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000):
         self.runtime = runtime
         self.store = store
         self.max_group_events = max_group_events
-        self.decision_lease = decision_lease
         self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
         self._waiting: deque[_Submission] = deque()
         self._turn = asyncio.Lock()
@@ -116,7 +113,7 @@ class Intake:
 
     async def _decide(self, events: list[CloudEvent]) -> list[EventResult]:
         partnership_ids = {pid for e in events if (pid := getattr(e.data, "partnership_id", None))}
-        async with self.store.turn(partnership_ids, self.replica, self.decision_lease):
+        async with self.store.turn(partnership_ids, self.replica):
             return await self._decide_alone(events)
 
     async def _decide_alone(self, events: list[CloudEvent]) -> list[EventResult]:
