@@ -25,8 +25,9 @@ class EventsSettings(ServiceSettings):
     max_batch_events: int = 1000
     max_batch_bytes: int = 4 * 1024 * 1024
     # How long a partnership's turn to decide events outlives its holder: renewed every third of
-    # it while held (shared/lease.py), so only a dead replica's turn runs out, within this time.
-    decision_lease_seconds: float = 5.0
+    # it while held (shared/lease.py), so only a dead replica's turn runs out, within this time
+    # (the 5 s failover target, with a margin for the survivor's own round trips).
+    decision_lease_seconds: float = 3.0
 
 
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
