@@ -26,9 +26,10 @@ class EventsSettings(ServiceSettings):
     # An ATS sends hundreds of outcomes per call; far more belongs in several calls.
     max_batch_events: int = 1000
     max_batch_bytes: int = 4 * 1024 * 1024
-    # How long a replica may hold a partnership's turn to decide events: far above a group's
-    # time (publish with acks=all, one transaction), short enough when a replica died holding it.
-    decision_lease_seconds: float = 60.0
+    # How long a partnership's turn to decide events outlives its holder: renewed every third of
+    # it while held (shared/lease.py), so only a dead replica's turn runs out, within this time
+    # (the 5 s failover target, with a margin for the survivor's own round trips).
+    decision_lease_seconds: float = 3.0
     # How long an event may wait for what it names (a member whose joining has not arrived yet)
     # before it is refused (HTTP) or dead-lettered (Kafka); 0 refuses it at once. Held events
     # are decided again when the roster changes, and else after 1 s, 2 s, 4 s ... at most
@@ -41,9 +42,8 @@ class EventsSettings(ServiceSettings):
 def create_app(settings: EventsSettings | None = None) -> FastAPI:
     settings = settings or EventsSettings()
     runtime = Runtime(NAME, settings)
-    store = EventsStore(runtime.db)
+    store = EventsStore(runtime.db, timedelta(seconds=settings.decision_lease_seconds))
     intake = Intake(runtime, store, max_group_events=settings.max_batch_events,
-                    decision_lease=timedelta(seconds=settings.decision_lease_seconds),
                     hold=timedelta(seconds=settings.hold_seconds),
                     retry=backoff(timedelta(seconds=settings.hold_retry_seconds),
                                   timedelta(seconds=settings.hold_retry_max_seconds)))

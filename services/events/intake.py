@@ -83,12 +83,11 @@ class Intake:
     if they had come one after another. The HTTP API and the inbound consumer share the turn."""
 
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
-                 decision_lease: timedelta = timedelta(seconds=60), hold: timedelta = timedelta(0),
+                 hold: timedelta = timedelta(0),
                  retry: Callable[[int], timedelta] = lambda attempts: timedelta(seconds=1)):
         self.runtime = runtime
         self.store = store
         self.max_group_events = max_group_events
-        self.decision_lease = decision_lease
         self.hold = hold  # how long an event may wait for what it names (0: refused at once)
         self.retry = retry  # attempts so far -> wait until the next one
         self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
@@ -166,7 +165,7 @@ class Intake:
 
     async def _decide(self, candidates: list[Candidate]) -> list[EventResult]:
         partnership_ids = {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
-        async with self.store.turn(partnership_ids, self.replica, self.decision_lease):
+        async with self.store.turn(partnership_ids, self.replica):
             return await self._decide_alone(candidates)
 
     async def _decide_alone(self, candidates: list[Candidate]) -> list[EventResult]:

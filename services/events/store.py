@@ -8,24 +8,19 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.events.domain import Activity, Facts, Hire, Key, References, identity
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
-
-log = logging.getLogger(__name__)
-RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+from shared.lease import DEFAULT_LEASE, Leases
 
 
 class HeldStatus(StrEnum):
@@ -70,7 +65,7 @@ def _id(key: Key) -> str:
 
 
 class EventsStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase, decision_lease: timedelta = DEFAULT_LEASE):
         self.client = db.client
         self.partnerships = db["partnerships"]
         self.organisations = db["organisations"]
@@ -81,8 +76,8 @@ class EventsStore:
         # One document per accepted event; its _id (the event's identity: source and id) is the
         # unique index that makes every entry point accept an event once.
         self.accepted = db["accepted_events"]
-        # One document per partnership: which replica decides its events now, and until when.
-        self.turns = db["decision_turns"]
+        # One lease per partnership: which replica decides its events now, and until when.
+        self.turns = Leases(db["decision_turns"], decision_lease)
         # One document per event held until what it names arrives, and its final status.
         self.held = db["held_events"]
 
@@ -130,40 +125,12 @@ class EventsStore:
 
     # --- the service's own state ------------------------------------------------------------
 
-    @asynccontextmanager
-    async def turn(self, partnership_ids: set[str], holder: str, lease: timedelta) -> AsyncIterator[None]:
+    def turn(self, partnership_ids: set[str], holder: str) -> AbstractAsyncContextManager[None]:
         """Decide these partnerships' events alone among every replica of the service: rules read
         state, publish, then store, and a second replica in between could pass a rule only one
-        may. Taken in one global order (no two replicas wait on each other); a replica that dies
-        holding a turn holds it until its lease runs out."""
-        taken: list[str] = []
-        try:
-            for partnership_id in sorted(partnership_ids):
-                await self._take_turn(partnership_id, holder, lease)
-                taken.append(partnership_id)
-            yield
-        finally:
-            if taken:
-                try:
-                    await self.turns.update_many({"_id": {"$in": taken}, "holder": holder},
-                                                 {"$set": {"until": RELEASED}})
-                except PyMongoError as exc:  # the leases run out by themselves
-                    log.warning("decision turns not released: %s", type(exc).__name__)
-
-    async def _take_turn(self, partnership_id: str, holder: str, lease: timedelta) -> None:
-        pause = 0.005
-        while True:
-            now = datetime.now(UTC)
-            try:
-                # Free, run out or already ours: take it. Held by another: the upsert collides
-                # with the existing document's _id.
-                await self.turns.update_one(
-                    {"_id": partnership_id, "$or": [{"until": {"$lte": now}}, {"holder": holder}]},
-                    {"$set": {"holder": holder, "until": now + lease}}, upsert=True)
-                return
-            except DuplicateKeyError:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.1)
+        may. A short lease per partnership, renewed while held (shared/lease.py): a replica that
+        dies holding a turn loses it within one lease time."""
+        return self.turns.hold(partnership_ids, holder)
 
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""

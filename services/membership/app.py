@@ -3,6 +3,7 @@
 It consumes no domain events (only the key ring's access events, wired by the shared runtime), so
 it has no handlers.py; what it publishes leaves through the transactional outbox (outbox.py)."""
 
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import FastAPI
@@ -25,7 +26,8 @@ class MembershipSettings(ServiceSettings):
     port: int = 8101
     outbox_batch: int = 500
     outbox_poll_seconds: float = 1.0
-    outbox_lease_seconds: float = 10.0
+    # Renewed before every batch, so only a dead relay's lease runs out, within this time.
+    outbox_lease_seconds: float = 5.0
     # Tests only: SIGKILL this process at that point of the relay, to prove nothing is lost or doubled.
     fault_injection: Literal["before_publish", "after_publish"] | None = None
 
@@ -33,9 +35,9 @@ class MembershipSettings(ServiceSettings):
 def create_app(settings: MembershipSettings | None = None) -> FastAPI:
     settings = settings or MembershipSettings()
     runtime = Runtime(NAME, settings)
-    store = MembershipStore(runtime.db, settings.kafka)
+    store = MembershipStore(runtime.db, settings.kafka, timedelta(seconds=settings.outbox_lease_seconds))
     relay = OutboxRelay(store, runtime.broker, settings.kafka, batch=settings.outbox_batch,
-                        poll_seconds=settings.outbox_poll_seconds, lease_seconds=settings.outbox_lease_seconds,
+                        poll_seconds=settings.outbox_poll_seconds,
                         fault_point=settings.fault_injection)
 
     async def start(_: Runtime) -> None:

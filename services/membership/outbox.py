@@ -37,9 +37,9 @@ LEASE = "outbox-relay"
 
 class OutboxRelay:
     def __init__(self, store: MembershipStore, broker: KafkaBroker, kafka: KafkaSettings, *, batch: int = 500,
-                 poll_seconds: float = 1.0, lease_seconds: float = 10.0, fault_point: str | None = None):
+                 poll_seconds: float = 1.0, fault_point: str | None = None):
         self.store, self.broker, self.kafka = store, broker, kafka
-        self.batch, self.poll_seconds, self.lease_seconds = batch, poll_seconds, lease_seconds
+        self.batch, self.poll_seconds = batch, poll_seconds
         self.fault_point = fault_point  # tests only: where to SIGKILL this process
         self.owner = uuid.uuid4().hex
         self.wake = asyncio.Event()
@@ -58,8 +58,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         while True:
             try:
-                if await self.store.hold_lease(LEASE, self.owner, self.lease_seconds):
-                    while await self.relay_once():
+                # Renewed before every batch: a live relay keeps a short lease through any backlog.
+                if await self.store.hold_lease(LEASE, self.owner):
+                    while await self.relay_once() and await self.store.hold_lease(LEASE, self.owner):
                         pass
                     await self.store.prune_sent(timedelta(days=7))
             except asyncio.CancelledError:

@@ -19,6 +19,7 @@ from shared.catalog import BY_TYPE
 from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
 from shared.errors import Conflict
+from shared.lease import DEFAULT_LEASE, Leases
 from shared.settings import KafkaSettings
 
 
@@ -73,11 +74,11 @@ def _among(ids: set[str] | None) -> dict[str, Any]:
 
 
 class MembershipStore:
-    def __init__(self, db: AsyncDatabase, kafka: KafkaSettings):
+    def __init__(self, db: AsyncDatabase, kafka: KafkaSettings, relay_lease: timedelta = DEFAULT_LEASE):
         self.db = db
         self.kafka = kafka
         self.outbox = db["outbox"]
-        self.leases = db["leases"]
+        self.leases = Leases(db["leases"], relay_lease)
         self.on_commit = lambda: None  # the relay's wake-up
 
     async def create_indexes(self) -> None:
@@ -233,16 +234,9 @@ class MembershipStore:
         cutoff = ObjectId.from_datetime(datetime.now(UTC) - older_than)
         await self.outbox.delete_many({"sent": True, "seq": {"$lt": cutoff}})
 
-    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
-        """One relay at a time: take or renew the lease if it is free, expired or ours."""
-        now = datetime.now(UTC)
-        try:
-            await self.leases.update_one(
-                {"_id": name, "$or": [{"owner": owner}, {"until": {"$lt": now}}]},
-                {"$set": {"owner": owner, "until": now + timedelta(seconds=seconds)}}, upsert=True)
-            return True
-        except DuplicateKeyError:
-            return False  # held by another live relay
+    async def hold_lease(self, name: str, owner: str) -> bool:
+        """One relay at a time: take or renew the lease if it is free, run out or ours."""
+        return await self.leases.take(name, owner)
 
     async def release_lease(self, name: str, owner: str) -> None:
-        await self.leases.delete_one({"_id": name, "owner": owner})
+        await self.leases.release([name], owner)

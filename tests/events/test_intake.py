@@ -177,7 +177,7 @@ async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_setting
 
     cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
     async with asyncio.timeout(20):
-        while not await store.turns.find_one({"_id": P, "holder": slow.replica}):
+        while not await store.turns.collection.find_one({"_id": P, "holder": slow.replica}):
             await asyncio.sleep(0.01)
     [refused] = await quick.submit([completed], entry="http")
     [accepted] = await cancelling
@@ -189,7 +189,7 @@ async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_setting
 
 async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_producer):
     # What a replica that died in its turn leaves behind.
-    await store.turns.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
+    await store.turns.collection.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
     intake = Intake(_Runtime(events_producer, kafka_settings), store)
     hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
     submitting = asyncio.create_task(intake.submit([hire], entry="http"))
@@ -210,3 +210,28 @@ async def test_a_held_event_that_no_longer_parses_is_refused_for_good(kafka_sett
     refused = await store.status(P, identity(hire.source, hire.id))
     assert (refused["status"], refused["reason"]) == ("rejected", "invalid_event")
     assert await store.due(later, 10) == []  # never tried again
+
+
+async def test_a_turn_outlasting_its_lease_is_renewed_while_held(kafka_settings, client, mongo_settings, events_producer):
+    """Kafka slower than the whole lease: the heartbeat keeps the turn, so another replica waits
+    and decides after it, never in between."""
+    db = client[mongo_settings.database_prefix + "events"]
+    short = timedelta(seconds=0.6)
+    store = EventsStore(db, short)
+    await store.save_partnership(EXAMPLES[mem.PartnershipCreated])
+    await store.member_joined(EXAMPLES[mem.MemberJoined])
+    slow = Intake(_Runtime(SlowProducer(events_producer, 2.0), kafka_settings), store)
+    quick = Intake(_Runtime(events_producer, kafka_settings), EventsStore(db, short))
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
+
+    cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
+    async with asyncio.timeout(20):
+        while not await store.turns.collection.find_one({"_id": P, "holder": slow.replica}):
+            await asyncio.sleep(0.01)
+    [refused] = await quick.submit([completed], entry="http")
+    [accepted] = await cancelling
+    assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
+    assert (await store.activity(P, "tour-1")).status == "cancelled"
