@@ -5,7 +5,7 @@ import os
 import pytest
 from pymongo import MongoClient
 
-from shared.stack import LocalStack, _alive
+from cli.stack import LocalStack, _alive
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from services.events.intake import Intake
 from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
-from shared.service import Runtime, create_service_app, serve
+from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
 NAME = "events"
@@ -49,6 +49,9 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
         routers=[routes(service, intake, settings.max_batch_events, settings.max_batch_bytes)],
         on_startup=[create_indexes],
     )
+
+
+SERVICE = ServiceSpec(NAME, EventsSettings, create_app)
 
 
 def main() -> None:
