@@ -9,6 +9,7 @@ s3rver is installed on first use into .backbone/tools (node and npm must be on t
 Production uses genuine Kafka and MongoDB (docker-compose.yml, deploy/).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -148,7 +149,7 @@ class LocalStack:
             s3_port = s3_port or free_port()
             s3 = self._spawn("s3", self.s3_command(s3_port))
             _wait_for_port(s3_port, s3.pid, timeout, self.state_dir / "s3.log")
-        kafka = self._spawn("kafka", self.kafka_command(kafka_port), self.kafka_env(s3_port))
+        kafka = self._spawn_kafka(kafka_port, s3_port)
         mongo = self._spawn("mongo", self.mongo_command(mongo_port))
         state = StackState(kafka_port, mongo_port, kafka.pid, mongo.pid, s3_port if s3 else None, s3.pid if s3 else None)
         self.state_file.write_text(json.dumps(asdict(state)))
@@ -165,6 +166,11 @@ class LocalStack:
         storage = f"s3://{BUCKET}/" if self.data_dir else "memory://tansu/"
         return [tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
                 "--storage-engine", storage]
+
+    def _spawn_kafka(self, port: int, s3_port: int | None) -> subprocess.Popen:
+        if self.data_dir:
+            repair_watermarks(self.data_dir / "kafka")
+        return self._spawn("kafka", self.kafka_command(port), self.kafka_env(s3_port))
 
     def kafka_env(self, s3_port: int | None) -> dict[str, str] | None:
         if not self.data_dir:
@@ -198,13 +204,13 @@ class LocalStack:
         if not state:
             return []
         revived = []
-        servers = [("s3", state.s3_port, self.s3_command, None),
-                   ("kafka", state.kafka_port, self.kafka_command, self.kafka_env(state.s3_port)),
-                   ("mongo", state.mongo_port, self.mongo_command, None)]
-        for name, port, command, env in servers:
+        servers = [("s3", state.s3_port, lambda p: self._spawn("s3", self.s3_command(p))),
+                   ("kafka", state.kafka_port, lambda p: self._spawn_kafka(p, state.s3_port)),
+                   ("mongo", state.mongo_port, lambda p: self._spawn("mongo", self.mongo_command(p)))]
+        for name, port, spawn in servers:
             pid = getattr(state, f"{name}_pid")
             if pid and not _alive(pid):
-                setattr(state, f"{name}_pid", self._spawn(name, command(port), env).pid)
+                setattr(state, f"{name}_pid", spawn(port).pid)
                 revived.append(name)
                 if name == "s3":
                     _wait_for_port(port, state.s3_pid, timeout, self.state_dir / "s3.log")
@@ -237,6 +243,40 @@ class LocalStack:
             for pid in state.pids():
                 stop_process(pid, timeout)
             self.state_file.unlink(missing_ok=True)
+
+
+def repair_watermarks(objects: Path) -> list[str]:
+    """Tansu 0.6's S3 engine saves a partition's high watermark lazily: after a SIGKILL it would
+    give out offsets again that already hold acknowledged batches, and overwrite them. Before the
+    broker starts, raise each partition's stored watermark to the end of its last stored batch
+    (s3rver keeps each object as a file, with its MD5 beside it). Returns the partitions repaired."""
+    repaired = []
+    for partition in objects.glob(f"{BUCKET}/clusters/*/topics/*/partitions/*"):
+        ends = [_batch_end(batch) for batch in partition.glob("records/*.batch._S3rver_object")]
+        end = max((e for e in ends if e is not None), default=None)
+        watermark = partition / "watermark.json._S3rver_object"
+        stored = json.loads(watermark.read_bytes()) if watermark.exists() else {"low": None, "high": None, "timestamps": None}
+        if end is None or (stored.get("high") or 0) >= end:
+            continue
+        body = json.dumps({**stored, "high": end}, separators=(",", ":")).encode()
+        for path, content in ((watermark, body), (partition / "watermark.json._S3rver_object.md5",
+                                                  hashlib.md5(body).hexdigest().encode()),
+                              (partition / "watermark.json._S3rver_metadata.json",
+                               b'{"content-type": "binary/octet-stream"}')):
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_bytes(content)
+            temporary.replace(path)
+        repaired.append(f"{partition.parent.parent.name}/{int(partition.name)}")
+    return repaired
+
+
+def _batch_end(batch: Path) -> int | None:
+    """The offset after a stored record batch: its base offset (the object's name) plus the
+    batch header's lastOffsetDelta (bytes 23-27 of a Kafka v2 record batch) plus one."""
+    header = batch.read_bytes()[:27]
+    if len(header) < 27:
+        return None  # a torn object holds no acknowledged record
+    return int(batch.name.split(".")[0]) + int.from_bytes(header[23:27], "big", signed=True) + 1
 
 
 def _wait_for_port(port: int, pid: int, timeout: float, log: Path) -> None:

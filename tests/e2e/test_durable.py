@@ -150,7 +150,13 @@ async def test_stop_start_backup_restore(tmp_path):
         second.stop()
 
 
-@pytest.mark.parametrize("server", ["kafka", "mongo"])
+# Known defect, kept visible: Tansu 0.6's S3 engine over s3rver 3.7.1 loses acknowledged batches
+# (overlapping batch objects, overwritten offsets); s3rver ignores the conditional writes
+# (If-Match) the engine's watermark updates rely on. See docs/operations.md.
+KAFKA_LOSES = pytest.mark.xfail(strict=True, reason="Tansu S3 engine over s3rver overwrites acknowledged batches")
+
+
+@pytest.mark.parametrize("server", [pytest.param("kafka", marks=KAFKA_LOSES), "mongo"])
 async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
     events = 3000
     installation = await Installation(tmp_path / "data", 9420).start()
@@ -161,9 +167,9 @@ async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
         assert producer.poll() is None, "the load finished before the kill: make it longer"
         os.kill(installation.server_pid(server), signal.SIGKILL)
         assert await asyncio.to_thread(producer.wait, 240) == 0
-        assert_counts(await installation.kpis_reach(expected(events), timeout=180), expected(events))
         accepted = set((tmp_path / "accepted.txt").read_text().split())
         assert len(accepted) == events and accepted <= await ids_on(installation.kafka, OUTCOMES.name)
+        assert_counts(await installation.kpis_reach(expected(events), timeout=120), expected(events))
         assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
     finally:
         installation.stop()
