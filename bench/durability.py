@@ -33,7 +33,7 @@ async def measure(stack: LocalStack, workdir: Path, args: argparse.Namespace) ->
         try:
             await seed_roster(kafka, service.url)
             events = hires(args.events)
-            await http_ingest(service.url, batches(events[:10], 10), 1)  # warm-up
+            await http_ingest(service.url, [hires(10, first=args.events)], 1)  # warm-up, other ids
             ingest = len(events) / await http_ingest(service.url, batches(events, 500), 2)
         finally:
             service.stop()
