@@ -11,6 +11,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+# The `backbone` command (kpis rebuild, roster import) lives above the services.
+COPY cli ./cli
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home backbone
 

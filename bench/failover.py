@@ -32,7 +32,7 @@ from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from shared.stack import Endpoints, LocalStack  # noqa: E402
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
 HEADERS = AUTH | {"content-type": "application/cloudevents-batch+json"}

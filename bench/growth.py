@@ -28,7 +28,7 @@ from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
 
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from shared.stack import LocalStack  # noqa: E402
+from cli.stack import LocalStack  # noqa: E402
 
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)

@@ -37,7 +37,7 @@ from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.kafka import make_broker  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from shared.stack import Endpoints, LocalStack  # noqa: E402
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from tests.events.conftest import issue_partner_key  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 

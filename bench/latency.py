@@ -30,7 +30,7 @@ from services.metrics.views import program_year  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from shared.stack import LocalStack  # noqa: E402
+from cli.stack import LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
 BATCH_TYPE = {"content-type": "application/cloudevents-batch+json"}

@@ -46,7 +46,7 @@ from shared.kafka import ensure_topics  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.periods import parse_period  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from shared.stack import LocalStack  # noqa: E402
+from cli.stack import LocalStack  # noqa: E402
 
 PY_START = date(2025, 7, 1)
 KINDS = ["employer"] * 6 + ["education", "training_provider", "chamber", "workforce_board"]

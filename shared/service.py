@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
@@ -120,6 +121,24 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the CLI needs to know of a service: its name, settings class, app factory, default port."""
+
+    name: str
+    settings: type[ServiceSettings]
+    create_app: Callable[..., FastAPI]
+
+    @property
+    def port(self) -> int:
+        return self.settings.model_fields["port"].default
+
+    @property
+    def module(self) -> str:
+        """The module `python -m` runs to serve it."""
+        return self.create_app.__module__
 
 
 class _Server(uvicorn.Server):

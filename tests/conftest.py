@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.settings import KafkaSettings, MongoSettings
-from shared.stack import Endpoints, LocalStack, free_port, stop_process
+from cli.stack import Endpoints, LocalStack, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 

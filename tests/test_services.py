@@ -7,7 +7,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.cli import SERVICES
+from cli.main import SERVICES
 
 pytestmark = pytest.mark.integration
 

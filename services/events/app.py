@@ -13,7 +13,7 @@ from services.events.lag import MembershipLag
 from services.events.service import EventsService
 from services.events.store import EventsStore
 from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
-from shared.service import Runtime, create_service_app, serve
+from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
 NAME = "events"
@@ -72,6 +72,9 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
     )
+
+
+SERVICE = ServiceSpec(NAME, EventsSettings, create_app)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from services.membership.outbox import OutboxRelay
 from services.membership.service import MembershipService
 from services.membership.store import MembershipStore
 from shared.catalog import ACCESS, MEMBERSHIP
-from shared.service import Runtime, create_service_app, serve
+from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
 NAME = "membership"
@@ -60,6 +60,9 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
     )
     app.state.membership = MembershipService(store, runtime.source)  # what the routes call
     return app
+
+
+SERVICE = ServiceSpec(NAME, MembershipSettings, create_app)
 
 
 def main() -> None:

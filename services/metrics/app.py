@@ -14,7 +14,7 @@ from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
 from shared.catalog import SIGNALS
 from shared.kafka import dead_letter
-from shared.service import Runtime, create_service_app, serve
+from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
 NAME = "metrics"
@@ -77,6 +77,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
     )
+
+
+SERVICE = ServiceSpec(NAME, MetricsSettings, create_app)
 
 
 def main() -> None:

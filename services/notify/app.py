@@ -18,7 +18,7 @@ from services.notify.scheduler import KpiSource, Scheduler
 from services.notify.service import Subscriptions
 from services.notify.store import NotifyStore
 from shared.catalog import SIGNALS
-from shared.service import Runtime, create_service_app, serve
+from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
 NAME = "notify"
@@ -130,6 +130,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
     )
+
+
+SERVICE = ServiceSpec(NAME, NotifySettings, create_app)
 
 
 def main() -> None:

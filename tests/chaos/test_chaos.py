@@ -23,7 +23,7 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
-from shared.stack import free_port, stop_process
+from cli.stack import free_port, stop_process
 from tests.chaos.stream import EMPLOYERS, PARTNERSHIPS, event
 
 pytestmark = pytest.mark.integration

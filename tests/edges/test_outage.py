@@ -11,12 +11,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from cli.stack import free_port, secantus_binary, stop_process
 from shared.catalog import MEMBERSHIP, OUTCOMES
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.periods import program_year
-from shared.stack import free_port, secantus_binary, stop_process
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration

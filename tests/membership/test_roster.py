@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from shared import cli
+from cli import main as cli
 from tests.membership.conftest import OPERATOR_KEY
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ async def test_roster_import_reports_bad_rows_imports_good_ones_and_is_idempoten
 
 
 async def test_cli_imports_in_chunks_with_file_line_numbers_and_exports(membership, partnership, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("services.membership.client.ROWS_PER_REQUEST", 3)
+    monkeypatch.setattr("cli.membership_client.ROWS_PER_REQUEST", 3)
     path = tmp_path / "roster.csv"
     path.write_text(ROSTER)
     args = ["--url", membership.url, "--key", OPERATOR_KEY, "-p", partnership]

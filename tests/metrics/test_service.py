@@ -41,7 +41,7 @@ PERIODS = {  # label: (first day, last day)
     "2026-01": (date(2026, 1, 1), date(2026, 1, 31)),
 }
 # The CLI from this checkout (the `backbone` script imports the installed package, which may be another one).
-BACKBONE = [sys.executable, "-c", "from shared.cli import main; raise SystemExit(main())"]
+BACKBONE = [sys.executable, "-c", "from cli.main import main; raise SystemExit(main())"]
 ROOT = Path(__file__).resolve().parents[2]
 SCOPES = [("partnership", pid, {pid}) for pid in scenario.PARTNERSHIPS] + [
     ("region", "ct-southwest", {"sw-mp", "sw-health"}),

@@ -24,7 +24,7 @@ from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_broker, publish
 from shared.mongo import make_client
-from shared.stack import free_port
+from cli.stack import free_port
 from tests.examples import EXAMPLES
 
 OPERATOR_KEY = "notify-tests-operator-key"

@@ -14,7 +14,7 @@ import yaml
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, publish
-from shared.stack import free_port, stop_process
+from cli.stack import free_port, stop_process
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration

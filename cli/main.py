@@ -1,6 +1,10 @@
 """`backbone`: run the whole system locally and manage the local stack.
 
-    backbone run                    local stack + all services (+ sample data), Ctrl-C stops all
+    backbone run [--data-dir DIR] [--fresh] [--port-base N]
+                                    local stack + all services (+ sample data into an empty
+                                    installation), state kept in DIR (.backbone), Ctrl-C stops all
+    backbone backup FILE | restore FILE [--data-dir DIR]
+                                    one archive of an installation's database and topics
     backbone stack up|down|status   the local Kafka- and MongoDB-protocol servers
     backbone stack env              the settings to point a service at the running stack
     backbone kpis rebuild           recompute all KPIs from the topics into a new store version
@@ -14,8 +18,10 @@ or BACKBONE_API_KEY, or BACKBONE_AUTH_OPERATOR_KEY).
 """
 
 import argparse
+import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,11 +30,30 @@ from pathlib import Path
 
 import httpx
 
+from cli.archive import ArchiveError
+from cli.membership_client import ClientError, export_roster, import_roster, load_sample
+from cli.stack import LocalStack, stop_process
 from shared.auth import new_key
-from shared.stack import LocalStack, stop_process
+from shared.service import ServiceSpec
+
+SERVICE_NAMES = ("membership", "events", "metrics", "notify")
+DEFAULT_DATA_DIR = Path(".backbone")
+DEFAULT_PORT_BASE = 8100
+
+
+def service_specs() -> dict[str, ServiceSpec]:
+    """Each service's own spec (services/<name>/app.py SERVICE): name, settings, app factory, port."""
+    return {name: importlib.import_module(f"services.{name}.app").SERVICE for name in SERVICE_NAMES}
+
+
+def ports(base: int) -> dict[str, int]:
+    """A local installation's ports: the services at base+1.., the stack's servers after them."""
+    names = [*SERVICE_NAMES, "kafka", "mongo", "s3"]
+    return {name: base + 1 + i for i, name in enumerate(names)}
+
 
 # Each service's HTTP port for a local run, handed to it as <NAME>_PORT.
-SERVICES = {"membership": 8101, "events": 8102, "metrics": 8103, "notify": 8104}
+SERVICES = {name: port for name, port in ports(DEFAULT_PORT_BASE).items() if name in SERVICE_NAMES}
 
 
 def _stack_command(args: argparse.Namespace) -> int:
@@ -54,36 +79,61 @@ def _stack_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_ready(name: str, port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_ready(name: str, port: int, process: subprocess.Popen, logs: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode}; see .backbone/logs/{name}.log")
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see {logs / name}.log")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see .backbone/logs/{name}.log")
+    raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see {logs / name}.log")
+
+
+def installation(data_dir: Path) -> LocalStack:
+    """The durable stack whose data (and stack.json, server logs) live in data_dir."""
+    return LocalStack(data_dir / "stack", data_dir=data_dir)
+
+
+def _operator_key(data_dir: Path | None) -> tuple[str, bool]:
+    """The operator key of this installation: configured, else made once and kept in the data dir."""
+    if key := os.environ.get("BACKBONE_AUTH_OPERATOR_KEY"):
+        return key, False
+    stored = data_dir / "operator-key" if data_dir else None
+    if stored and stored.exists():
+        return stored.read_text().strip(), False
+    key = new_key()[1]
+    if stored:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.touch(mode=0o600)
+        stored.write_text(key + "\n")
+    return key, True
 
 
 def _run_command(args: argparse.Namespace) -> int:
     external = "BACKBONE_KAFKA_BOOTSTRAP_SERVERS" in os.environ
-    stack = LocalStack()
+    data_dir = Path(args.data_dir)
+    if args.fresh and data_dir.exists():
+        installation(data_dir).down()
+        shutil.rmtree(data_dir)
+    logs = data_dir / "logs"
+    port = ports(args.port_base)
+    services = {name: port[name] for name in SERVICE_NAMES}
+    stack = installation(data_dir)
     env = dict(os.environ)
-    env.update({f"{name.upper()}_PORT": str(port) for name, port in SERVICES.items()})
-    # A local run without a configured operator key gets a fresh one, printed once below.
-    generated_key = None if env.get("BACKBONE_AUTH_OPERATOR_KEY") else new_key()[1]
-    if generated_key:
-        env["BACKBONE_AUTH_OPERATOR_KEY"] = generated_key
+    env.update({f"{name.upper()}_PORT": str(p) for name, p in services.items()})
+    env["BACKBONE_AUTH_OPERATOR_KEY"], new_operator_key = _operator_key(None if external else data_dir)
     # Notify reads KPI figures for digests from the metrics service.
-    env.setdefault("NOTIFY_METRICS_URL", f"http://127.0.0.1:{SERVICES['metrics']}")
+    env.setdefault("NOTIFY_METRICS_URL", f"http://127.0.0.1:{services['metrics']}")
     env.setdefault("NOTIFY_METRICS_API_KEY", env["BACKBONE_AUTH_OPERATOR_KEY"])
     if not external:
-        print("starting the local stack (Tansu for Kafka, SecantusDB for MongoDB) ...", flush=True)
-        env.update(stack.up().endpoints.env())
-    os.makedirs(".backbone/logs", exist_ok=True)
+        print(f"starting the local stack (Tansu for Kafka, SecantusDB for MongoDB), data in {data_dir.resolve()} ...",
+              flush=True)
+        env.update(stack.up(port["kafka"], port["mongo"], s3_port=port["s3"]).endpoints.env())
+    logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -95,23 +145,27 @@ def _run_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     try:
-        for name in SERVICES:
-            log = open(f".backbone/logs/{name}.log", "ab")
+        for name, spec in service_specs().items():
+            log = open(logs / f"{name}.log", "ab")
             processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}.app"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", spec.module], env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        for name, port in SERVICES.items():
-            _wait_ready(name, port, processes[name])
-        print("\nBackbone is running. Logs: .backbone/logs/. Ctrl-C stops everything.\n")
-        for name, port in SERVICES.items():
-            print(f"  {name:<11} http://127.0.0.1:{port}/docs   metrics :{port}/metrics   ready :{port}/readyz")
-        print(f"\n  KPI pages   http://127.0.0.1:{SERVICES['metrics']}/ui/   (sign in with an API key)")
-        if generated_key:
-            print(f"  operator key for this run: {generated_key}  (Authorization: Bearer <key>)")
-        _load_sample_if_empty(f"http://127.0.0.1:{SERVICES['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"])
+        for name, p in services.items():
+            _wait_ready(name, p, processes[name], logs)
+        print(f"\nBackbone is running. Data: {data_dir.resolve()}  Logs: {logs}/. Ctrl-C stops everything.\n")
+        for name, p in services.items():
+            print(f"  {name:<11} http://127.0.0.1:{p}/docs   metrics :{p}/metrics   ready :{p}/readyz")
+        print(f"\n  KPI pages   http://127.0.0.1:{services['metrics']}/ui/   (sign in with an API key)")
+        if new_operator_key:
+            print(f"  operator key: {env['BACKBONE_AUTH_OPERATOR_KEY']}  (Authorization: Bearer <key>; "
+                  f"kept in {data_dir / 'operator-key'})")
+        _load_sample_if_empty(f"http://127.0.0.1:{services['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"])
         print(flush=True)
         while not stopping:
+            if not external:
+                for name in stack.revive():
+                    print(f"{name} server had stopped: restarted on its data", file=sys.stderr, flush=True)
             for name, process in processes.items():
                 if process.poll() is not None:
                     print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
@@ -134,13 +188,11 @@ def _membership_client(url: str | None, key: str | None) -> httpx.Client:
     url = url or os.environ.get("BACKBONE_MEMBERSHIP_URL", f"http://127.0.0.1:{SERVICES['membership']}")
     key = key or os.environ.get("BACKBONE_API_KEY") or os.environ.get("BACKBONE_AUTH_OPERATOR_KEY")
     if not key:
-        raise SystemExit("an API key is needed: --key, BACKBONE_API_KEY or BACKBONE_AUTH_OPERATOR_KEY")
+        raise ClientError("an API key is needed: --key, BACKBONE_API_KEY or BACKBONE_AUTH_OPERATOR_KEY")
     return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60.0)
 
 
 def _load_sample_if_empty(url: str, key: str) -> None:
-    from services.membership.client import load_sample  # the membership API's client side
-
     with _membership_client(url, key) as client:
         if client.get("/partnerships", params={"limit": 1}).json()["total"] == 0:
             print("loading the sample state ...", flush=True)
@@ -149,8 +201,6 @@ def _load_sample_if_empty(url: str, key: str) -> None:
 
 
 def _sample_command(args: argparse.Namespace) -> int:
-    from services.membership.client import load_sample
-
     with _membership_client(args.url, args.key) as client:
         created = load_sample(client)
     print("created: " + ", ".join(f"{n} {kind}" for kind, n in created.items()))
@@ -158,14 +208,12 @@ def _sample_command(args: argparse.Namespace) -> int:
 
 
 def _roster_command(args: argparse.Namespace) -> int:
-    from services.membership.client import export_roster, import_roster
-
     with _membership_client(args.url, args.key) as client:
         if args.action == "export":
             sys.stdout.write(export_roster(client, args.partnership))
             return 0
         if not args.file:
-            raise SystemExit("roster import needs a FILE")
+            raise ClientError("roster import needs a FILE")
         report = import_roster(client, args.partnership, Path(args.file))
     for error in report.pop("errors"):
         print(f"line {error['line']}: {error['reason']}", file=sys.stderr)
@@ -175,17 +223,12 @@ def _roster_command(args: argparse.Namespace) -> int:
 
 def asyncapi_documents() -> dict[str, dict]:
     """Each service's AsyncAPI document, for the deployment's broker address (kafka:9092)."""
-    import importlib
-
     from shared.asyncapi import document
-    from shared.settings import KafkaSettings, ServiceSettings
+    from shared.settings import KafkaSettings
 
     documents = {}
-    for name in SERVICES:
-        module = importlib.import_module(f"services.{name}.app")
-        [settings_class] = [v for v in vars(module).values()
-                            if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings]
-        app = module.create_app(settings_class(kafka=KafkaSettings(bootstrap_servers="kafka:9092", namespace="")))
+    for name, spec in service_specs().items():
+        app = spec.create_app(spec.settings(kafka=KafkaSettings(bootstrap_servers="kafka:9092", namespace="")))
         documents[name] = document(app.state.runtime.broker, name, app.description)
     return documents
 
@@ -205,10 +248,30 @@ def _kpis_command(args: argparse.Namespace) -> int:
     return rebuild()
 
 
+def _archive_command(args: argparse.Namespace) -> int:
+    from cli.archive import backup, restore
+
+    data_dir = Path(args.data_dir)
+    if args.command == "backup":
+        counts = backup(installation(data_dir), Path(args.file))
+    else:
+        counts = restore(installation(data_dir), Path(args.file))
+    print(f"{args.command}: {counts['documents']} documents, {counts['records']} records ({args.file})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="backbone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the local stack and all services until Ctrl-C")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where the installation keeps its state")
+    data.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
+                      help="services on N+1..N+4, Kafka, MongoDB and S3 on N+5..N+7")
+    run = commands.add_parser("run", parents=[data], help="run the local stack and all services until Ctrl-C")
+    run.add_argument("--fresh", action="store_true", help="delete the data directory first: start empty")
+    for name, what in (("backup", "write"), ("restore", "read")):
+        archive = commands.add_parser(name, parents=[data], help=f"{what} one archive of the database and topics")
+        archive.add_argument("file")
     stack = commands.add_parser("stack", help="manage the local Kafka/MongoDB servers")
     stack.add_argument("action", choices=["up", "down", "status", "env"])
     stack.add_argument("--kafka-port", type=int, default=None)
@@ -227,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     asyncapi = commands.add_parser("asyncapi", help="write the services' AsyncAPI documents")
     asyncapi.add_argument("--out", default="docs/asyncapi")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ClientError, ArchiveError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("backup", "restore"):
+        return _archive_command(args)
     if args.command == "asyncapi":
         return _asyncapi_command(args)
     if args.command == "sample":

@@ -33,9 +33,13 @@ class Progress:
             self.stream.write("\n")
 
 
+class ClientError(Exception):
+    """The membership API refused a request, or the client lacks what it needs; the CLI exits 1."""
+
+
 def _check(response: httpx.Response, allow: tuple[int, ...] = ()) -> httpx.Response:
     if response.status_code >= 400 and response.status_code not in allow:
-        raise SystemExit(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:500]}")
+        raise ClientError(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:500]}")
     return response
 
 

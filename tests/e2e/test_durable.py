@@ -1,0 +1,176 @@
+"""`backbone run` on a data directory, as a user runs it: state survives a stop and start, a SIGKILL
+of the broker or of the database server in the middle of a load loses no acknowledged event and
+counts none twice, and a backup restored into an empty installation gives the same KPIs."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.main import ports
+from shared.catalog import OUTCOMES
+from shared.contracts import outcomes as out
+from shared.settings import KafkaSettings
+from tests.chaos.stream import PARTNERSHIPS, event
+from tests.chaos.test_chaos import AUTH, KEY, ids_on, seed, wait
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Installation:
+    """`backbone run --data-dir DIR --port-base N` as a child process."""
+
+    def __init__(self, data_dir: Path, port_base: int):
+        self.data_dir, self.port = data_dir, ports(port_base)
+        self.argv = ["--data-dir", str(data_dir), "--port-base", str(port_base)]
+        self.url = {name: f"http://127.0.0.1:{self.port[name]}" for name in ("membership", "events", "metrics")}
+        self.kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{self.port['kafka']}", enable_idempotence=False)
+        self.process: subprocess.Popen | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", *args, *self.argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+
+    async def start(self) -> "Installation":
+        env = os.environ | {"BACKBONE_AUTH_OPERATOR_KEY": KEY, "BACKBONE_KAFKA_SESSION_TIMEOUT_MS": "2000"}
+        self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "run", *self.argv], cwd=ROOT, env=env,
+                                        stdout=(self.data_dir.parent / f"{self.data_dir.name}-run.log").open("ab"),
+                                        stderr=subprocess.STDOUT)
+        await wait(self.running, 120, "backbone run ready")
+        return self
+
+    async def running(self) -> bool:
+        assert self.process.poll() is None, self.log()
+        return b"Backbone is running" in (self.data_dir.parent / f"{self.data_dir.name}-run.log").read_bytes() and \
+            await asyncio.to_thread(self._sample_settled)
+
+    def _sample_settled(self) -> bool:
+        """Ready once the sample is in (run loads it after the services are up)."""
+        try:
+            return self.partnerships() > 0
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=60) == 0, self.log()
+        (self.data_dir.parent / f"{self.data_dir.name}-run.log").write_text("")  # the next start's own log
+
+    def log(self) -> str:
+        return (self.data_dir.parent / f"{self.data_dir.name}-run.log").read_text()[-3000:]
+
+    def server_pid(self, name: str) -> int:
+        return json.loads((self.data_dir / "stack" / "stack.json").read_text())[f"{name}_pid"]
+
+    def partnerships(self) -> int:
+        answer = httpx.get(self.url["membership"] + "/partnerships", params={"limit": 1}, headers=AUTH, timeout=10)
+        return answer.raise_for_status().json()["total"]
+
+    async def kpis(self) -> dict[str, dict]:
+        async with httpx.AsyncClient(base_url=self.url["metrics"], headers=AUTH, timeout=30) as http:
+            values = {}
+            for pid in PARTNERSHIPS:
+                answer = await http.get("/kpis/values", params={"scope_id": pid, "period": "PY2025"})
+                values[pid] = answer.json()["values"] if answer.status_code == 200 else {}
+            return values
+
+    async def kpis_reach(self, want: dict[str, Counter], timeout: float = 120) -> dict[str, dict]:
+        async def caught_up() -> dict | None:
+            values = await self.kpis()
+            done = all(sum(values[p].get(k, 0) for k in want[p]) >= sum(want[p].values()) for p in PARTNERSHIPS)
+            return values if done else None
+
+        await wait(caught_up, timeout, "KPIs caught up")
+        await asyncio.sleep(3)  # anything still arriving now would be a double count
+        return await self.kpis()
+
+
+def expected(count: int) -> dict[str, Counter]:
+    """Counts of events [0, count) of the chaos stream per partnership, from the stream's own rule."""
+    counts = {pid: Counter() for pid in PARTNERSHIPS}
+    for i in range(count):
+        data = event(i).data
+        kind = {out.HireRecorded: "hires", out.PlacementRecorded: "placements"}.get(type(data), "credentials_earned")
+        counts[data.partnership_id][kind] += 1
+    return counts
+
+
+def assert_counts(values: dict[str, dict], want: dict[str, Counter]) -> None:
+    for pid in PARTNERSHIPS:
+        assert {k: values[pid][k] for k in want[pid]} == dict(want[pid]), pid
+
+
+def load(installation: Installation, start: int, count: int, accepted: Path) -> subprocess.Popen:
+    """The chaos test's HTTP producer: retries what was not acknowledged, resends 2% by design."""
+    return subprocess.Popen([sys.executable, ROOT / "tests/chaos/stream.py", "http", str(start), str(count),
+                             installation.url["events"], accepted], cwd=ROOT,
+                            stdout=(accepted.parent / f"{accepted.stem}.log").open("wb"), stderr=subprocess.STDOUT)
+
+
+async def test_stop_start_backup_restore(tmp_path):
+    events = 600
+    first = await Installation(tmp_path / "first", 9400).start()
+    try:
+        await seed(first.kafka, first.url["events"])
+        assert load(first, 0, events, tmp_path / "accepted.txt").wait(timeout=120) == 0
+        want = expected(events)
+        before = await first.kpis_reach(want)
+        assert_counts(before, want)
+        partnerships = first.partnerships()
+        backup = first.cli("backup", str(tmp_path / "backup.tar.gz"))  # taken while running
+        assert backup.returncode == 0, backup.stderr
+    finally:
+        first.stop()
+
+    await first.start()  # same data directory: continues, no second sample load
+    try:
+        assert first.partnerships() == partnerships
+        assert await first.kpis_reach(want) == before
+    finally:
+        first.stop()
+
+    second = Installation(tmp_path / "second", 9400)  # the first one wiped: a new, empty directory
+    restored = second.cli("restore", str(tmp_path / "backup.tar.gz"))
+    assert restored.returncode == 0, restored.stderr
+    await second.start()
+    try:
+        assert second.partnerships() == partnerships
+        assert await second.kpis_reach(want) == before
+    finally:
+        second.stop()
+
+
+# Known defect, kept visible: Tansu 0.6's S3 engine over s3rver 3.7.1 loses acknowledged batches
+# (overlapping batch objects, overwritten offsets); s3rver ignores the conditional writes
+# (If-Match) the engine's watermark updates rely on. See docs/operations.md.
+KAFKA_LOSES = pytest.mark.xfail(strict=True, reason="Tansu S3 engine over s3rver overwrites acknowledged batches")
+
+
+@pytest.mark.parametrize("server", [pytest.param("kafka", marks=KAFKA_LOSES), "mongo"])
+async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
+    events = 3000
+    installation = await Installation(tmp_path / "data", 9420).start()
+    try:
+        await seed(installation.kafka, installation.url["events"])
+        producer = load(installation, 0, events, tmp_path / "accepted.txt")
+        await asyncio.sleep(3)  # in the middle of the load
+        assert producer.poll() is None, "the load finished before the kill: make it longer"
+        os.kill(installation.server_pid(server), signal.SIGKILL)
+        assert await asyncio.to_thread(producer.wait, 240) == 0
+        accepted = set((tmp_path / "accepted.txt").read_text().split())
+        on_topic = await asyncio.wait_for(ids_on(installation.kafka, OUTCOMES.name), 60)  # a torn log never ends
+        assert len(accepted) == events and accepted <= on_topic
+        assert_counts(await installation.kpis_reach(expected(events), timeout=120), expected(events))
+        assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
+    finally:
+        installation.stop()
