@@ -355,8 +355,8 @@ def _held_kpi(name: str, title: str, kinds: tuple[ActivityKind, ...], celebrate:
     return Kpi(name, 2, title, f"{named.capitalize()} held in the period.", Unit.COUNT, Aggregation.HELD, _ACTIVITY,
                _held(*kinds), tuple("held:" + k.value for k in kinds), dating=_ACTIVITY_DAY,
                counts=f"Completed {named}, each once.", excludes=_NOT_HELD,
-               example=f"One scheduled for 30 September, rescheduled to 2 October and completed then: it counts in "
-                       f"October (2025-Q4), not September.", celebrate=celebrate)
+               example="One scheduled for 30 September, rescheduled to 2 October and completed then: it counts in "
+                       "October (2025-Q4), not September.", celebrate=celebrate)
 
 
 CATALOGUE: tuple[Kpi, ...] = (
