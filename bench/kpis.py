@@ -13,7 +13,6 @@ stored facts would do per question), in the same run.
 import argparse
 import gc
 import time
-from pathlib import Path
 
 
 from rollup import scenario  # noqa: E402  (bench/rollup.py)

@@ -13,7 +13,6 @@ Each figure is the best of --repeat passes, in µs per record and as a multiple 
 import argparse
 import gc
 import time
-from pathlib import Path
 
 import orjson
 
