@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import gc
 import re
-import sys
 import tempfile
 import time
 import uuid
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Service  # noqa: E402  (bench/harness.py)
 from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benches reuse tests/examples.py, which the editable install does not ship
 
 from shared.contracts import membership as mem  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402

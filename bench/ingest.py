@@ -18,7 +18,6 @@ every one is on backbone.outcomes (decided and republished by the events service
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +28,6 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
 from shared.catalog import OUTCOMES, inbound_of  # noqa: E402

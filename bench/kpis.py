@@ -12,12 +12,8 @@ stored facts would do per question), in the same run.
 
 import argparse
 import gc
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rollup import scenario  # noqa: E402  (bench/rollup.py)
 

@@ -13,7 +13,6 @@ times each from send to its arrival at a plain consumer. Starts its own local st
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +22,6 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
 from services.metrics.views import program_year  # noqa: E402

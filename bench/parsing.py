@@ -12,14 +12,10 @@ Each figure is the best of --repeat passes, in µs per record and as a multiple 
 
 import argparse
 import gc
-import sys
 import time
-from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rollup import scenario  # bench/rollup.py
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.metrics import domain, kpis  # noqa: E402
 from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402

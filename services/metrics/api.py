@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from services.metrics import kpis
 from services.metrics.queries import KpiService, Scope
 from shared.auth import Principal, authenticated
+from shared.contracts.queries import KpiValuesV1
 from shared.periods import PERIOD_PATTERN
 
 KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})
@@ -28,7 +29,9 @@ def routes(kpi_service: KpiService) -> APIRouter:
     async def definitions(principal: Principal = Depends(authenticated)) -> dict:
         return await kpi_service.definitions(principal)
 
-    @router.get("/values", summary="Every KPI of a scope for one period, with progress against targets")
+    # Other services read this answer (notify's digests): its shape is the KpiValuesV1 query contract.
+    @router.get("/values", summary="Every KPI of a scope for one period, with progress against targets",
+                response_model=KpiValuesV1)
     async def values(
         period: PeriodParam,
         scope: Scope = Scope.PARTNERSHIP,

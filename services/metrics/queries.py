@@ -156,7 +156,7 @@ class KpiService:
         snap, members = await self._scoped(principal, scope, scope_id)
         p = period(label)
         values = kpis.evaluate(snap.view(p, await self._dated(snap, members, p), members))
-        answer = {"scope": scope.value, "scope_id": scope_id, "period": _describe(p),
+        answer = {"version": 1, "scope": scope.value, "scope_id": scope_id, "period": _describe(p),
                   "partnerships": sorted(members) if members is not None else sorted(snap.rosters), "values": values}
         if scope is Scope.PARTNERSHIP:
             answer["targets"] = _progress(snap, scope_id, p, values, as_of or self.today())

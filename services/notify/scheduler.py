@@ -26,6 +26,7 @@ from services.notify.domain import (
 )
 from services.notify.messages import cloudevent, digest_data, reminder_data
 from services.notify.store import NotifyStore
+from shared.contracts.queries import KpiValuesV1
 from shared.periods import program_year
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ OPEN = Gauge("backbone_notify_open_deliveries", "Deliveries pending or held, at 
 
 
 class KpiSource:
-    """KPI values from the metrics service's HTTP API, for the digests' KPI movement."""
+    """KPI values from the metrics service's HTTP API (the KpiValuesV1 query contract), for the digests' KPI movement."""
 
     def __init__(self, url: str, api_key: str, timeout_seconds: float):
         self.client = httpx.AsyncClient(base_url=url, timeout=timeout_seconds,
@@ -46,8 +47,7 @@ class KpiSource:
         response = await self.client.get("/kpis/values", params={"period": period, "scope": "partnership",
                                                                  "scope_id": partnership_id})
         response.raise_for_status()
-        return {k: float(v) for k, v in response.json()["values"].items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return KpiValuesV1.model_validate_json(response.content).numbers()  # ValidationError is a ValueError
 
     async def close(self) -> None:
         await self.client.aclose()

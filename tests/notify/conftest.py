@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 
 from shared.contracts import membership as mem
 from shared.contracts.base import EventData
+from shared.contracts.queries import KpiValuesV1
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_broker, publish
 from shared.mongo import make_client
@@ -114,13 +115,15 @@ def _handler(receiver: Receiver):
                 receiver.processed.setdefault(self.headers["webhook-id"], json.loads(body))
             self._answer(status)
 
-        def do_GET(self) -> None:  # the metrics service's /kpis/values, as far as notify uses it
+        def do_GET(self) -> None:  # the metrics service's /kpis/values, served under its query contract
             if self.headers.get("authorization") != f"Bearer {METRICS_KEY}":
                 self._answer(401)
             elif receiver.kpis is None:
                 self._answer(503)
             else:
-                self._answer(200, json.dumps({"values": receiver.kpis | {"hire_wages": {"median": 21.5}}}).encode())
+                answer = KpiValuesV1(scope="partnership", scope_id=None, period={"label": "PY2025"}, partnerships=[],
+                                     values=receiver.kpis | {"hire_wages": {"median": 21.5}})
+                self._answer(200, answer.model_dump_json().encode())
 
     return Handler
 
