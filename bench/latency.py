@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
-from services.metrics.views import program_year  # noqa: E402
+from shared.periods import program_year  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
