@@ -96,9 +96,9 @@ def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, tar
     values = [v or 0 for _, v in points]
     top = max(values + [target or 0], default=0) or 1
     n = max(len(points), 1)
-    gap, left, bottom = 4, 64, 36
+    gap, left, bottom = 4, 84, 40
     bar = (width - left) / n - gap
-    step = -(-n // 6)  # every step-th label: no overlap at 16 px
+    step = -(-n // 6)  # every step-th label: no overlap at 20 px (about 12 px on a phone)
     parts = []
     for i, (label, value) in enumerate(points):
         h = (height - bottom - 10) * (value or 0) / top
