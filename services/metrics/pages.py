@@ -8,11 +8,13 @@ one), failed sign-ins are throttled per client address, and every answer carries
 Content-Security-Policy that allows nothing but this site (pages have no script)."""
 
 import json
+import logging
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -22,7 +24,7 @@ from services.metrics.queries import KpiService, landing
 from services.metrics.sessions import LoginThrottle, Sessions
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
-from shared.errors import NotAllowed
+from shared.errors import DomainError, Invalid, NotAllowed
 from shared.periods import program_year
 
 COOKIE = "backbone_session"
@@ -40,6 +42,8 @@ PAGE_HEADERS = {
     "cache-control": "no-store",  # a partnership's figures stay out of shared caches
 }
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ERROR_TITLES = {400: "Bad request", 404: "Not found", 422: "Please check what you typed", 500: "Something went wrong"}
+log = logging.getLogger(__name__)
 
 
 def render(template: str, status: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
@@ -66,10 +70,32 @@ class PageRoute(APIRoute):
             except NotAllowed as refused:
                 response = render("denied.html", status=403, who=getattr(request.state, "who", None),
                                   what=refused.message)
+            except RequestValidationError:
+                response = error_page(request, 422, "Part of this address is not valid: check what you typed.")
+            except DomainError as error:
+                response = error_page(request, error.status, _plain(error))
+            except Exception:  # a page never answers with a traceback or raw JSON
+                log.exception("page failed", extra={"path": request.url.path})
+                response = error_page(request, 500, "The page could not be shown. Try again; if it persists, "
+                                                    "tell your operator.")
             response.headers.update(PAGE_HEADERS)
             return response
 
         return page
+
+
+def _plain(error: DomainError) -> str:
+    """A domain error in words: `period: ...` reads as the field the person typed into."""
+    if isinstance(error, Invalid):
+        return f"The {error.field.replace('_', ' ')} is not valid: {error.reason}."
+    return error.message[:1].upper() + error.message[1:] + "."
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error as a page that keeps what was typed into the period box, so it can be corrected."""
+    return render("error.html", status=status, who=getattr(request.state, "who", None),
+                  heading=ERROR_TITLES.get(status, "Something went wrong"), message=message,
+                  path=request.url.path, period=request.query_params.get("period"))
 
 
 def _origin(url: str) -> str:
@@ -172,11 +198,19 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
                                                   "quarter")
         return render("print.html", who=who, **data)
 
+    @router.get("/kpis", response_class=HTMLResponse)
+    async def kpi_index(who: Principal = Depends(signed_in)) -> Response:
+        return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()), period=views.program_year(date.today()))
+
     @router.get("/kpis/{kpi}", response_class=HTMLResponse)
     async def kpi_page(request: Request, kpi: str, period: str | None = None, partnership: str | None = None,
                        who: Principal = Depends(signed_in)) -> Response:
         data = await kpi_service.kpi_page(who, kpi, period or program_year(date.today()), partnership)
         return table_or_page(request, "kpi.html", who=who, **data)
+
+    @router.get("/{unknown:path}", response_class=HTMLResponse)
+    async def not_found(request: Request, unknown: str, who: Principal = Depends(signed_in)) -> Response:
+        return error_page(request, 404, f"There is no page at {request.url.path}.")
 
     return router
 
@@ -185,4 +219,4 @@ def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
 
-TEMPLATES.globals.update(fmt=views.fmt, progress_bar=views.progress_bar, role_label=role_label, json=json)
+TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label, json=json)

@@ -21,7 +21,7 @@ from services.metrics import kpis, views
 from services.metrics.domain import Facts
 from shared.auth import Principal
 from shared.errors import Invalid, NotAllowed, NotFound
-from shared.periods import Grain, Period, parse_period, periods_between
+from shared.periods import Period, parse_period, periods_between
 
 MAX_SERIES_PERIODS = 120
 Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)
@@ -71,12 +71,10 @@ def period(label: str, field: str = "period") -> Period:
         raise InvalidQuery(field, str(exc)) from None
 
 
-def program_year(label: str) -> Period:
-    """The pages show program years (and their months or quarters)."""
+def page_period(label: str) -> tuple[Period, str]:
+    """A page's period (a month, quarter or program year) and the program year its trends span."""
     found = period(label)
-    if found.grain is not Grain.PROGRAM_YEAR:
-        raise InvalidQuery("period", "a program year such as PY2025")
-    return found
+    return found, views.program_year(found.start)
 
 
 def kpi_named(name: str) -> kpis.Kpi:
@@ -215,7 +213,7 @@ class KpiService:
         """The statewide headline and every partnership's, from one read of the store."""
         if not principal.is_operator:
             raise NotAllowed("the statewide overview needs the operator role")
-        p = program_year(label)
+        p, _ = page_period(label)
         snap = await self._snapshot()
         dated = await self._dated(snap, None, p)
         by_partnership = _by_partnership(dated)
@@ -229,13 +227,13 @@ class KpiService:
     async def partnership_page(self, principal: Principal, partnership_id: str, label: str, grain: str) -> dict:
         """Key figures with target progress, trends by `grain`, members, action teams and what is coming up."""
         snap, members = await self._scoped(principal, Scope.PARTNERSHIP, partnership_id)
-        p = program_year(label)
+        p, year = page_period(label)
         grain = grain if grain in ("month", "quarter", "year") else "month"
         dated = await self._dated(snap, members, p)
         values = kpis.evaluate(snap.view(p, dated, members))
         today = self.today()
         trends: dict[str, list] = {name: [] for name in views.TRENDS}
-        for step in views.grain_periods(p.label, grain):
+        for step in views.grain_periods(year, grain):
             shown = None if views.is_future(step, today) else snap.view(parse_period(step), dated, members)
             for name in views.TRENDS:
                 trends[name].append((step, None if shown is None else kpis.BY_NAME[name].compute(shown)))
@@ -263,8 +261,11 @@ class KpiService:
         ]
         definitions = views.DEFINITIONS
         return {"name": snap.name_of(partnership_id) or partnership_id, "partnership_id": partnership_id,
-                "period": p.label, "grain": grain, "definitions": definitions, "trend_tables": trends,
-                "trends": {n: views.bar_chart(points, f"{definitions[n].title} by {grain}", definitions[n].unit.value)
+                "period": p.label, "grain": grain, "definitions": definitions,
+                "has_activity": any(views.scalar(n, values[n]) for n in views.HEADLINE if n != "active_members"),
+                "trends": {n: views.bar_chart(points, f"{definitions[n].title} by {grain}", definitions[n].unit.value,
+                                              # a program year's target compares with a year's bar only
+                                              targets.get(n, {}).get("target") if grain == "year" else None)
                            for n, points in trends.items()},
                 "tables": {t.name: t for t in tables}}
 
@@ -274,8 +275,8 @@ class KpiService:
         definition = kpi_named(kpi)
         scope, scope_id = _kpi_page_scope(principal, partnership_id)
         snap, members = await self._scoped(principal, scope, scope_id)
-        p = program_year(label)
-        points = await self._points(snap, definition, [parse_period(m) for m in views.grain_periods(p.label, "month")],
+        p, year = page_period(label)
+        points = await self._points(snap, definition, [parse_period(m) for m in views.grain_periods(year, "month")],
                                     members)
         rows = await self._across(snap, principal, definition, p)
         lineage = await self._lineage(snap, definition, p, members, 200)

@@ -1,6 +1,7 @@
 """What the KPI pages show, as pure logic: tables (also exported as CSV and JSON), sorting,
 number formats, and bar charts as inline SVG (no chart library, nothing from a CDN)."""
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
@@ -56,6 +57,15 @@ def fmt(value: Any, unit: str) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
+def cell(value: Any) -> str:
+    """A table cell for people: no Python values (`False`, `40.0`, `None`)."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, float | int):
+        return fmt(value, kpis.Unit.COUNT)
+    return "—" if value is None else str(value)
+
+
 def scalar(name: str, value: Any) -> Any:
     """A KPI's headline number: breakdowns (members by kind) show their total."""
     return value.get("total") if isinstance(value, dict) else value
@@ -74,30 +84,49 @@ def is_future(period_label: str, today: date) -> bool:
     return parse_period(period_label).start > today
 
 
-def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, width: int = 560, height: int = 180) -> str:
-    """An accessible SVG bar chart: role=img with a title and a description listing every value
-    (the table next to it carries the same numbers)."""
+def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, target: float | None = None,
+              width: int = 560, height: int = 220) -> str:
+    """An accessible SVG bar chart: role=img with a short title and summary (the table next to it
+    carries every number), axis labels large enough on a phone (at most 6, thinned out evenly), and
+    a dashed target line when the partnership has a target for this KPI."""
     values = [v or 0 for _, v in points]
-    top = max(values, default=0) or 1
+    top = max(values + [target or 0], default=0) or 1
     n = max(len(points), 1)
-    gap, left, bottom = 4, 36, 28
+    gap, left, bottom = 4, 84, 40
     bar = (width - left) / n - gap
+    step = -(-n // 6)  # every step-th label: no overlap at 20 px (about 12 px on a phone)
     parts = []
     for i, (label, value) in enumerate(points):
         h = (height - bottom - 10) * (value or 0) / top
         x = left + i * (bar + gap)
-        y = height - bottom - h
-        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" class="bar">'
+        parts.append(f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar:.1f}" height="{h:.1f}" class="bar">'
                      f"<title>{escape(label)}: {escape(fmt(value, unit))}</title></rect>")
-        if n <= 12 or i % max(1, n // 12) == 0:
+        if i % step == 0:
             parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 10}" text-anchor="middle" class="axis">'
-                         f"{escape(label[-3:] if len(label) > 7 else label)}</text>")
-    parts.append(f'<text x="{left - 6}" y="14" text-anchor="end" class="axis">{escape(fmt(top, unit))}</text>')
+                         f"{escape(label)}</text>")
+    parts.append(f'<text x="{left - 6}" y="22" text-anchor="end" class="axis">{escape(fmt(top, unit))}</text>')
     parts.append(f'<line x1="{left}" x2="{width}" y1="{height - bottom}" y2="{height - bottom}" class="baseline"/>')
-    description = "; ".join(f"{label}: {fmt(value, unit)}" for label, value in points)
-    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="t-{id(points)} d-{id(points)}" '
-            f'class="chart"><title id="t-{id(points)}">{escape(title)}</title>'
-            f'<desc id="d-{id(points)}">{escape(description)}</desc>{"".join(parts)}</svg>')
+    if target is not None:
+        y = height - bottom - (height - bottom - 10) * target / top
+        parts.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" class="target"/>'
+                     f'<text x="{width - 4}" y="{y - 4:.1f}" text-anchor="end" class="axis">'
+                     f"target {escape(fmt(target, unit))}</text>")
+    summary = chart_summary(points, unit, target)
+    key = zlib.crc32(f"{title}{points}".encode())  # stable ids, unique per chart on a page
+    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="t-{key} d-{key}" '
+            f'class="chart"><title id="t-{key}">{escape(title)}</title>'
+            f'<desc id="d-{key}">{escape(summary)}</desc>{"".join(parts)}</svg>')
+
+
+def chart_summary(points: list[tuple[str, float | None]], unit: str, target: float | None = None) -> str:
+    """One sentence instead of every value: the range, the highest point and the target."""
+    known = [(label, v) for label, v in points if v is not None]
+    if not known:
+        return "No data yet for these periods."
+    high = max(known, key=lambda p: p[1])
+    text = (f"{len(points)} periods from {points[0][0]} to {points[-1][0]}; highest {fmt(high[1], unit)} "
+            f"in {high[0]}; latest {fmt(known[-1][1], unit)} in {known[-1][0]}.")
+    return text + (f" Target {fmt(target, unit)}." if target is not None else "")
 
 
 def progress_bar(percent: float | None) -> str:

@@ -101,7 +101,7 @@ async def test_every_page_carries_the_security_headers(served):
     async with httpx.AsyncClient(base_url=served.url) as http:
         answers = [await http.get("/ui/login"), await sign_in(http, "wrong", served)]
         await sign_in(http, OPERATOR, served)
-        answers += [await http.get(path) for path in ("/ui/", "/ui/partnerships/sw-mp", "/ui/kpis/hires")]
+        answers += [await http.get(path) for path in ("/ui/", "/ui/partnerships/sw-mp", "/ui/kpis", "/ui/kpis/hires", "/ui/nowhere")]
     for answer in answers:
         csp = {part.strip().split(" ", 1)[0]: part.strip() for part in answer.headers["content-security-policy"].split(";")}
         assert csp["default-src"] == "default-src 'self'" and csp["frame-ancestors"] == "frame-ancestors 'none'"

@@ -7,7 +7,9 @@ BACKBONE_WRITE_SCREENSHOTS=1 also writes the screenshots the README shows (docs/
 import asyncio
 import os
 import re
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import httpx
@@ -135,7 +137,7 @@ async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
     answer = (await api.get("/kpis/values", params={"period": PY, "scope_id": "sw-mp"})).json()
     card = page.locator('.card[data-kpi="hires"] .value')
     assert float(await card.get_attribute("data-value")) == answer["values"]["hires"] == 5
-    assert "25.0%" in await page.locator('.card[data-kpi="hires"]').inner_text()  # 5 of the target of 20
+    assert "25%" in await page.locator('.card[data-kpi="hires"]').inner_text()  # 5 of the target of 20
     assert "Career day at ACME" in await page.locator("#table-upcoming-activities").inner_text()
     assert "employer" in await page.locator("#table-members-by-kind").inner_text()
     assert "Career marketing" in await page.locator("#table-action-teams").inner_text() or \
@@ -188,3 +190,81 @@ async def test_a_partnership_admin_sees_its_own_partnership_only(served, browser
     assert "/ui/login" in anonymous.url
     wrong = await login(browser, service.url, "not-a-key")
     assert "not valid" in await wrong.locator("[role=alert]").inner_text()
+
+
+def page_paths(period: str) -> list[str]:
+    return [f"/ui/?period={period}", f"/ui/partnerships/sw-mp?period={period}",
+            f"/ui/partnerships/sw-mp/print?period={period}", f"/ui/kpis/hires?period={period}", "/ui/kpis"]
+
+
+def every_kind_of_period() -> list[str]:
+    today = date.today()
+    return [PY, f"{today.year}-Q{(today.month - 1) // 3 + 1}", f"{today.year}-{today.month:02d}"]
+
+
+@asynccontextmanager
+async def signed_in(service, key: str):
+    """A session as a browser without JavaScript has one: the sign-in form, then its cookie."""
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        await http.post("/ui/login", data={"api_key": key, "next": "/ui/"}, headers={"origin": service.url})
+        yield http
+
+
+async def test_every_period_kind_works_on_every_page_and_a_typo_is_an_html_page(served):
+    service, _ = served
+    async with signed_in(service, OPERATOR) as http:
+        for period in every_kind_of_period():
+            for path in page_paths(period):
+                assert (await http.get(path)).status_code == 200, path
+        for path in page_paths("2026-13x")[:4]:
+            answer = await http.get(path)
+            assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html"), path
+            assert "is not a period" in answer.text and 'value="2026-13x"' in answer.text  # what was typed is kept
+        missing = await http.get("/ui/kpis/no_such_kpi")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert (await http.get("/ui/nowhere")).status_code == 404
+
+
+async def test_the_kpi_index_lists_and_links_every_kpi(served):
+    service, _ = served
+    async with signed_in(service, OPERATOR) as http:
+        index = (await http.get("/ui/kpis")).text
+        for definition in views.DEFINITIONS.values():
+            assert re.search(rf'<a href="/ui/kpis/{definition.name}\?[^"]*">{re.escape(escape(definition.title))}</a>',
+                             index), definition.name
+        partnership = (await http.get("/ui/partnerships/sw-mp", params={"period": PY})).text
+    shown = set(re.findall(r'data-kpi="(\w+)"', partnership))
+    linked = set(re.findall(r'href="/ui/kpis/(\w+)', partnership))
+    assert shown and shown <= linked
+
+
+async def test_the_partnership_page_shows_no_raw_identifiers_or_python_values(served):
+    service, _ = served
+    async with signed_in(service, OPERATOR) as http:
+        html = (await http.get("/ui/partnerships/sw-mp", params={"period": PY})).text
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|svg)\b.*?</\1>", " ", html, flags=re.S))  # what people read
+    for raw in ("active_members", "local_hire_rate", "False", "True", "None"):
+        assert raw not in text, raw
+    assert re.search(r"(?<![\d.])\d+\.0(?![\d%])", text) is None
+
+
+async def test_a_scoped_user_sees_no_link_it_cannot_follow(served):
+    service, _ = served
+    async with signed_in(service, ADMIN) as http:
+        header = (await http.get("/ui/partnerships/sw-mp")).text.split("</header>")[0]
+        links = re.findall(r'href="([^"]+)"', header)
+        assert links and "/ui/" not in links  # the statewide overview is for operators
+        for href in links:
+            assert (await http.get(href)).status_code == 200, href
+        refused = await http.get("/ui/")
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+
+
+async def test_every_page_fits_a_phone_without_scrolling_sideways(served, browser):
+    service, _ = served
+    page = await login(browser, service.url, OPERATOR)
+    await page.set_viewport_size({"width": 375, "height": 800})
+    for path in page_paths(PY) + ["/ui/nowhere", "/ui/?period=typo"]:
+        await page.goto(service.url + path)
+        width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (path, width)

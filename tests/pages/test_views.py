@@ -32,10 +32,24 @@ def test_program_years_and_their_periods():
     assert len(views.grain_periods("PY2025", "month")) == 12 and views.grain_periods("PY2025", "year") == ["PY2025"]
 
 
-def test_a_chart_is_an_image_with_its_numbers_in_words():
+def test_a_chart_is_an_image_with_a_short_summary_not_every_value():
     svg = views.bar_chart([("2025-Q3", 4), ("2025-Q4", None), ("2026-Q1", 8)], "Hires by quarter", "count")
-    assert 'role="img"' in svg and "<title" in svg and "2025-Q3: 4; 2025-Q4: –; 2026-Q1: 8" in svg
-    assert svg.count("<rect") == 3
+    assert 'role="img"' in svg and "<title" in svg and svg.count("<rect") == 3
+    assert "highest 8 in 2026-Q1" in svg and "2025-Q3: 4; 2025-Q4" not in svg
+    assert 'class="target"' not in svg
+
+
+def test_a_chart_draws_the_target_and_thins_out_its_labels():
+    months = [(f"2026-{m:02d}", m) for m in range(1, 13)]
+    svg = views.bar_chart(months, "Hires by month", "count", target=20)
+    assert 'class="target"' in svg and "target 20" in svg and "Target 20." in svg
+    assert svg.count('class="axis"') - 2 <= 6  # month labels, besides the top value and the target
+    assert views.chart_summary([("2026-01", None)], "count") == "No data yet for these periods."
+
+
+def test_cells_show_no_python_values():
+    assert [views.cell(v) for v in (False, True, 40.0, None, 2.5, "plant tour")] == \
+        ["No", "Yes", "40", "—", "2.5", "plant tour"]
 
 
 def test_upcoming_activities_leave_out_closed_and_past_ones_and_follow_reschedules():
