@@ -200,7 +200,7 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
 
     @router.get("/kpis", response_class=HTMLResponse)
     async def kpi_index(who: Principal = Depends(signed_in)) -> Response:
-        return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()), period=views.program_year(date.today()))
+        return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()), period=program_year(date.today()))
 
     @router.get("/kpis/{kpi}", response_class=HTMLResponse)
     async def kpi_page(request: Request, kpi: str, period: str | None = None, partnership: str | None = None,

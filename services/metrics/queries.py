@@ -21,7 +21,7 @@ from services.metrics import kpis, views
 from services.metrics.domain import Facts
 from shared.auth import Principal
 from shared.errors import Invalid, NotAllowed, NotFound
-from shared.periods import Period, parse_period, periods_between
+from shared.periods import Period, parse_period, periods_between, program_year
 
 MAX_SERIES_PERIODS = 120
 Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)
@@ -74,7 +74,7 @@ def period(label: str, field: str = "period") -> Period:
 def page_period(label: str) -> tuple[Period, str]:
     """A page's period (a month, quarter or program year) and the program year its trends span."""
     found = period(label)
-    return found, views.program_year(found.start)
+    return found, program_year(found.start)
 
 
 def kpi_named(name: str) -> kpis.Kpi:
@@ -267,6 +267,7 @@ class KpiService:
                                               # a program year's target compares with a year's bar only
                                               targets.get(n, {}).get("target") if grain == "year" else None)
                            for n, points in trends.items()},
+                "trend_tables": trends,  # the charts' figures, for exports and tests
                 "tables": {t.name: t for t in tables}}
 
     async def kpi_page(self, principal: Principal, kpi: str, label: str, partnership_id: str | None) -> dict:

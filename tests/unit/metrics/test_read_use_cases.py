@@ -167,8 +167,10 @@ async def test_partnership_and_kpi_pages_of_a_partnership_key(role, kpi, store):
 
 async def test_pages_refuse_what_they_cannot_show(kpi):
     with pytest.raises(Invalid) as refused:
-        await kpi.partnership_page(OPERATOR, "sw-mp", "2025-09", "month")
+        await kpi.partnership_page(OPERATOR, "sw-mp", "2025-13x", "month")
     assert refused.value.field == "period"
+    month = await kpi.partnership_page(OPERATOR, "sw-mp", "2025-09", "month")  # any period kind
+    assert month["period"] == "2025-09" and len(month["trend_tables"]["hires"]) == 12
     with pytest.raises(NotFound):
         await kpi.kpi_page(OPERATOR, "no_such_kpi", "PY2025", None)
     with pytest.raises(NotAllowed, match="no partnership"):
