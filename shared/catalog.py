@@ -37,6 +37,12 @@ DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept
 TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, DEAD_LETTER)  # created at start-up
 
 
+def topic_label(name: str) -> str:
+    """A topic (without namespace) as a metric label: every partner's inbound topic under the one
+    value `backbone.inbound.{key_id}`, so label sets stay bounded however many keys are issued."""
+    return INBOUND.name if name.startswith(INBOUND.name.removesuffix("{key_id}")) else name
+
+
 def inbound_of(key_id: str) -> Topic:
     """The inbound topic of one partner system's key."""
     return Topic(INBOUND.name.format(key_id=key_id), INBOUND.partitions, INBOUND.description)

@@ -29,7 +29,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from shared.catalog import Topic
 from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, EventError, parse_record
-from shared.kafka import count_dead_letters_from, dead_letter
+from shared.kafka import count_dead_letters_from, dead_letter, label_of
 from shared.observability import RETRIES, count_retries_of
 from shared.settings import KafkaSettings
 
@@ -50,7 +50,7 @@ def count_consumed_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
     count_retries_of("consumer", "infrastructure", "error")
     for topic in topics:
         for outcome in OUTCOMES:
-            EVENTS_CONSUMED.labels(topic.removeprefix(settings.namespace), outcome)
+            EVENTS_CONSUMED.labels(label_of(settings, topic), outcome)
 
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
@@ -210,7 +210,7 @@ class EventConsumer:
         self._count(record, "dead_lettered")
 
     def _count(self, record, outcome: str) -> None:
-        EVENTS_CONSUMED.labels(record.topic.removeprefix(self.settings.namespace), outcome).inc()
+        EVENTS_CONSUMED.labels(label_of(self.settings, record.topic), outcome).inc()
 
 
 def subscribe(

@@ -20,7 +20,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import REGISTRY, Counter
 
-from shared.catalog import DEAD_LETTER, TOPICS, Topic, event_type_of
+from shared.catalog import DEAD_LETTER, TOPICS, Topic, event_type_of, topic_label
 from shared.envelope import CloudEvent
 from shared.settings import KafkaSettings
 
@@ -151,10 +151,15 @@ async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, even
         EVENTS_PUBLISHED.labels(topic, type_name).inc(n)
 
 
+def label_of(settings: KafkaSettings, topic: str) -> str:
+    """A full topic name as a bounded metric label."""
+    return topic_label(topic.removeprefix(settings.namespace))
+
+
 def count_dead_letters_from(settings: KafkaSettings, topics: Iterable[str]) -> None:
     """Start the dead-letter series of `topics` (full names) at 0."""
     for topic in topics:
-        name = topic.removeprefix(settings.namespace)
+        name = label_of(settings, topic)
         DEAD_LETTERS_LOST.labels(name)
         for reason in DEAD_LETTER_REASONS:
             DEAD_LETTERS.labels(name, reason)
@@ -184,7 +189,7 @@ async def dead_letter(
     first DEAD_LETTER_BODY_BYTES and its own headers (bounded). A dead letter the broker refuses
     for its size is logged and counted, never retried: the partition must go on. Raises only while
     the broker is away (the caller waits and tries again)."""
-    topic = source_topic.removeprefix(settings.namespace)
+    topic = label_of(settings, source_topic)
     coordinates = {"topic": source_topic, "partition": partition, "offset": offset}
     try:
         await broker.publish(
