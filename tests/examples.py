@@ -1,5 +1,5 @@
-"""One valid example payload per catalogue event type (webhook-only types apart, in WEBHOOK_EXAMPLES), for round-trip tests and as a starting
-point for scenario tests. Ids are opaque; people exist only as pseudonymous ids."""
+"""One valid example payload per catalogue event type (the webhook-only ones in WEBHOOK_EXAMPLES),
+for round-trip tests and as a starting point for scenario tests. Ids are opaque; people exist only as pseudonymous ids."""
 
 from datetime import UTC, date, datetime
 
@@ -92,7 +92,8 @@ WEBHOOK_EXAMPLES: dict[type[EventData], EventData] = {
         follow_ups=[act.FollowUp(title="Share the apprenticeship plan", owner_id="microboard", due=date(2026, 4, 1)),
                     act.FollowUp(title="Book the next tour")]),
     note.WeeklyDigest: note.WeeklyDigest(
-        partnership_id=P, week="2026-W11", since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 9, tzinfo=UTC),
+        partnership_id=P, week="2026-W11", since=datetime(2026, 3, 2, tzinfo=UTC),
+        until=datetime(2026, 3, 9, tzinfo=UTC),
         happened=note.WeekHappenings(counts={"org.backbone.member.joined.v1": 1}, new_members=["microboard"],
                                      milestones=[note.MilestoneNote(kpi="hires", period="PY2025", value=40,
                                                                     reason="target")]),
