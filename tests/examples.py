@@ -1,5 +1,6 @@
 """One valid example payload per catalogue event type (the webhook-only ones in WEBHOOK_EXAMPLES),
-for round-trip tests and as a starting point for scenario tests. Ids are opaque; people exist only as pseudonymous ids."""
+for round-trip tests and as a starting point for scenario tests. Ids are opaque; people exist only
+as pseudonymous ids."""
 
 from datetime import UTC, date, datetime
 
