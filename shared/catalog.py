@@ -3,6 +3,7 @@ partition key. This module is the contract between services; scan the table belo
 
 Type names are `org.backbone.<entity>.<what happened>.v<version>`. A changed payload gets a new
 version (a new row), never an edit of an old one, so stored history stays readable.
+Notify's own notifications travel on webhooks, not Kafka: they are the WEBHOOK_TYPES table.
 """
 
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
+from shared.contracts import notifications as note
 from shared.contracts import outcomes as out
 from shared.contracts import signals as sig
 from shared.contracts.base import EventData
@@ -99,9 +101,31 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(_P + "notification.failed.v1", sig.NotificationFailed, SIGNALS),
 )
 
+
+@dataclass(frozen=True)
+class WebhookType:
+    """An event type delivered to webhooks only: no topic, so no Kafka key, and not in AsyncAPI."""
+
+    type: str
+    model: type[EventData]
+
+
+# notify service: its own notifications, sent to subscribers' webhooks (and as e-mails), never to Kafka
+WEBHOOK_TYPES: tuple[WebhookType, ...] = (
+    WebhookType(_P + "notify.reminder.v1", note.ActivityReminder),
+    WebhookType(_P + "notify.follow_up.v1", note.MeetingFollowUp),
+    WebhookType(_P + "notify.digest.v1", note.WeeklyDigest),
+)
+
 BY_TYPE: dict[str, EventType] = {e.type: e for e in EVENT_TYPES}
 BY_MODEL: dict[type[EventData], EventType] = {e.model: e for e in EVENT_TYPES}
+WEBHOOK_BY_MODEL: dict[type[EventData], WebhookType] = {e.model: e for e in WEBHOOK_TYPES}
 
 
 def event_type_of(data: EventData) -> EventType:
     return BY_MODEL[type(data)]
+
+
+def type_name(model: type[EventData]) -> str:
+    """The type name of a payload model, whether it travels on a topic or on webhooks."""
+    return (BY_MODEL.get(model) or WEBHOOK_BY_MODEL[model]).type

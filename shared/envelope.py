@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, SchemaValidator
 
-from shared.catalog import EVENT_TYPES, event_type_of
+from shared.catalog import EVENT_TYPES, WEBHOOK_TYPES, type_name
 from shared.contracts.base import EventData, Timestamp
 
 MAX_EVENT_BYTES = 256 * 1024  # far above any real payload; bigger is a partner bug, not data
@@ -71,9 +71,21 @@ class _Attributes(CloudEvent):
     data: dict[str, Any]
 
 
+class WebhookEvent(CloudEvent):
+    """An event of a webhook-only type (notify's own): its payload's nulls are sent, not left out."""
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude={"subject"} if self.subject is None else None).encode()
+
+
 _TYPED: dict[str, type[CloudEvent]] = {
     t.type: create_model(f"{t.model.__name__}Event", __base__=CloudEvent, __module__=__name__, data=(t.model, ...))
     for t in EVENT_TYPES
+}
+# Not in _TYPED: no one submits these to Backbone, so parse_event refuses them as unknown types.
+_WEBHOOK_TYPED: dict[str, type[CloudEvent]] = {
+    t.type: create_model(f"{t.model.__name__}Event", __base__=WebhookEvent, __module__=__name__, data=(t.model, ...))
+    for t in WEBHOOK_TYPES
 }
 
 
@@ -121,8 +133,8 @@ def new_event(
     time: datetime | None = None,
 ) -> CloudEvent:
     """Wrap a payload in its envelope; the type name comes from the catalogue."""
-    event_type = event_type_of(data).type
-    return _TYPED[event_type](
+    event_type = type_name(type(data))
+    return (_TYPED.get(event_type) or _WEBHOOK_TYPED[event_type])(
         specversion="1.0",
         id=id or str(uuid4()),
         source=source,

@@ -1,11 +1,13 @@
-"""One valid example payload per catalogue event type, for round-trip tests and as a starting
-point for scenario tests. Ids are opaque; people exist only as pseudonymous ids."""
+"""One valid example payload per catalogue event type (the webhook-only ones in WEBHOOK_EXAMPLES),
+for round-trip tests and as a starting point for scenario tests. Ids are opaque; people exist only
+as pseudonymous ids."""
 
 from datetime import UTC, date, datetime
 
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
+from shared.contracts import notifications as note
 from shared.contracts import outcomes as out
 from shared.contracts import signals as sig
 from shared.contracts.base import EventData
@@ -75,4 +77,28 @@ EXAMPLES: dict[type[EventData], EventData] = {
                                                          channel="webhook", attempts=1),
     sig.NotificationFailed: sig.NotificationFailed(partnership_id=P, subscription_id="s-1", event_id="e-1",
                                                    channel="webhook", attempts=9, reason="HTTP 503"),
+}
+
+_KPIS = note.KpiMovement(available=True, period="PY2025", movement=[
+    note.KpiChange(kpi="hires", value=12, change=3), note.KpiChange(kpi="placements", value=4, change=None)])
+
+# notify's own notifications, which travel on webhooks only (the catalogue's WEBHOOK_TYPES).
+WEBHOOK_EXAMPLES: dict[type[EventData], EventData] = {
+    note.ActivityReminder: note.ActivityReminder(
+        partnership_id=P, activity_id="tour-1", kind="plant_tour", title="Microboard plant tour", starts_at=T0,
+        ends_at=T1, sites=["Microboard, Danbury"], host_ids=["microboard"], lead_seconds=7200),
+    note.MeetingFollowUp: note.MeetingFollowUp(
+        partnership_id=P, activity_id="meeting-1", title="Quarterly partnership meeting", completed_at=T1,
+        participant_ids=["microboard"], minutes=None,
+        follow_ups=[act.FollowUp(title="Share the apprenticeship plan", owner_id="microboard", due=date(2026, 4, 1)),
+                    act.FollowUp(title="Book the next tour")]),
+    note.WeeklyDigest: note.WeeklyDigest(
+        partnership_id=P, week="2026-W11", since=datetime(2026, 3, 2, tzinfo=UTC),
+        until=datetime(2026, 3, 9, tzinfo=UTC),
+        happened=note.WeekHappenings(counts={"org.backbone.member.joined.v1": 1}, new_members=["microboard"],
+                                     milestones=[note.MilestoneNote(kpi="hires", period="PY2025", value=40,
+                                                                    reason="target")]),
+        coming=[note.ComingActivity(activity_id="tour-1", title="Microboard plant tour", kind="plant_tour",
+                                    starts_at=T0)],
+        kpis=_KPIS),
 }

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from shared import envelope
-from shared.catalog import BY_TYPE, EVENT_TYPES, TOPICS
+from shared.catalog import BY_TYPE, EVENT_TYPES, TOPICS, WEBHOOK_TYPES
 from shared.envelope import (
     MAX_EVENT_BYTES,
     EventError,
@@ -15,7 +15,7 @@ from shared.envelope import (
     parse_event,
     parse_plain,
 )
-from tests.examples import EXAMPLES
+from tests.examples import EXAMPLES, WEBHOOK_EXAMPLES
 
 TYPE_NAME = re.compile(r"^org\.backbone\.[a-z_]+\.[a-z_]+\.v\d+$")
 
@@ -28,6 +28,21 @@ def test_catalogue_is_consistent():
         assert entry.topic in TOPICS
         assert entry.key in entry.model.model_fields, f"{entry.type}: key {entry.key} is not a payload field"
     assert set(EXAMPLES) == {e.model for e in EVENT_TYPES}, "every catalogue type needs an example"
+    assert set(WEBHOOK_EXAMPLES) == {e.model for e in WEBHOOK_TYPES}, "every webhook type needs an example"
+    names = [e.type for e in EVENT_TYPES + WEBHOOK_TYPES]
+    assert len(set(names)) == len(names), "a type name is declared twice"
+    assert all(TYPE_NAME.match(e.type) for e in WEBHOOK_TYPES)
+
+
+@pytest.mark.parametrize("entry", WEBHOOK_TYPES, ids=lambda e: e.type)
+def test_webhook_types_are_built_but_never_taken_in(entry):
+    """notify builds them with the envelope, nulls included; no one may submit one to Backbone."""
+    event = new_event(WEBHOOK_EXAMPLES[entry.model], source="/backbone/notify", subject="s-1")
+    raw = orjson.loads(event.to_json())
+    assert raw["type"] == entry.type
+    assert entry.model.model_validate(raw["data"]) == event.data
+    assert raw["data"] == event.data.model_dump(mode="json")  # None fields are sent as null
+    assert _error(event.to_json()).reason == "unknown_type"
 
 
 @pytest.mark.parametrize("entry", EVENT_TYPES, ids=lambda e: e.type)

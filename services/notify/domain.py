@@ -15,13 +15,15 @@ from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from shared.catalog import EVENT_TYPES
+from shared.catalog import EVENT_TYPES, type_name
 from shared.contracts.base import ID_PATTERN, PartnershipEvent
+from shared.contracts.notifications import ActivityReminder, MeetingFollowUp, WeeklyDigest
 
-# What notify itself sends besides the catalogue events; webhooks receive them as CloudEvents too.
-REMINDER = "org.backbone.notify.reminder.v1"
-DIGEST = "org.backbone.notify.digest.v1"
-FOLLOW_UP = "org.backbone.notify.follow_up.v1"
+# What notify itself sends besides the topics' events (the catalogue's WEBHOOK_TYPES); webhooks
+# receive them as CloudEvents too.
+REMINDER = type_name(ActivityReminder)
+DIGEST = type_name(WeeklyDigest)
+FOLLOW_UP = type_name(MeetingFollowUp)
 
 # Every partnership event can be subscribed to, except notify's own delivery results: a
 # subscription to "*" would otherwise be notified of its own notifications, without end.

@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 
 from services.notify.delivery import Deliverer
 from services.notify.domain import FOLLOW_UP, audience, plan_reminders, safe_id
-from services.notify.messages import cloudevent, follow_up_data
+from services.notify.messages import follow_up_data, webhook_body
 from services.notify.store import NotifyStore
 from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, MEMBERSHIP, OUTCOMES, SIGNALS
 from shared.consumer import subscribe
@@ -87,8 +87,8 @@ class Notifier:
         data = event.data
         activity = await self.store.activity(activity_key(data.partnership_id, data.activity_id))
         notification_id = safe_id(f"follow-up.{event.id}")
-        body = cloudevent(notification_id, FOLLOW_UP, event.time, data.activity_id,
-                          follow_up_data(data.model_dump(mode="json"), activity and activity.get("title")))
+        body = webhook_body(notification_id, event.time, data.activity_id,
+                            follow_up_data(data, activity and activity.get("title")))
         await self.deliverer.enqueue(
             audience(subscribers, FOLLOW_UP, data.partnership_id, data.participant_ids),
             notification_id, FOLLOW_UP, data.partnership_id, body)

@@ -7,9 +7,11 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from services.notify.domain import DIGEST, FOLLOW_UP, REMINDER
+from shared.contracts.activities import ActivityCompleted
+from shared.contracts.base import EventData
+from shared.contracts.notifications import ActivityReminder, MeetingFollowUp, WeeklyDigest
+from shared.envelope import new_event
 
 SOURCE = "/backbone/notify"
 MILESTONE = "org.backbone.kpi.milestone_reached.v1"
@@ -30,28 +32,27 @@ def organisations_in(data: dict[str, Any]) -> list[str]:
     return ids
 
 
-def cloudevent(id: str, type: str, time: datetime, subject: str, data: dict[str, Any]) -> bytes:
+def webhook_body(id: str, time: datetime, subject: str, data: EventData) -> bytes:
     """A CloudEvent (structured JSON) of one of notify's own types, as webhooks receive it."""
-    return orjson.dumps({"specversion": "1.0", "id": id, "source": SOURCE, "type": type, "time": time,
-                         "subject": subject, "datacontenttype": "application/json", "data": data})
+    return new_event(data, source=SOURCE, subject=subject, id=id, time=time).to_json()
 
 
-def reminder_data(activity: dict, lead_seconds: int) -> dict[str, Any]:
-    return {
-        "partnership_id": activity["partnership_id"], "activity_id": activity["activity_id"],
-        "kind": activity["kind"], "title": activity["title"], "starts_at": activity["starts_at"],
-        "ends_at": activity["ends_at"], "sites": activity.get("sites", []), "host_ids": activity.get("host_ids", []),
-        "lead_seconds": lead_seconds,
-    }
+def reminder_data(activity: dict, lead_seconds: int) -> ActivityReminder:
+    return ActivityReminder(
+        partnership_id=activity["partnership_id"], activity_id=activity["activity_id"],
+        kind=activity["kind"], title=activity["title"], starts_at=activity["starts_at"],
+        ends_at=activity["ends_at"], sites=activity.get("sites", []), host_ids=activity.get("host_ids", []),
+        lead_seconds=lead_seconds,
+    )
 
 
-def follow_up_data(completed: dict[str, Any], title: str | None) -> dict[str, Any]:
+def follow_up_data(completed: ActivityCompleted, title: str | None) -> MeetingFollowUp:
     """A partnership meeting's minutes and follow-up items, from its ActivityCompleted payload."""
-    return {
-        "partnership_id": completed["partnership_id"], "activity_id": completed["activity_id"], "title": title,
-        "completed_at": completed["completed_at"], "participant_ids": completed["participant_ids"],
-        "minutes": completed.get("minutes"), "follow_ups": completed.get("follow_ups", []),
-    }
+    return MeetingFollowUp(
+        partnership_id=completed.partnership_id, activity_id=completed.activity_id, title=title,
+        completed_at=completed.completed_at, participant_ids=completed.participant_ids,
+        minutes=completed.minutes, follow_ups=completed.follow_ups,
+    )
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,13 @@ def _digest(body: _Body, data: dict[str, Any], names: dict[str, str], zone: Zone
 
 
 def digest_data(partnership_id: str, week: str, since: datetime, until: datetime, journal: list[dict],
-                coming: list[dict], kpis: dict[str, Any]) -> dict[str, Any]:
+                coming: list[dict], kpis: dict[str, Any]) -> WeeklyDigest:
     """A partnership's week: counts of what happened (from notify's journal of events), new
     members and milestones, activities of the next 7 days, KPI movement (or why it is missing)."""
     counts: dict[str, int] = {}
     for entry in journal:
         counts[entry["type"]] = counts.get(entry["type"], 0) + 1
-    return {
+    return WeeklyDigest.model_validate({
         "partnership_id": partnership_id, "week": week, "since": since, "until": until,
         "happened": {
             "counts": counts,
@@ -197,4 +198,4 @@ def digest_data(partnership_id: str, week: str, since: datetime, until: datetime
         },
         "coming": [{k: a[k] for k in ("activity_id", "title", "kind", "starts_at")} for a in coming],
         "kpis": kpis,
-    }
+    })

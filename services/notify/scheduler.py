@@ -24,8 +24,9 @@ from services.notify.domain import (
     week_label,
     week_start,
 )
-from services.notify.messages import cloudevent, digest_data, reminder_data
+from services.notify.messages import digest_data, reminder_data, webhook_body
 from services.notify.store import NotifyStore
+from shared.contracts.notifications import WeeklyDigest
 from shared.contracts.queries import KpiValuesV1
 from shared.periods import program_year
 
@@ -86,8 +87,8 @@ class Scheduler:
         for reminder in send:
             activity = await self.store.activity(reminder["activity_key"])
             pid = reminder["partnership_id"]
-            body = cloudevent(reminder["_id"], REMINDER, now, activity["activity_id"],
-                              reminder_data(activity, reminder["lead_seconds"]))
+            body = webhook_body(reminder["_id"], now, activity["activity_id"],
+                                reminder_data(activity, reminder["lead_seconds"]))
             await self.deliverer.enqueue(audience(await self.store.subscribers(pid), REMINDER, pid),
                                          reminder["_id"], REMINDER, pid, body,
                                          activity_key=reminder["activity_key"], starts_at=reminder["starts_at"])
@@ -111,13 +112,13 @@ class Scheduler:
                     continue
                 notification_id = safe_id(f"digest.{pid}.{week}")
                 if pid not in made:
-                    made[pid] = cloudevent(notification_id, DIGEST, now, pid, await self._digest(pid, week, now))
+                    made[pid] = webhook_body(notification_id, now, pid, await self._digest(pid, week, now))
                 await self.deliverer.enqueue([subscription], notification_id, DIGEST, pid, made[pid])
                 await self.store.digest_queued(key)
         if made:
             log.info("digests queued", extra={"week": week, "partnerships": len(made)})
 
-    async def _digest(self, pid: str, week: str, now: datetime) -> dict[str, Any]:
+    async def _digest(self, pid: str, week: str, now: datetime) -> WeeklyDigest:
         start = week_start(now, self.zone)
         since = start - timedelta(days=7)
         return digest_data(pid, week, since, start, await self.store.journal_between(pid, since, start),

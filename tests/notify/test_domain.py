@@ -10,7 +10,7 @@ import orjson
 
 from services.notify import domain
 from services.notify.domain import Mode, PausePolicy, RetryPolicy, Status
-from services.notify.messages import cloudevent, digest_data, render
+from services.notify.messages import digest_data, render, webhook_body
 from tests.examples import EXAMPLES, P
 from shared.contracts import membership as mem
 from shared.envelope import new_event
@@ -130,7 +130,7 @@ def test_digest_without_kpis_says_why():
     note = "KPI movement is not part of this digest: no metrics service is configured."
     data = digest_data(P, "2026-W11", NOW - timedelta(days=9), NOW - timedelta(days=2), journal, coming,
                        {"available": False, "note": note})
-    event = orjson.loads(cloudevent("digest.x", domain.DIGEST, NOW, P, data))
+    event = orjson.loads(webhook_body("digest.x", NOW, P, data))
     mail = render(event, "SW", {"microboard": "Microboard"}, "u", UTC_ZONE)
     assert "2 x Hire recorded" in mail.text and "Microboard (microboard)" in mail.text
     assert "Fri 13 Mar 2026, 09:30 UTC: Tour (plant tour)" in mail.text and note in mail.text
