@@ -27,12 +27,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from services.events.app import EventsSettings  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from cli.stack import Endpoints, LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
 HEADERS = AUTH | {"content-type": "application/cloudevents-batch+json"}

@@ -20,13 +20,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-
 from harness import Service  # noqa: E402  (bench/harness.py)
 from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
 
+from cli.stack import LocalStack  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import LocalStack  # noqa: E402
 
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)

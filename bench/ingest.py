@@ -27,17 +27,16 @@ from pathlib import Path
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from shared.catalog import OUTCOMES, inbound_of  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.kafka import make_broker  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import Endpoints, LocalStack  # noqa: E402
-from tests.events.conftest import issue_partner_key  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
+from tests.integration.events.conftest import issue_partner_key  # noqa: E402
 
 BATCH_TYPE = {"content-type": "application/cloudevents-batch+json", **AUTH}
 

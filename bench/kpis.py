@@ -14,7 +14,6 @@ import argparse
 import gc
 import time
 
-
 from rollup import scenario  # noqa: E402  (bench/rollup.py)
 
 from services.metrics import domain, kpis  # noqa: E402

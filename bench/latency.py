@@ -21,14 +21,13 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
-from shared.periods import program_year  # noqa: E402
+from cli.stack import LocalStack  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
+from shared.periods import program_year  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
 BATCH_TYPE = {"content-type": "application/cloudevents-batch+json"}

@@ -15,8 +15,6 @@ import gc
 import time
 
 import orjson
-
-
 from rollup import scenario  # bench/rollup.py
 
 from services.metrics import domain

@@ -17,8 +17,8 @@ Afterwards the stored KPIs are checked against a fresh computation over the dist
 """
 
 import argparse
-import gc
 import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-
+from cli.stack import LocalStack  # noqa: E402
 from services.metrics import domain, kpis  # noqa: E402
 from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
@@ -45,7 +45,6 @@ from shared.kafka import ensure_topics  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.periods import parse_period  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from cli.stack import LocalStack  # noqa: E402
 
 PY_START = date(2025, 7, 1)
 KINDS = ["employer"] * 6 + ["education", "training_provider", "chamber", "workforce_board"]

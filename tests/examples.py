@@ -102,3 +102,8 @@ WEBHOOK_EXAMPLES: dict[type[EventData], EventData] = {
                                     starts_at=T0)],
         kpis=_KPIS),
 }
+
+
+def example(model, **changes):
+    """The catalogue example of `model` with some fields changed, validated like a real event."""
+    return model.model_validate(EXAMPLES[model].model_dump() | changes)

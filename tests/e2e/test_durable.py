@@ -18,8 +18,8 @@ from cli.main import ports
 from shared.catalog import OUTCOMES
 from shared.contracts import outcomes as out
 from shared.settings import KafkaSettings
-from tests.chaos.stream import PARTNERSHIPS, event
-from tests.chaos.test_chaos import AUTH, KEY, ids_on, seed, wait
+from tests.e2e.chaos.stream import PARTNERSHIPS, event
+from tests.e2e.chaos.test_chaos import AUTH, KEY, ids_on, seed, wait
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def assert_counts(values: dict[str, dict], want: dict[str, Counter]) -> None:
 
 def load(installation: Installation, start: int, count: int, accepted: Path) -> subprocess.Popen:
     """The chaos test's HTTP producer: retries what was not acknowledged, resends 2% by design."""
-    return subprocess.Popen([sys.executable, ROOT / "tests/chaos/stream.py", "http", str(start), str(count),
+    return subprocess.Popen([sys.executable, ROOT / "tests/e2e/chaos/stream.py", "http", str(start), str(count),
                              installation.url["events"], accepted], cwd=ROOT,
                             stdout=(accepted.parent / f"{accepted.stem}.log").open("wb"), stderr=subprocess.STDOUT)
 

@@ -1,0 +1,1 @@
+"""Tests against real local servers (Tansu for Kafka, SecantusDB for MongoDB), started by tests/conftest.py."""

@@ -1,0 +1,149 @@
+"""Records far larger than any event (5 MB and 20 MB) on every topic a service reads: each
+consumer dead-letters each one exactly once, with its coordinates, the reason and a truncated
+copy that fits the dead-letter topic, and goes on to the good event behind them. Before any of
+this, every service's /metrics already shows its dead-letter series at 0, so the first dead
+letter is an increase an alert can see; afterwards each service has logged one warning per
+dead letter and nothing per message."""
+
+import asyncio
+from collections import Counter
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.catalog import DEAD_LETTER, event_type_of, inbound_of, topic_label
+from shared.contracts import membership as mem
+from shared.envelope import new_event
+from shared.kafka import DEAD_LETTER_BODY_BYTES, make_broker
+from tests.examples import EXAMPLES, P
+from tests.integration.edges.test_poison import READERS
+from tests.integration.events.conftest import issue_partner_key
+
+pytestmark = pytest.mark.integration
+
+MB = 1024 * 1024
+SIZES = (5 * MB, 20 * MB)
+SERVICES = ("membership", "events", "metrics", "notify")
+
+
+def big(size: int) -> bytes:
+    """A well-formed event padded to `size` bytes: only its size is wrong."""
+    event = orjson.loads(new_event(EXAMPLES[mem.PartnershipCreated], source="/plain-client").to_json())
+    padding = size - len(orjson.dumps(event | {"subject": ""}))
+    return orjson.dumps(event | {"subject": "x" * padding})
+
+
+def good_event(topic) -> bytes:
+    """An event of `topic`'s own, or any event (a partner topic's is decided as its key's)."""
+    data = next((e for e in EXAMPLES.values() if event_type_of(e).topic == topic), EXAMPLES[mem.PartnershipCreated])
+    return new_event(data, source="/test").to_json()
+
+
+def samples(exposition: str, name: str, namespace: str) -> dict[tuple[str, str], float]:
+    """`name`'s samples by (topic without namespace, reason or outcome)."""
+    found = {}
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == name:
+                found[(s.labels["topic"].removeprefix(namespace),
+                       s.labels.get("reason") or s.labels["outcome"])] = s.value
+    return found
+
+
+async def exposition(http: httpx.AsyncClient, service) -> str:
+    return (await http.get(service.url + "/metrics")).text
+
+
+async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consumers_go_on(
+        start_service, kafka_settings, namespace):
+    running = {n: start_service(n) for n in SERVICES}
+    broker = make_broker(kafka_settings, "oversized-test")
+    await broker.start()
+    partner, _ = await issue_partner_key(broker, kafka_settings, [P])
+    await broker.stop()
+    readers = READERS | {inbound_of(partner): ("events",)}
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, service in running.items():  # every series there from the start, at 0
+            text = await exposition(http, service)
+            letters = samples(text, "backbone_dead_letters_total", namespace)
+            read = [topic_label(t.name) for t, names in readers.items() if name in names]  # inbound: one label
+            assert {t for (t, _), v in letters.items() if v == 0} >= set(read), name
+            assert all(letters[(t, "oversized")] == 0 for t in read), name
+            assert 'backbone_retries_total{cause="infrastructure",component="consumer"} 0.0' in text, name
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all",
+                                max_request_size=max(SIZES) + MB)
+    await producer.start()
+    placed = {}  # (topic, size) -> (partition, offset)
+    bodies = {size: big(size) for size in SIZES}
+    try:
+        for topic in readers:
+            name = kafka_settings.topic(topic.name)
+            for size in SIZES:
+                sent = await producer.send_and_wait(name, bodies[size], key=P.encode(), headers=[("origin", b"probe")])
+                placed[(topic.name, size)] = (sent.partition, sent.offset)
+            await producer.send_and_wait(name, good_event(topic), key=P.encode())
+    finally:
+        await producer.stop()
+
+    # Every reader goes past both records to the good event behind them.
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with asyncio.timeout(120):
+            for topic, names in readers.items():
+                for name in names:
+                    while True:
+                        consumed = samples(await exposition(http, running[name]), "backbone_events_consumed_total",
+                                           namespace)
+                        outcomes = {o: v for (t, o), v in consumed.items() if t == topic_label(topic.name)}
+                        if sum(outcomes.values()) - outcomes.get("retried", 0) >= len(SIZES) + 1:
+                            break
+                        await asyncio.sleep(0.3)
+
+    expected = Counter({(name, topic.name, placed[(topic.name, size)]): 1
+                        for topic, names in readers.items() for name in names for size in SIZES})
+    letters = await oversized_letters(kafka_settings, sum(expected.values()))
+    assert Counter({k: len(v) for k, v in letters.items()}) == expected
+    for [(headers, value)] in letters.values():
+        size = int(headers["dl_size"])
+        assert size in SIZES and headers["dl_truncated"] == "true"
+        assert value == bodies[size][:DEAD_LETTER_BODY_BYTES]  # the first part, for whoever investigates
+        assert headers["dl_header.origin"] == "probe" and "larger than" in headers["dl_detail"]
+
+    # The logs: one warning per dead letter, nothing per message (FastStream's lines are at debug).
+    for name, service in running.items():
+        service.stop()  # flushes its log
+        lines = [orjson.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
+        assert not [line for line in lines if line["message"] in ("Received", "Processed")], name
+        warned = Counter((line["message"], line.get("reason")) for line in lines)
+        assert warned[("message dead-lettered", "oversized")] == sum(n for (s, _, _), n in expected.items() if s == name)
+
+
+async def oversized_letters(kafka_settings, n: int, timeout: float = 60.0) -> dict:
+    """The oversized dead letters by (service, topic, (partition, offset)): [(headers, value)]."""
+    consumer = AIOKafkaConsumer(kafka_settings.topic(DEAD_LETTER.name), bootstrap_servers=kafka_settings.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    found: dict = {}
+    loop = asyncio.get_running_loop()
+    try:
+        deadline, settle = loop.time() + timeout, None
+        while loop.time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    headers = {k: v.decode() for k, v in r.headers}
+                    if headers["dl_reason"] != "oversized":
+                        continue
+                    where = (headers["dl_service"], headers["dl_topic"].removeprefix(kafka_settings.namespace),
+                             (int(headers["dl_partition"]), int(headers["dl_offset"])))
+                    found.setdefault(where, []).append((headers, r.value))
+            if sum(len(v) for v in found.values()) >= n:
+                settle = settle or loop.time() + 2  # then a little longer: no second copies
+                if loop.time() > settle:
+                    break
+    finally:
+        await consumer.stop()
+    return found

@@ -1,0 +1,237 @@
+"""The intake on the real stack: nothing is recorded as accepted unless Kafka acknowledged it,
+so a submission that failed half-way is accepted in full on retry; concurrent submissions are
+decided in groups exactly as if they had come one after another."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
+
+from services.events.domain import identity
+from services.events.intake import Intake, Outcome
+from services.events.store import EventsStore
+from shared.catalog import ACTIVITIES, OUTCOMES
+from shared.contracts import activities as act
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.envelope import CloudEvent, new_event
+from shared.kafka import ensure_topics, make_producer, publish_many
+from shared.mongo import make_client
+from tests.examples import EXAMPLES, P
+from tests.integration.events.conftest import example, header, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+class UnreachableProducer:
+    async def send(self, *args, **kwargs):
+        raise KafkaConnectionError("broker away")
+
+
+class SlowProducer:
+    """Kafka taking its time: the replica sits between its rules and its record."""
+
+    def __init__(self, producer, seconds: float):
+        self.producer, self.seconds = producer, seconds
+
+    async def send(self, *args, **kwargs):
+        await asyncio.sleep(self.seconds)
+        return await self.producer.send(*args, **kwargs)
+
+
+class _Runtime:
+    """What the intake uses of a service's runtime (shared.service.Runtime): its batch publishing."""
+
+    def __init__(self, producer, kafka_settings):
+        self.producer, self.kafka_settings = producer, kafka_settings
+
+    async def publish_many(self, events: list[CloudEvent]) -> None:
+        await publish_many(self.producer, self.kafka_settings, events)
+
+
+def identities(events: list[CloudEvent]) -> list[str]:
+    return [identity(e.source, e.id) for e in events]
+
+
+def _hires(count: int) -> list[CloudEvent]:
+    return [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
+            for i in range(count)]
+
+
+@pytest.fixture
+async def client(mongo_settings) -> AsyncIterator[AsyncMongoClient]:
+    client = make_client(mongo_settings)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def store(client, mongo_settings) -> EventsStore:
+    """The events database with one partnership and its member, as the roster consumer leaves it."""
+    store = EventsStore(client[mongo_settings.database_prefix + "events"])
+    await store.save_partnership(EXAMPLES[mem.PartnershipCreated])
+    await store.member_joined(EXAMPLES[mem.MemberJoined])
+    return store
+
+
+async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, store):
+    runtime = _Runtime(UnreachableProducer(), kafka_settings)
+    intake = Intake(runtime, store)
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    with pytest.raises(KafkaConnectionError):
+        await intake.submit([scheduled, completed], entry="http")
+    assert await store.recorded(identities([scheduled, completed])) == set()
+    assert await store.activity(P, "tour-1") is None
+
+    await ensure_topics(kafka_settings)
+    async with make_producer(kafka_settings, "events") as runtime.producer:
+        results = await intake.submit([scheduled, completed], entry="http")
+    assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert (await store.activity(P, "tour-1")).status == "completed"
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
+
+
+def _groups() -> tuple[float, float]:
+    """(groups decided, submissions in them) so far in this process."""
+    return (REGISTRY.get_sample_value("backbone_events_intake_group_submissions_count") or 0,
+            REGISTRY.get_sample_value("backbone_events_intake_group_submissions_sum") or 0)
+
+
+async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_settings, store, events_producer):
+    """A tour is scheduled; then, all at once: 30 hires, its cancellation, its completion (which
+    a cancelled tour must refuse), the schedule resent and one hire resent. Only arrival order
+    decides, whichever submissions end up in one group."""
+    intake = Intake(_Runtime(events_producer, kafka_settings), store, max_group_events=10)
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    hires = _hires(30)
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    submissions = ([[scheduled]] + [[h] for h in hires[:15]] + [[cancelled], [completed], [scheduled]]
+                   + [[h] for h in hires[15:]] + [[hires[3]]])
+    before = _groups()
+    tasks = [asyncio.create_task(intake.submit(s, entry="http")) for s in submissions]  # in arrival order
+    results = [r for rs in await asyncio.gather(*tasks) for r in rs]
+    groups, decided = (after - b for after, b in zip(_groups(), before))
+
+    statuses = [r.status for r in results]
+    assert statuses == ([Outcome.ACCEPTED] * 17 + [Outcome.REJECTED, Outcome.DUPLICATE]
+                        + [Outcome.ACCEPTED] * 15 + [Outcome.DUPLICATE])
+    assert results[17].errors[0]["field"] == "data.activity_id"
+    assert decided == len(submissions) and 1 < groups < len(submissions)  # grouped, none above 10 events
+    assert (await store.activity(P, "tour-1")).status == "cancelled"
+    assert await store.recorded(identities(hires)) == set(identities(hires))
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
+    assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
+
+
+async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, store):
+    intake = Intake(_Runtime(UnreachableProducer(), kafka_settings), store)
+    hires = _hires(5)
+    outcomes = await asyncio.gather(*(intake.submit([h], entry="http") for h in hires), return_exceptions=True)
+    assert all(isinstance(o, KafkaConnectionError) for o in outcomes), outcomes
+    assert await store.recorded(identities(hires)) == set()
+
+
+async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_producer):
+    """A client that goes away mid-decision cancels its own turn, not the submissions it had
+    taken along: the next in line decides them."""
+    calls, stuck = 0, asyncio.Event()
+    recorded = store.recorded
+
+    async def second_turn_hangs(ids):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            stuck.set()
+            await asyncio.Event().wait()
+        return await recorded(ids)
+
+    store.recorded = second_turn_hangs
+    intake = Intake(_Runtime(events_producer, kafka_settings), store)
+    hires = _hires(4)
+    first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
+    await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
+    taker.cancel()
+    decided = await asyncio.wait_for(asyncio.gather(first, *rest), 20)
+    assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 3
+    with pytest.raises(asyncio.CancelledError):
+        await taker
+    # Its caller got no answer; its event went through with the others (a retry is a duplicate).
+    assert await recorded(identities(hires)) == set(identities(hires))
+
+
+async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_settings, client, store, events_producer):
+    """Two replicas on one database: one asked to cancel a scheduled tour, the other to complete
+    it, at once. The second waits for the first's turn and sees the tour cancelled."""
+    slow = Intake(_Runtime(SlowProducer(events_producer, 0.5), kafka_settings), store)
+    quick = Intake(_Runtime(events_producer, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
+
+    cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
+    async with asyncio.timeout(20):
+        while not await store.turns.collection.find_one({"_id": P, "holder": slow.replica}):
+            await asyncio.sleep(0.01)
+    [refused] = await quick.submit([completed], entry="http")
+    [accepted] = await cancelling
+    assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
+    assert refused.errors[0]["field"] == "data.activity_id"
+    assert (await store.activity(P, "tour-1")).status == "cancelled"
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
+
+
+async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_producer):
+    # What a replica that died in its turn leaves behind.
+    await store.turns.collection.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
+    intake = Intake(_Runtime(events_producer, kafka_settings), store)
+    hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
+    submitting = asyncio.create_task(intake.submit([hire], entry="http"))
+    await asyncio.sleep(0.3)
+    assert not submitting.done()  # waiting for the lease
+    [result] = await asyncio.wait_for(submitting, 20)
+    assert result.status == Outcome.ACCEPTED
+
+
+async def test_a_held_event_that_no_longer_parses_is_refused_for_good(kafka_settings, store, events_producer):
+    intake = Intake(_Runtime(events_producer, kafka_settings), store, hold=timedelta(minutes=15))
+    hire = new_event(example(out.HireRecorded, employer_id="acme"), source="/test")
+    [held] = await intake.submit([hire], entry="http")
+    assert (held.status, held.errors[0]["reason"]) == (Outcome.PENDING, "unknown_organisation")
+    await store.held.update_one({}, {"$set": {"event": '{"specversion": "1.0"}'}})  # as a tightened contract reads it
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await intake.decide_held(await store.due(later, 10))
+    refused = await store.status(P, identity(hire.source, hire.id))
+    assert (refused["status"], refused["reason"]) == ("rejected", "invalid_event")
+    assert await store.due(later, 10) == []  # never tried again
+
+
+async def test_a_turn_outlasting_its_lease_is_renewed_while_held(kafka_settings, client, mongo_settings, events_producer):
+    """Kafka slower than the whole lease: the heartbeat keeps the turn, so another replica waits
+    and decides after it, never in between."""
+    db = client[mongo_settings.database_prefix + "events"]
+    short = timedelta(seconds=0.6)
+    store = EventsStore(db, short)
+    await store.save_partnership(EXAMPLES[mem.PartnershipCreated])
+    await store.member_joined(EXAMPLES[mem.MemberJoined])
+    slow = Intake(_Runtime(SlowProducer(events_producer, 2.0), kafka_settings), store)
+    quick = Intake(_Runtime(events_producer, kafka_settings), EventsStore(db, short))
+    scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
+    cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
+    completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
+    assert [r.status for r in await quick.submit([scheduled], entry="http")] == [Outcome.ACCEPTED]
+
+    cancelling = asyncio.create_task(slow.submit([cancelled], entry="http"))
+    async with asyncio.timeout(20):
+        while not await store.turns.collection.find_one({"_id": P, "holder": slow.replica}):
+            await asyncio.sleep(0.01)
+    [refused] = await quick.submit([completed], entry="http")
+    [accepted] = await cancelling
+    assert (accepted.status, refused.status) == (Outcome.ACCEPTED, Outcome.REJECTED)
+    assert (await store.activity(P, "tour-1")).status == "cancelled"

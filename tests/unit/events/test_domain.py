@@ -1,0 +1,128 @@
+"""The events service's rules, as pure code: each rule, and a submission seeing its own effects."""
+
+from datetime import timedelta
+
+import pytest
+
+from services.events.domain import RULES, ActivityStatus, Facts, apply, check, references
+from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES
+from shared.contracts import activities as act
+from shared.contracts import demand as dem
+from shared.contracts import membership as mem
+from shared.contracts import outcomes as out
+from shared.contracts.base import ActionTeamStatus
+from tests.examples import EXAMPLES, T0, T1, P, example
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def facts() -> Facts:
+    """The roster of the examples: microboard an active member of sw-mp, qvcc a registered college."""
+    return Facts(partnerships={P}, organisations={"microboard", "qvcc"}, members={(P, "microboard")},
+                 action_teams={(P, "sw-hub"): ActionTeamStatus.ACTIVE, (P, "old"): ActionTeamStatus.CLOSED})
+
+
+def fields(data, facts) -> list[str]:
+    return [e["field"] for e in check(data, facts)]
+
+
+def scheduled(facts: Facts, **changes) -> Facts:
+    data = example(act.ActivityScheduled, **changes)
+    assert check(data, facts) == []
+    apply(data, facts)
+    return facts
+
+
+def test_rules_cover_exactly_the_topics_of_the_service():
+    owned = {e.model for e in EVENT_TYPES if e.topic in (ACTIVITIES, OUTCOMES, DEMAND)}
+    assert set(RULES) == owned
+
+
+def test_other_types_and_unknown_partnerships_are_refused(facts):
+    assert fields(EXAMPLES[mem.MemberJoined], facts) == ["type"]
+    assert "org.backbone.member.joined.v1" in check(EXAMPLES[mem.MemberJoined], facts)[0]["message"]
+    errors = check(example(out.HireRecorded, partnership_id="elsewhere"), facts)
+    assert [e["field"] for e in errors] == ["data.partnership_id"]
+    assert "retry later" in errors[0]["message"]
+
+
+def test_hosts_must_be_active_members_and_teams_open(facts):
+    assert check(EXAMPLES[act.ActivityScheduled], facts) == []
+    tour = example(act.ActivityScheduled, host_ids=["microboard", "newco"], action_team_id="old")
+    assert fields(tour, facts) == ["data.host_ids.1", "data.action_team_id"]
+    assert fields(example(act.ActivityScheduled, action_team_id="nope"), facts) == ["data.action_team_id"]
+    # A member of another partnership hosts nothing here.
+    assert fields(example(act.ActivityScheduled, partnership_id="scmip", host_ids=["microboard"]),
+                  Facts(partnerships={"scmip"}, members={(P, "microboard")})) == ["data.host_ids.0"]
+
+
+def test_lifecycle_needs_a_scheduled_activity(facts):
+    for model in (act.ActivityRescheduled, act.ActivityCancelled, act.ActivityCompleted, act.AttendanceRecorded):
+        assert fields(EXAMPLES[model], facts) == ["data.activity_id"], model
+    scheduled(facts)
+    assert fields(EXAMPLES[act.ActivityScheduled], facts) == ["data.activity_id"]  # not twice
+    apply(EXAMPLES[act.ActivityCancelled], facts)
+    for model in (act.ActivityRescheduled, act.ActivityCancelled, act.ActivityCompleted, act.AttendanceRecorded):
+        errors = check(EXAMPLES[model], facts)
+        assert [e["field"] for e in errors] == ["data.activity_id"] and "cancelled" in errors[0]["message"]
+
+
+def test_completion_after_the_scheduled_start_and_of_the_same_kind(facts):
+    scheduled(facts)
+    moved = example(act.ActivityRescheduled, starts_at=T0 + 24 * HOUR, ends_at=T1 + 24 * HOUR)
+    assert check(moved, facts) == []
+    apply(moved, facts)
+    assert fields(example(act.ActivityCompleted, completed_at=T1), facts) == ["data.completed_at"]
+    assert fields(example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR, kind="career_day"), facts) == ["data.kind"]
+    done = example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR)
+    assert check(done, facts) == []
+    apply(done, facts)
+    activity = facts.activities[(P, "tour-1")]
+    assert (activity.status, activity.reschedules, activity.starts_at) == (ActivityStatus.COMPLETED, 1, T0 + 24 * HOUR)
+    assert facts.changed_activities == {(P, "tour-1")}
+    assert check(EXAMPLES[act.AttendanceRecorded], facts) == []  # attendance comes after the event
+    assert fields(example(act.AttendanceRecorded, kind="career_day"), facts) == ["data.kind"]
+    assert fields(EXAMPLES[act.ActivityCancelled], facts) == ["data.activity_id"]
+
+
+def test_outcomes_need_known_organisations(facts):
+    for model in (out.HireRecorded, out.PlacementRecorded, out.TrainingEnrolled, out.TrainingCompleted,
+                  out.CredentialEarned, out.ApprenticeshipStarted, dem.DemandSurveyResponded):
+        assert check(EXAMPLES[model], facts) == [], model
+    assert fields(example(out.HireRecorded, employer_id="acme"), facts) == ["data.employer_id"]
+    assert fields(example(out.PlacementRecorded, employer_id="acme", provider_id="nope"), facts) == \
+        ["data.employer_id", "data.provider_id"]
+    assert fields(example(out.CredentialEarned, provider_id="nope"), facts) == ["data.provider_id"]
+    assert fields(example(out.ApprenticeshipStarted, employer_id="acme"), facts) == ["data.employer_id"]
+    assert fields(example(dem.DemandSurveyResponded, employer_id="acme"), facts) == ["data.employer_id"]
+    assert fields(example(out.HireRecorded, source_activity_id="fair-9"), facts) == ["data.source_activity_id"]
+
+
+def test_retention_and_separation_follow_a_recorded_hire(facts):
+    hire = EXAMPLES[out.HireRecorded]
+    assert fields(EXAMPLES[out.RetentionChecked], facts) == ["data.hire_id"]
+    apply(hire, facts)
+    assert [h.hire_id for h in facts.new_hires] == ["h-1"]
+    assert fields(hire, facts) == ["data.hire_id"]  # the same hire twice
+    assert check(EXAMPLES[out.RetentionChecked], facts) == []
+    assert check(EXAMPLES[out.SeparationRecorded], facts) == []
+    wrong = example(out.RetentionChecked, employer_id="qvcc", person_id="p-99", checked_on=hire.start_date)
+    errors = check(wrong, facts)
+    assert [e["field"] for e in errors] == ["data.employer_id", "data.person_id", "data.checked_on"]
+    assert "p-99" not in str(errors)  # person ids are never echoed
+    assert check(example(out.SeparationRecorded, separated_on=hire.start_date), facts) == []
+    assert fields(example(out.SeparationRecorded, separated_on=hire.start_date - timedelta(days=1)), facts) == \
+        ["data.separated_on"]
+
+
+def test_references_name_what_the_rules_will_look_up():
+    refs = references([example(act.ActivityScheduled, action_team_id="sw-hub"),
+                       example(out.HireRecorded, source_activity_id="fair-9"), EXAMPLES[out.PlacementRecorded],
+                       EXAMPLES[mem.AccessKeyIssued]])
+    assert refs.partnerships == {P}
+    assert refs.members == {(P, "microboard")}
+    assert refs.action_teams == {(P, "sw-hub")}
+    assert refs.activities == {(P, "tour-1"), (P, "fair-9")}
+    assert refs.hires == {(P, "h-1")}
+    assert refs.organisations == {"microboard", "qvcc"}
