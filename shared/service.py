@@ -20,9 +20,9 @@ from shared.auth import KeyRing, whoami_router
 from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
 from shared.errors import install_error_handlers
-from shared.lag import ConsumerLag
 from shared.envelope import CloudEvent
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
+from shared.lag import ConsumerLag
 from shared.logs import configure_logging
 from shared.mongo import make_client
 from shared.observability import instrument, observability_router, secure_headers
@@ -111,8 +111,8 @@ def create_service_app(
     on_shutdown: Sequence[Hook] = (),
     workers: Sequence[Worker] = (),
 ) -> FastAPI:
-    """The service's HTTP app; its lifespan starts the broker (and so the subscribers) and
-    stops everything in reverse on SIGTERM, after in-flight work has finished. Background
+    """The service's HTTP app; its lifespan starts the broker (the subscribers join their groups
+    in the background) and stops everything in reverse on SIGTERM, after in-flight work has finished. Background
     `workers` start once the broker's producer is up and stop first, each finishing its step;
     the consumer lag of every group the runtime follows is measured by one more."""
     workers = [*workers, Worker("consumer_lag", runtime.lag.step, interval=LAG_SECONDS)]
