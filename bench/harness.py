@@ -26,16 +26,17 @@ AUTH = {"authorization": f"Bearer {OPERATOR_KEY}"}
 
 
 class Service:
-    def __init__(self, name: str, endpoints: Endpoints, namespace: str, log: Path, **env: str):
+    def __init__(self, name: str, endpoints: Endpoints, namespace: str, log: Path, root: Path = ROOT, **env: str):
+        """`root`: the source tree to run (another checkout, to compare with); `env` wins over the defaults."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}.app"], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            env=os.environ | endpoints.env() | env | {
+            [sys.executable, "-m", f"services.{name}.app"], cwd=root, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env=os.environ | endpoints.env() | {
                 "BACKBONE_KAFKA_NAMESPACE": namespace, "BACKBONE_MONGO_DATABASE_PREFIX": namespace.replace(".", "_"),
                 "BACKBONE_KAFKA_SESSION_TIMEOUT_MS": "2000", "BACKBONE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
                 "BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, f"{name.upper()}_PORT": str(self.port),
-                f"{name.upper()}_LOG_LEVEL": "WARNING"})
+                f"{name.upper()}_LOG_LEVEL": "WARNING"} | env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
             try:

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -29,7 +30,10 @@ READY = Gauge("backbone_ready", "1 when the broker and the database both answer,
 Check = Callable[[], Awaitable[bool]]
 
 
-def observability_router(checks: dict[str, Check], timeout_seconds: float = 2.0) -> APIRouter:
+def observability_router(checks: dict[str, Check], timeout_seconds: float = 2.0,
+                         details: dict[str, Callable[[], Any]] | None = None) -> APIRouter:
+    """/healthz, /readyz and /metrics. `checks` decide readiness; `details` are reported in
+    /readyz's body only (how the background workers and consumers are doing)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process serves requests")
@@ -48,7 +52,8 @@ def observability_router(checks: dict[str, Check], timeout_seconds: float = 2.0)
         ready = all(results.values())
         READY.set(1 if ready else 0)
         response.status_code = 200 if ready else 503
-        return {"status": "ready" if ready else "not_ready", "checks": results}
+        return {"status": "ready" if ready else "not_ready", "checks": results,
+                **{name: describe() for name, describe in (details or {}).items()}}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

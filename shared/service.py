@@ -22,14 +22,22 @@ from shared.consumer import subscribe
 from shared.errors import install_error_handlers
 from shared.envelope import CloudEvent
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
+from shared.lag import ConsumerLag
 from shared.logs import configure_logging
 from shared.mongo import make_client
 from shared.observability import instrument, observability_router, secure_headers
 from shared.settings import ServiceSettings
+from shared.worker import Worker
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+LAG_SECONDS = 5.0  # how often every consumer group's lag is measured
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("consumer groups could not start", exc_info=task.exception())
 
 
 class Runtime:
@@ -40,25 +48,38 @@ class Runtime:
         self.settings = settings
         self.broker: KafkaBroker = make_broker(settings.kafka, name)
         self.producer: AIOKafkaProducer | None = None  # for batches; made by start(), in the event loop
+        self._joining: asyncio.Task | None = None
         self.mongo: AsyncMongoClient = make_client(settings.mongo)
         self.db: AsyncDatabase = self.mongo[settings.mongo.database_prefix + name]
         self.source = f"/backbone/{name}"  # CloudEvents `source` of what this service emits
         self.keys = KeyRing(self.db)
         # Its own consumer group, so the key ring never waits on the service's main consumers.
         subscribe(self.broker, settings.kafka, name, [ACCESS], self.keys.handlers(), group_suffix="-access")
+        self.lag = ConsumerLag(settings.kafka, f"backbone-{name}-lag")  # every group the service runs follows
+        self.lag.follow(settings.kafka.group(name) + "-access", [ACCESS])
 
     async def start(self) -> None:
         self.producer = make_producer(self.settings.kafka, self.name)
         await self.producer.start()
         try:
-            await self.broker.start()
+            await self.broker.connect()
         except BaseException:
             await self.producer.stop()
             raise
+        # A subscriber's start waits until its group has assigned it partitions, which after a
+        # restart can wait for a rebalance (a killed replica's session to run out) once per group.
+        # They join in the background: the service serves and publishes meanwhile, and /readyz
+        # shows each group's lag until it has caught up.
+        self._joining = asyncio.create_task(self.broker.start(), name="consumer-groups-join")
+        self._joining.add_done_callback(_log_failure)
 
     async def stop(self) -> None:
+        if self._joining and not self._joining.done():
+            self._joining.cancel()
+            await asyncio.gather(self._joining, return_exceptions=True)
         await self.broker.stop()  # waits for handlers in flight, then leaves the group
         await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
+        await self.lag.close()
 
     async def publish(self, event: CloudEvent) -> None:
         await publish(self.broker, self.settings.kafka, event)
@@ -68,7 +89,11 @@ class Runtime:
         await publish_many(self.producer, self.settings.kafka, events)
 
     async def broker_ready(self) -> bool:
-        return await self.broker.ping(timeout=2.0)
+        """The broker answers and the consumer groups did not fail to start (a failed start stays
+        not ready, and the error is logged)."""
+        failed = self._joining is not None and self._joining.done() and not self._joining.cancelled() \
+            and self._joining.exception() is not None
+        return not failed and await self.broker.ping(timeout=2.0)
 
     async def database_ready(self) -> bool:
         await self.db.command("ping")
@@ -84,9 +109,13 @@ def create_service_app(
     publishes: Sequence[Topic] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    workers: Sequence[Worker] = (),
 ) -> FastAPI:
-    """The service's HTTP app; its lifespan starts the broker (and so the subscribers) and
-    stops everything in reverse on SIGTERM, after in-flight work has finished."""
+    """The service's HTTP app; its lifespan starts the broker (the subscribers join their groups
+    in the background) and stops everything in reverse on SIGTERM, after in-flight work has finished. Background
+    `workers` start once the broker's producer is up and stop first, each finishing its step;
+    the consumer lag of every group the runtime follows is measured by one more."""
+    workers = [*workers, Worker("consumer_lag", runtime.lag.step, interval=LAG_SECONDS)]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,11 +124,15 @@ def create_service_app(
         for hook in on_startup:
             await hook(runtime)
         await runtime.start()
+        for worker in workers:
+            worker.start()
         log.info("service started", extra={"port": runtime.settings.port})
         try:
             yield
         finally:
             log.info("service stopping")
+            for worker in reversed(workers):
+                await worker.stop(runtime.settings.shutdown_grace_seconds)
             await runtime.stop()
             for hook in on_shutdown:
                 await hook(runtime)
@@ -113,7 +146,9 @@ def create_service_app(
     instrument(app)
     secure_headers(app)
     app.include_router(
-        observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready})
+        observability_router({"kafka": runtime.broker_ready, "mongodb": runtime.database_ready},
+                             details={"workers": lambda: {w.name: w.healthy() for w in workers},
+                                      "consumer_lag": runtime.lag.behind})
     )
     app.include_router(whoami_router())
     declare_publishers(runtime.broker, runtime.settings.kafka, runtime.name, tuple(publishes))

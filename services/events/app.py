@@ -9,10 +9,10 @@ from services.events.api import routes
 from services.events.handlers import subscribe_all
 from services.events.holds import HeldEvents, backoff
 from services.events.intake import Intake
-from services.events.lag import MembershipLag
 from services.events.service import EventsService
 from services.events.store import EventsStore
-from shared.catalog import ACTIVITIES, DEMAND, OUTCOMES
+from services.events.workers import held_worker
+from shared.catalog import ACTIVITIES, DEMAND, INBOUND, MEMBERSHIP, OUTCOMES
 from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
 
@@ -48,18 +48,14 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
                     retry=backoff(timedelta(seconds=settings.hold_retry_seconds),
                                   timedelta(seconds=settings.hold_retry_max_seconds)))
     held = HeldEvents(store, intake)
-    lag = MembershipLag(settings.kafka, settings.kafka.group(NAME))  # the read model's consumer group
+    read_model = settings.kafka.group(NAME)  # the consumer group of the roster read model
+    runtime.lag.follow(read_model, [MEMBERSHIP])
+    runtime.lag.follow(read_model + "-inbound", [INBOUND])
     service = EventsService(intake, store)
     subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service, held)
 
     async def start(_: Runtime) -> None:
         await store.create_indexes()
-        held.start()
-        lag.start()
-
-    async def stop(_: Runtime) -> None:
-        await held.stop()
-        await lag.stop()
 
     return create_service_app(
         runtime,
@@ -68,9 +64,9 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
         publishes=(ACTIVITIES, OUTCOMES, DEMAND),
         routers=[routes(service, intake, settings.max_batch_events, settings.max_batch_bytes,
                         retry_after_seconds=max(1, round(settings.hold_retry_seconds)),
-                        membership_lag=lambda: lag.records)],
+                        membership_lag=lambda: runtime.lag.of(read_model))],
         on_startup=[start],
-        on_shutdown=[stop],
+        workers=[held_worker(held)],
     )
 
 

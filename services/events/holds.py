@@ -5,6 +5,7 @@ deciding one held event twice, and a held event is stored, so a crash loses noth
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Gauge
@@ -29,9 +30,8 @@ class HeldEvents:
         self.idle_seconds = idle_seconds  # the longest sleep: other replicas' holds and wakes are seen by then
         self.max_group_events = max_group_events
         self.held = 0  # at the last pass
-        self._wake = asyncio.Event()
+        self.wake: Callable[[], None] = lambda: None  # the held-events worker's, set by workers.py
         self._wakings: set[asyncio.Task] = set()  # referenced until done, as asyncio asks
-        self._task: asyncio.Task | None = None
         intake.on_accepted.append(self.accepted)
 
     async def roster_changed(self, partnership_id: str | None = None, organisation_id: str | None = None) -> None:
@@ -40,7 +40,7 @@ class HeldEvents:
         is decided again by its backoff, a second later."""
         if self.held and await self.store.wake(partnership_ids={partnership_id} if partnership_id else set(),
                                  organisation_id=organisation_id):
-            self._wake.set()
+            self.wake()
 
     def accepted(self, partnership_ids: set[str]) -> None:
         """Events of these partnerships were accepted: an activity or hire a held event names may be among them."""
@@ -52,43 +52,21 @@ class HeldEvents:
     async def _wake_partnerships(self, partnership_ids: set[str]) -> None:
         try:
             if await self.store.wake(partnership_ids=partnership_ids):
-                self._wake.set()
+                self.wake()
         except Exception as exc:  # noqa: BLE001 - their backoff decides them anyway
             log.warning("held events not woken: %s", type(exc).__name__)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="events-held")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        # The first pass after the service's producer has started (start-up hooks run before it).
-        await asyncio.sleep(1.0)
-        while True:
-            self._wake.clear()
-            more = False
-            try:
-                due = await self.store.due(datetime.now(UTC), self.max_group_events)
-                if due:
-                    await self.intake.decide_held(due)
-                more = len(due) == self.max_group_events
-                self.held = await self.store.held_count()
-                HELD.set(self.held)
-                next_due = await self.store.next_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Kafka or MongoDB away, or a bug: tried again at the next pass
-                log.warning("deciding held events failed; trying again", exc_info=True)
-                next_due = None
-            if more:
-                continue
-            wait = self.idle_seconds
-            if next_due is not None:
-                wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+    async def step(self) -> float:
+        """Decide the held events that are due (the held-events Worker's step); the answer is how
+        long to wait: until the next is due, at most `idle_seconds`, unless woken first."""
+        due = await self.store.due(datetime.now(UTC), self.max_group_events)
+        if due:
+            await self.intake.decide_held(due)
+        self.held = await self.store.held_count()
+        HELD.set(self.held)
+        if len(due) == self.max_group_events:
+            return 0  # more are due
+        next_due = await self.store.next_due()
+        if next_due is None:
+            return self.idle_seconds
+        return min(self.idle_seconds, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))

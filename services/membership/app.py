@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
 from services.membership.api import router
-from services.membership.outbox import OutboxRelay
+from services.membership.outbox import membership_relay
 from services.membership.service import MembershipService
 from services.membership.store import MembershipStore
+from services.membership.workers import relay_worker
 from shared.catalog import ACCESS, MEMBERSHIP
 from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
@@ -36,18 +37,14 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
     settings = settings or MembershipSettings()
     runtime = Runtime(NAME, settings)
     store = MembershipStore(runtime.db, settings.kafka, timedelta(seconds=settings.outbox_lease_seconds))
-    relay = OutboxRelay(store, runtime.broker, settings.kafka, batch=settings.outbox_batch,
-                        poll_seconds=settings.outbox_poll_seconds,
-                        fault_point=settings.fault_injection)
+    relay = membership_relay(store, runtime.broker, settings.kafka, batch=settings.outbox_batch,
+                             fault_point=settings.fault_injection)
 
     async def start(_: Runtime) -> None:
         await store.create_indexes()
 
-    async def start_relay(_: Runtime) -> None:
-        await relay.start()
-
-    async def stop_relay(_: Runtime) -> None:
-        await relay.stop()
+    async def release_lease(_: Runtime) -> None:  # a restarted relay waits for nothing
+        await relay.release()
 
     app = create_service_app(
         runtime,
@@ -55,8 +52,9 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
         description="The roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.",
         publishes=(MEMBERSHIP, ACCESS),
         routers=[router],
-        on_startup=[start, start_relay],
-        on_shutdown=[stop_relay],
+        on_startup=[start],
+        on_shutdown=[release_lease],
+        workers=[relay_worker(relay, store, settings.outbox_poll_seconds)],
     )
     app.state.membership = MembershipService(store, runtime.source)  # what the routes call
     return app

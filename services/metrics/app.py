@@ -9,9 +9,10 @@ from services.metrics.api import routes
 from services.metrics.milestones import Milestones
 from services.metrics.pages import pages
 from services.metrics.queries import KpiService
-from services.metrics.rollup import MetricsConsumer
+from services.metrics.rollup import SOURCES, MetricsConsumer
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
+from services.metrics.workers import metrics_workers
 from shared.catalog import SIGNALS
 from shared.kafka import dead_letter
 from shared.service import Runtime, ServiceSpec, create_service_app, serve
@@ -41,7 +42,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
     runtime = Runtime(NAME, settings)
     store = MetricsStore(runtime.db)
-    milestones = Milestones(store, runtime.publish, runtime.source, settings.milestone_interval_seconds)
+    milestones = Milestones(store, runtime.publish, runtime.source)
 
     async def refuse(record: ConsumerRecord, reason: str, detail: str) -> None:
         await dead_letter(runtime.broker, settings.kafka, body=record.value or b"", key=record.key,
@@ -54,17 +55,16 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     consumer = MetricsConsumer(store, settings.kafka, max_batch_events=settings.max_batch_events,
                                poll_timeout_ms=settings.poll_timeout_ms, dead_letter=refuse,
                                on_stored=milestones.stored)
+    runtime.lag.follow(settings.kafka.group(NAME), SOURCES)
 
     async def start(_: Runtime) -> None:
         await store.setup()
         await sessions.setup()
         await runtime.broker.connect()  # dead letters and milestones need the producer from the first batch on
         await consumer.start()
-        await milestones.start()
 
-    async def stop(_: Runtime) -> None:
-        await milestones.stop()
-        await consumer.stop(settings.shutdown_grace_seconds)
+    async def stop(_: Runtime) -> None:  # after the workers: the rollup's batch is finished or cancelled
+        await consumer.stop()
 
     return create_service_app(
         runtime,
@@ -76,6 +76,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         routers=[routes(kpi_service), pages(kpi_service, runtime.keys, sessions, LoginThrottle())],
         on_startup=[start],
         on_shutdown=[stop],
+        workers=metrics_workers(consumer, milestones, settings.milestone_interval_seconds),
     )
 
 

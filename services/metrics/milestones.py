@@ -1,7 +1,6 @@
 """Milestones: watching the KPIs of partnerships whose facts changed and announcing each milestone
 reached once, apart from the rollup (services/metrics/rollup.py tells it what was stored)."""
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,14 +13,12 @@ from services.metrics.domain import Cells
 from services.metrics.store import MetricsStore
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, new_event
-from shared.observability import RETRIES, count_retries_of
 from shared.periods import Grain, parse_period, period_of
 
 log = logging.getLogger(__name__)
 
 KPI_VALUE = Gauge("backbone_metrics_kpi_value", "KPI values of the current program year", ["kpi", "partnership"])
 MILESTONES = Counter("backbone_metrics_milestones_total", "Milestones announced", ["reason"])
-count_retries_of("milestones", "error")
 SKIPPED = Counter("backbone_metrics_milestone_checks_skipped_total",
                   "Partnership periods or targets the milestone check left out", ["reason"])
 SKIP_REASONS = ("bad_period", "unknown_kpi", "error")  # bad_period, unknown_kpi: stored before targets were validated
@@ -35,50 +32,32 @@ class Milestones:
     (its event id is derived from the milestone, so a repeat after a crash is a duplicate that
     consumers drop), and keeps the KPI gauges of the current program year.
 
-    Runs apart from the rollup, every `interval` seconds, so a batch never waits for it. After a
-    start it looks at every partnership once, which catches what a crash interrupted."""
+    Runs apart from the rollup, in its own worker (workers.py), so a batch never waits for it. After
+    a start it looks at every partnership once, which catches what a crash interrupted."""
 
-    def __init__(self, store: MetricsStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str,
-                 interval: float):
+    def __init__(self, store: MetricsStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str):
         self.store = store
         self.publish = publish
         self.source = source
-        self.interval = interval
         self.due: set[tuple[str, str]] = set()  # (partnership, period) to look at
-        self._task: asyncio.Task | None = None
+        self.first = True
 
     def stored(self, cells: Cells) -> None:
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         self.due |= domain.program_years_touched(cells) | domain.targets_touched(cells)
         self.due |= {(pid, current) for pid, _ in list(self.due)}
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-milestones")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        first = True
-        while True:
-            try:
-                if first:
-                    await self._look_at_everything()
-                    first = False
-                due, self.due = self.due, set()
-                try:
-                    await self.check(due)
-                except Exception:
-                    self.due |= due  # look again next time
-                    raise
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("milestone check failed; retrying")
-                RETRIES.labels("milestones", "error").inc()
-            await asyncio.sleep(self.interval)
+    async def step(self) -> None:
+        """One look (the milestones Worker's step); the first after a start looks at everything."""
+        if self.first:
+            await self._look_at_everything()
+            self.first = False
+        due, self.due = self.due, set()
+        try:
+            await self.check(due)
+        except Exception:
+            self.due |= due  # look again next time
+            raise
 
     async def _look_at_everything(self) -> None:
         version = await self.store.version()

@@ -248,7 +248,8 @@ class MetricsConsumer:
         self.dead_letter = dead_letter
         self.on_stored = on_stored
         self.rollup: Rollup | None = None
-        self._task: asyncio.Task | None = None
+        self._resync = False  # a batch failed: read the stored offsets again first
+        self._joined = False
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(  # aiokafka clients belong to the running event loop
@@ -266,39 +267,33 @@ class MetricsConsumer:
         STORE_VERSION.set(self.rollup.version)
         topics = [self.kafka.topic(t.name) for t in SOURCES]
         count_consumed_from(self.kafka, topics)
-        count_retries_of("metrics_rollup", "infrastructure", "error")
+        count_retries_of("metrics_rollup", "infrastructure")
         consumer.subscribe(topics, listener=Rebalance(self.rollup))
-        await consumer.start()
-        self._task = asyncio.create_task(self._run(), name="metrics-rollup")
 
-    async def _run(self) -> None:
-        while not self.rollup.stopping:
-            try:
-                records = await self.rollup.consumer.getmany(timeout_ms=self.poll_timeout_ms,
-                                                             max_records=self.max_batch_events)
-                await self.rollup.process(records)
-                for tp, lag in self.rollup.lag().items():
-                    CONSUMER_LAG.labels(tp.topic.removeprefix(self.kafka.namespace), str(tp.partition)).set(lag)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self.rollup.stopping:
-                    return
-                # Nothing was stored for the batch: it is fetched again from the stored offsets.
-                log.exception("batch failed; resuming from the stored offsets")
-                RETRIES.labels("metrics_rollup", "error").inc()
-                await asyncio.sleep(1.0)
-                async with self.rollup.lock:
-                    await self.rollup.resync()
+    async def poll(self) -> float:
+        """One batch (the rollup Worker's step). A failed batch stored nothing: the next step
+        fetches it again from the stored offsets."""
+        assert self.rollup is not None, "start() first"
+        if not self._joined:  # here, not in start(): joining the group can wait for a rebalance
+            await self.rollup.consumer.start()
+            self._joined = True
+        if self._resync:
+            async with self.rollup.lock:
+                await self.rollup.resync()
+            self._resync = False
+        try:
+            records = await self.rollup.consumer.getmany(timeout_ms=self.poll_timeout_ms,
+                                                         max_records=self.max_batch_events)
+            await self.rollup.process(records)
+        except Exception:
+            self._resync = True
+            raise
+        for tp, lag in self.rollup.lag().items():
+            CONSUMER_LAG.labels(tp.topic.removeprefix(self.kafka.namespace), str(tp.partition)).set(lag)
+        return 0  # getmany waits for records itself
 
-    async def stop(self, grace_seconds: float) -> None:
-        """Let the batch in progress finish (within the grace period), then leave the group."""
-        if self.rollup is None:
-            return
-        self.rollup.stopping = True
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, grace_seconds)
-            except Exception:
-                log.warning("rollup did not finish its batch in time; it is fetched again after restart")
-        await self.rollup.consumer.stop()
+    async def stop(self) -> None:
+        """Leave the group (after the rollup Worker has stopped, its batch finished or cancelled)."""
+        if self.rollup is not None:
+            self.rollup.stopping = True
+            await self.rollup.consumer.stop()

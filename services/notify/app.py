@@ -1,6 +1,5 @@
 """Notify service: continuous communication: webhooks, e-mail, reminders, digests and milestones."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -13,10 +12,11 @@ from services.notify.api import routes
 from services.notify.channels import Mailer, WebhookTargets, Webhooks
 from services.notify.delivery import Deliverer
 from services.notify.domain import PausePolicy, RetryPolicy
-from services.notify.handlers import Notifier, subscribe_all
+from services.notify.handlers import TOPICS, Notifier, subscribe_all
 from services.notify.scheduler import KpiSource, Scheduler
 from services.notify.service import Subscriptions
 from services.notify.store import NotifyStore
+from services.notify.workers import notify_workers
 from shared.catalog import SIGNALS
 from shared.service import Runtime, ServiceSpec, create_service_app, serve
 from shared.settings import ServiceSettings
@@ -98,24 +98,16 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         zone)
     kpis = KpiSource(settings.metrics_url, settings.metrics_api_key.get_secret_value(),
                      settings.metrics_timeout_seconds) if settings.metrics_url else None
-    scheduler = Scheduler(store, deliverer, kpis, clock, zone, settings.digest_send_after, settings.tick_seconds)
+    scheduler = Scheduler(store, deliverer, kpis, clock, zone, settings.digest_send_after)
     subscribe_all(runtime.broker, settings.kafka, NAME,
                   Notifier(store, deliverer, clock, settings.reminder_lead_times))
-    tasks: list[asyncio.Task] = []
+    runtime.lag.follow(settings.kafka.group(NAME), TOPICS)
 
     async def start(_: Runtime) -> None:
         await store.setup()
         deliverer.unsubscribe_key = await store.unsubscribe_key()
-        await runtime.broker.connect()  # result events need the producer from the first delivery on
-        tasks.extend([asyncio.create_task(deliverer.run()), asyncio.create_task(scheduler.run())])
 
-    async def stop(_: Runtime) -> None:
-        await deliverer.stop()
-        await scheduler.stop()
-        # In-flight sends finish (their results are stored); anything cut off is sent again later.
-        await asyncio.wait(tasks, timeout=settings.shutdown_grace_seconds)
-        for task in tasks:
-            task.cancel()
+    async def stop(_: Runtime) -> None:  # after the workers: in-flight sends finished or cut off (sent again later)
         await webhooks.close()
         if kpis:
             await kpis.close()
@@ -129,6 +121,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                                       targets.refusal))],
         on_startup=[start],
         on_shutdown=[stop],
+        workers=notify_workers(deliverer, scheduler, settings.tick_seconds),
     )
 
 

@@ -32,7 +32,6 @@ from services.notify.messages import organisations_in, render
 from services.notify.store import NotifyStore
 from shared.contracts.signals import NotificationDelivered, NotificationFailed
 from shared.envelope import CloudEvent, new_event
-from shared.observability import RETRIES, count_retries_of
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ for _channel in Channel:
         FINISHED.labels(_channel.value, _status.value)
 for _kind in ("event", "reminder", "digest", "follow_up"):  # every value kind_of gives
     QUEUED.labels(_kind)
-count_retries_of("notify_delivery", "error")
 
 
 class Deliverer:
@@ -79,8 +77,7 @@ class Deliverer:
         self.lease, self.concurrency, self.poll_seconds = lease, concurrency, poll_seconds
         self.public_url, self.zone = public_url, zone
         self.unsubscribe_key = b""
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self.wake: Callable[[], None] = lambda: None  # the delivery worker's, set by workers.py
 
     async def enqueue(self, subscriptions: list[dict], notification_id: str, event_type: str, partnership_id: str,
                       body: bytes, **extra) -> None:
@@ -93,46 +90,29 @@ class Deliverer:
             for s in subscriptions])
         if added:
             QUEUED.labels(kind_of(event_type)).inc(added)
-            self._wake.set()
+            self.wake()
 
     def unsubscribe_url(self, subscription_id: str) -> str:
         return f"{self.public_url}/unsubscribe?token={unsubscribe_token(self.unsubscribe_key, subscription_id)}"
 
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                await self._announce()
-                batch = await self.store.claim_due(self.clock(), self.lease, self.concurrency * 4)
-                if batch:
-                    gate = asyncio.Semaphore(self.concurrency)
+    async def step(self) -> float:
+        """Deliver what is due (the delivery Worker's step); the answer is how long to wait: until
+        the next retry is due, at most the poll interval, unless `wake` is called first."""
+        await self._announce()
+        batch = await self.store.claim_due(self.clock(), self.lease, self.concurrency * 4)
+        if batch:
+            gate = asyncio.Semaphore(self.concurrency)
 
-                    async def one(d: dict) -> None:
-                        async with gate:
-                            await self._deliver(d)
+            async def one(d: dict) -> None:
+                async with gate:
+                    await self._deliver(d)
 
-                    await asyncio.gather(*(one(d) for d in batch))
-                    continue
-                await self._idle()
-            except Exception:
-                log.exception("delivery loop failed, retrying shortly")
-                RETRIES.labels("notify_delivery", "error").inc()
-                await asyncio.sleep(1)
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    async def _idle(self) -> None:
-        """Sleep until woken by a new delivery, the next retry is due, or the poll interval ends."""
-        wait = self.poll_seconds
+            await asyncio.gather(*(one(d) for d in batch))
+            return 0
         next_due = await self.store.next_due()
-        if next_due is not None:
-            wait = max(0.0, min(wait, (next_due - self.clock()).total_seconds()))
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), wait)
-        except TimeoutError:
-            pass
+        if next_due is None:
+            return self.poll_seconds
+        return max(0.0, min(self.poll_seconds, (next_due - self.clock()).total_seconds()))
 
     async def _deliver(self, d: dict) -> None:
         subscription = await self.store.subscription(d["subscription_id"])

@@ -1,7 +1,6 @@
 """Time-driven notifications: reminders before activities and the weekly digests. Both are kept
 in MongoDB, so a restart neither loses nor repeats them; each tick queues what has come due."""
 
-import asyncio
 import logging
 import time
 from datetime import datetime, timedelta
@@ -56,24 +55,9 @@ class KpiSource:
 
 class Scheduler:
     def __init__(self, store: NotifyStore, deliverer: Deliverer, kpis: KpiSource | None, clock: Clock,
-                 zone: ZoneInfo, digest_send_after: timedelta, tick_seconds: float):
+                 zone: ZoneInfo, digest_send_after: timedelta):
         self.store, self.deliverer, self.kpis, self.clock = store, deliverer, kpis, clock
-        self.zone, self.digest_send_after, self.tick_seconds = zone, digest_send_after, tick_seconds
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduler tick failed, trying again next tick")
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.tick_seconds)
-            except TimeoutError:
-                pass
-
-    async def stop(self) -> None:
-        self._stop.set()
+        self.zone, self.digest_send_after = zone, digest_send_after
 
     async def tick(self) -> None:
         now = self.clock()
