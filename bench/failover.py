@@ -27,12 +27,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from services.events.app import EventsSettings  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from cli.stack import Endpoints, LocalStack  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
 HEADERS = AUTH | {"content-type": "application/cloudevents-batch+json"}
@@ -73,7 +73,9 @@ async def one_failover(endpoints: Endpoints, workdir: Path, lease: float, round_
     client = make_client(mongo)
     try:
         for name in ("a", "b"):
-            replicas.append(Service("events", endpoints, namespace, workdir / f"events-{lease}-{round_}-{name}.log", **env))
+            replicas.append(
+                Service("events", endpoints, namespace, workdir / f"events-{lease}-{round_}-{name}.log", **env)
+            )
         doomed, survivor = replicas
         await seed_roster(kafka, survivor.url)
         loaders = [asyncio.create_task(load(doomed.url, f"l{i}")) for i in range(3)]

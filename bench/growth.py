@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Service  # noqa: E402  (bench/harness.py)
 from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
 
+from cli.stack import LocalStack  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import LocalStack  # noqa: E402
 
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)
@@ -79,7 +79,8 @@ async def bench(sizes: list[int], workdir: Path) -> None:
     finally:
         stack.down()
     n0, s0, m0 = results[0]
-    print(f"\n{'events':>10} {'busy s':>9} {'events/s':>10} {'µs/event':>9} {'vs smallest':>12} {'peak MiB':>9} {'vs smallest':>12}")
+    print(f"\n{'events':>10} {'busy s':>9} {'events/s':>10} {'µs/event':>9} {'vs smallest':>12}"
+          f" {'peak MiB':>9} {'vs smallest':>12}")
     for n, seconds, memory in results:
         per_event = seconds / n * 1e6
         print(f"{n:>10,} {seconds:>9.1f} {n / seconds:>10,.0f} {per_event:>9.1f} {per_event / (s0 / n0 * 1e6):>11.2f}x "

@@ -13,12 +13,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.stack import Endpoints, free_port, stop_process  # noqa: E402
 from shared.contracts import membership as mem  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.kafka import ensure_topics, make_broker, publish  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import Endpoints, free_port, stop_process  # noqa: E402
 from tests.examples import EXAMPLES  # noqa: E402
 
 OPERATOR_KEY = "bench-operator-key"

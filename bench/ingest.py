@@ -32,12 +32,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from shared.catalog import OUTCOMES, inbound_of  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.kafka import make_broker  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from cli.stack import Endpoints, LocalStack  # noqa: E402
 from tests.events.conftest import issue_partner_key  # noqa: E402
 from tests.examples import EXAMPLES, P  # noqa: E402
 
@@ -146,8 +146,10 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
     print(f"{n} hire events, batches of {args.batch}, {args.concurrency} concurrent, acks=all on both sides")
     print(f"  raw aiokafka producer      {n / raw:10.0f} events/s")
     print(f"  events service HTTP batch  {n / ingest:10.0f} events/s   ({ingest / raw:.1f}x the time of raw Kafka)")
-    print(f"  partner topic -> topic     {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
-          f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)")
+    print(
+        f"  partner topic -> topic     {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
+        f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)"
+    )
 
 
 def main() -> None:

@@ -151,7 +151,9 @@ class LocalStack:
             _wait_for_port(s3_port, s3.pid, timeout, self.state_dir / "s3.log")
         kafka = self._spawn_kafka(kafka_port, s3_port)
         mongo = self._spawn("mongo", self.mongo_command(mongo_port))
-        state = StackState(kafka_port, mongo_port, kafka.pid, mongo.pid, s3_port if s3 else None, s3.pid if s3 else None)
+        state = StackState(
+            kafka_port, mongo_port, kafka.pid, mongo.pid, s3_port if s3 else None, s3.pid if s3 else None
+        )
         self.state_file.write_text(json.dumps(asdict(state)))
         try:
             self._wait_until_ready(state, timeout)
@@ -232,7 +234,8 @@ class LocalStack:
                     return
                 except Exception:
                     if time.monotonic() > deadline or not _alive(state.mongo_pid):
-                        raise RuntimeError(f"MongoDB (SecantusDB) did not start: see {self.state_dir / 'mongo.log'}")
+                        raise RuntimeError(
+                            f"MongoDB (SecantusDB) did not start: see {self.state_dir / 'mongo.log'}") from None
                     time.sleep(0.1)
         finally:
             client.close()
@@ -255,7 +258,11 @@ def repair_watermarks(objects: Path) -> list[str]:
         ends = [_batch_end(batch) for batch in partition.glob("records/*.batch._S3rver_object")]
         end = max((e for e in ends if e is not None), default=None)
         watermark = partition / "watermark.json._S3rver_object"
-        stored = json.loads(watermark.read_bytes()) if watermark.exists() else {"low": None, "high": None, "timestamps": None}
+        stored = (
+            json.loads(watermark.read_bytes())
+            if watermark.exists()
+            else {"low": None, "high": None, "timestamps": None}
+        )
         if end is None or (stored.get("high") or 0) >= end:
             continue
         body = json.dumps({**stored, "high": end}, separators=(",", ":")).encode()

@@ -22,7 +22,9 @@ class Topic:
     description: str
 
 
-MEMBERSHIP = Topic("backbone.membership", 3, "Roster and common agenda: partnerships, organisations, members, action teams, targets")
+MEMBERSHIP = Topic(
+    "backbone.membership", 3, "Roster and common agenda: partnerships, organisations, members, action teams, targets"
+)
 ACTIVITIES = Topic("backbone.activities", 3, "Activity lifecycle and attendance")
 OUTCOMES = Topic("backbone.outcomes", 6, "Talent outcomes: hires, placements, training, credentials, retention")
 DEMAND = Topic("backbone.demand", 3, "Employer demand survey responses")
@@ -31,10 +33,22 @@ SIGNALS = Topic("backbone.signals", 3, "KPI milestones and notification results"
 # One inbound topic per partner system's API key, created by the events service when the key is
 # issued: whoever produces to it acts as that key (Kafka ACLs let only the partner's user write
 # it), so the events service decides each record with that key's partnerships and sources.
-INBOUND = Topic("backbone.inbound.{key_id}", 6, "Raw CloudEvents from one partner system (its API key id), validated by the events service as that key")
+INBOUND = Topic(
+    "backbone.inbound.{key_id}",
+    6,
+    "Raw CloudEvents from one partner system (its API key id), validated by the events service as that key",
+)
 DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept, with the reason in headers")
 
-TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, DEAD_LETTER)  # created at start-up
+TOPICS: tuple[Topic, ...] = (
+    MEMBERSHIP,
+    ACCESS,
+    ACTIVITIES,
+    OUTCOMES,
+    DEMAND,
+    SIGNALS,
+    DEAD_LETTER,
+)  # created at start-up
 
 
 def inbound_of(key_id: str) -> Topic:

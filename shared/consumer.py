@@ -129,14 +129,14 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
-                for record, refusal in zip(records, refusals):
+                for record, refusal in zip(records, refusals, strict=True):
                     if refusal is None:
                         self._count(record, "retried")
                 await self._wait_out()
                 raise
             log.warning("batch failed, going through it one by one", exc_info=True)
             parsed = iter(events)
-            for record, refusal in zip(records, refusals):
+            for record, refusal in zip(records, refusals, strict=True):
                 if refusal is None:
                     await self._handle_event(record, next(parsed), handler)  # counts, retries or dead-letters it
                 else:
@@ -144,7 +144,7 @@ class EventConsumer:
             return
         self._waits = 0
         decided = iter(violations)
-        for record, refusal in zip(records, refusals):
+        for record, refusal in zip(records, refusals, strict=True):
             if refusal is None:
                 violation = next(decided)
                 if violation is None:
@@ -180,7 +180,9 @@ class EventConsumer:
             self._attempts[position] = attempt
             self._count(record, "retried")
             RETRIES.labels("consumer", "error").inc()
-            log.warning("handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt})
+            log.warning(
+                "handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt}
+            )
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
         self._attempts.pop(position, None)

@@ -26,7 +26,9 @@ from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-EVENTS_PUBLISHED = Counter("backbone_events_published_total", "Events acknowledged by Kafka (acks=all)", ["topic", "type"])
+EVENTS_PUBLISHED = Counter(
+    "backbone_events_published_total", "Events acknowledged by Kafka (acks=all)", ["topic", "type"]
+)
 DEAD_LETTERS = Counter(
     "backbone_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"]
 )
@@ -51,8 +53,11 @@ def client_options(settings: KafkaSettings) -> dict:
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context()
     if settings.sasl_mechanism:
-        options |= {"sasl_mechanism": settings.sasl_mechanism, "sasl_plain_username": settings.sasl_username,
-                    "sasl_plain_password": settings.sasl_password.get_secret_value() if settings.sasl_password else None}
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+        }
     return options
 
 
@@ -61,8 +66,11 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
     if not settings.sasl_mechanism:
         return None
     scram = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256}[settings.sasl_mechanism]
-    return scram(settings.sasl_username or "", settings.sasl_password.get_secret_value() if settings.sasl_password else "",
-                 use_ssl=settings.security_protocol == "SASL_SSL")
+    return scram(
+        settings.sasl_username or "",
+        settings.sasl_password.get_secret_value() if settings.sasl_password else "",
+        use_ssl=settings.security_protocol == "SASL_SSL",
+    )
 
 
 def make_broker(settings: KafkaSettings, service: str) -> KafkaBroker:

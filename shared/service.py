@@ -19,8 +19,8 @@ from shared.asyncapi import asyncapi_router, declare_publishers
 from shared.auth import KeyRing, whoami_router
 from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
-from shared.errors import install_error_handlers
 from shared.envelope import CloudEvent
+from shared.errors import install_error_handlers
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from shared.logs import configure_logging
 from shared.mongo import make_client

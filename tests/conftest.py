@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.settings import KafkaSettings, MongoSettings
 from cli.stack import Endpoints, LocalStack, free_port, stop_process
+from shared.settings import KafkaSettings, MongoSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,9 @@ from shared.errors import DomainError, NotAllowed, NotAuthenticated, NotFound
 
 
 class Intake(Protocol):
-    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]: ...
+    async def submit(
+        self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None
+    ) -> list[EventResult]: ...
 
 
 class Activities(Protocol):
@@ -81,7 +83,9 @@ class EventsService:
         submission."""
         refusals = [_refusal(caller, key_id, event) for event in events]
         origins = origins or [{"topic": ""}] * len(events)
-        allowed = [(event, origin) for event, origin, refusal in zip(events, origins, refusals) if refusal is None]
+        allowed = [
+            (event, origin) for event, origin, refusal in zip(events, origins, refusals, strict=True) if refusal is None
+        ]
         decided = iter(await self.intake.submit([e for e, _ in allowed], entry="kafka",
                                                 origins=[o for _, o in allowed]) if allowed else [])
         return [refusal or next(decided) for refusal in refusals]

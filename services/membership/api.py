@@ -47,10 +47,14 @@ def _reference_routes(ref: Reference, model: type[s.RegionIn | s.SectorIn]) -> N
         return await service.list_reference(caller, ref, paging)
 
     path, tags = f"/{ref.collection}", [ref.collection]
-    router.add_api_route(path, define, methods=["POST"], status_code=201, tags=tags, summary=f"Define a {ref.what} (operators)")
+    router.add_api_route(
+        path, define, methods=["POST"], status_code=201, tags=tags, summary=f"Define a {ref.what} (operators)"
+    )
     router.add_api_route(path, list_, methods=["GET"], tags=tags, summary=f"The {ref.collection}")
     router.add_api_route(path + "/{id}", get, methods=["GET"], tags=tags, summary=f"One {ref.what}")
-    router.add_api_route(path + "/{id}", redefine, methods=["PUT"], tags=tags, summary=f"Redefine a {ref.what} (operators)")
+    router.add_api_route(
+        path + "/{id}", redefine, methods=["PUT"], tags=tags, summary=f"Redefine a {ref.what} (operators)"
+    )
 
 
 _reference_routes(REGIONS, s.RegionIn)
@@ -123,7 +127,9 @@ async def get_organisation(organisation_id: str, caller: Caller, service: Servic
 
 @router.patch("/organisations/{organisation_id}", tags=["organisations"],
               summary="Change an organisation (a shared one: operators only)")
-async def update_organisation(organisation_id: str, body: s.OrganisationPatch, caller: Caller, service: Service) -> dict:
+async def update_organisation(
+    organisation_id: str, body: s.OrganisationPatch, caller: Caller, service: Service
+) -> dict:
     return await service.update_organisation(caller, organisation_id, body)
 
 
@@ -213,9 +219,13 @@ async def export_roster(partnership_id: str, caller: Caller, service: Service) -
                     headers={"content-disposition": f'attachment; filename="{partnership_id}-roster.csv"'})
 
 
-@router.post("/partnerships/{partnership_id}/roster", tags=["members"], max_body_size=ROSTER_UPLOAD_BYTES,
-             summary="Import a roster CSV (at most 5 MiB): good rows are stored, each bad row is reported with its line",
-             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.post(
+    "/partnerships/{partnership_id}/roster",
+    tags=["members"],
+    max_body_size=ROSTER_UPLOAD_BYTES,
+    summary="Import a roster CSV (at most 5 MiB): good rows are stored, each bad row is reported with its line",
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def import_roster(partnership_id: str, request: Request, caller: Caller, service: Service,
                         first_line: Annotated[int, Query(ge=1, description="line number of the header")] = 1) -> dict:
     try:

@@ -195,7 +195,9 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
             errors.append(RowError(line=line, reason="more fields than columns"))
             continue
         values = {k: (_unquoted(v).strip() or None) if v is not None else None for k, v in record.items()}
-        organisation = {k: values.get(k) for k in OrganisationIn.model_fields if k != "champion" and values.get(k) is not None}
+        organisation = {
+            k: values.get(k) for k in OrganisationIn.model_fields if k != "champion" and values.get(k) is not None
+        }
         organisation["id"] = values.get("organisation_id")
         organisation["champion"] = (values.get("champion") or "").lower() in ("1", "true", "yes", "y")
         try:

@@ -17,8 +17,13 @@ from shared.periods import PERIOD_PATTERN
 
 KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})
 
-PeriodParam = Annotated[str, Query(pattern=PERIOD_PATTERN, description="2026-03 (month), 2026-Q1 (quarter), PY2025 (program year, July-June)")]
-ScopeId = Annotated[str | None, Query(max_length=128, description="the partnership, region or sector id; none for the state")]
+PeriodParam = Annotated[
+    str,
+    Query(pattern=PERIOD_PATTERN, description="2026-03 (month), 2026-Q1 (quarter), PY2025 (program year, July-June)"),
+]
+ScopeId = Annotated[
+    str | None, Query(max_length=128, description="the partnership, region or sector id; none for the state")
+]
 
 
 def routes(kpi_service: KpiService) -> APIRouter:

@@ -7,9 +7,9 @@ from pydantic_settings import SettingsConfigDict
 
 from services.metrics.api import routes
 from services.metrics.milestones import Milestones
-from services.metrics.rollup import MetricsConsumer
 from services.metrics.pages import pages
 from services.metrics.queries import KpiService
+from services.metrics.rollup import MetricsConsumer
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
 from shared.catalog import SIGNALS

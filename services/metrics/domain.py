@@ -454,7 +454,7 @@ def program_years_touched(cells: Cells) -> set[tuple[str, str]]:
 def targets_touched(cells: Cells) -> set[tuple[str, str]]:
     """(partnership, period) pairs that got a new target in a batch."""
     touched = set()
-    for (source, partnership_id, bucket), facts in cells.items():
+    for (_source, partnership_id, bucket), facts in cells.items():
         if bucket == ROSTER:
             for key in facts.latest:
                 if key.startswith("target:"):

@@ -140,7 +140,9 @@ class KpiService:
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
         return await self.store.dated(snap.version, partnership_ids, first.months[0])
 
-    async def _scoped(self, principal: Principal, scope: Scope, scope_id: str | None) -> tuple[Snapshot, list[str] | None]:
+    async def _scoped(
+        self, principal: Principal, scope: Scope, scope_id: str | None
+    ) -> tuple[Snapshot, list[str] | None]:
         authorize(principal, scope, scope_id)
         snap = await self._snapshot()
         return snap, snap.members_of(scope, scope_id)

@@ -91,7 +91,7 @@ class Rollup:
         for tp in tps:
             position = stored.get(tp)
             if tp not in self.seen or self.positions.get(tp, -1) != position:
-                self.seen[tp] = await _retrying(lambda: self.store.seen(self.version, tp), self)
+                self.seen[tp] = await _retrying(lambda tp=tp: self.store.seen(self.version, tp), self)
             self.positions[tp] = position
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -125,10 +125,18 @@ class Rollup:
             # that is nowhere; a fenced batch's are sent again by the new owner (at least once).
             for record, reason, detail in refused:
                 if self.dead_letter is None:
-                    log.warning("refused record skipped", extra={"reason": reason, "topic": record.topic,
-                                                                  "partition": record.partition, "offset": record.offset})
+                    log.warning(
+                        "refused record skipped",
+                        extra={
+                            "reason": reason,
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                        },
+                    )
                 else:
-                    await _retrying(lambda: self.dead_letter(record, reason, detail), self)
+                    await _retrying(lambda record=record, reason=reason, detail=detail:
+                                     self.dead_letter(record, reason, detail), self)
             try:
                 await _retrying(lambda: self.store.apply(self.version, self.role, batch), self)
             except Fenced as exc:

@@ -179,7 +179,9 @@ class MetricsStore:
                 directory.append(facts)
         return rosters, directory
 
-    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list[tuple[str, str, Facts]]:
+    async def dated(
+        self, version: int, partnership_ids: list[str] | None, first_month: str
+    ) -> list[tuple[str, str, Facts]]:
         """(partnership, month, facts) of the dated facts from `first_month` on; all partnerships if None."""
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
         if partnership_ids is not None:

@@ -74,7 +74,9 @@ def is_future(period_label: str, today: date) -> bool:
     return parse_period(period_label).start > today
 
 
-def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, width: int = 560, height: int = 180) -> str:
+def bar_chart(
+    points: list[tuple[str, float | None]], title: str, unit: str, width: int = 560, height: int = 180
+) -> str:
     """An accessible SVG bar chart: role=img with a title and a description listing every value
     (the table next to it carries the same numbers)."""
     values = [v or 0 for _, v in points]

@@ -10,7 +10,7 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notify.api import routes
-from services.notify.channels import Mailer, WebhookTargets, Webhooks
+from services.notify.channels import Mailer, Webhooks, WebhookTargets
 from services.notify.delivery import Deliverer
 from services.notify.domain import PausePolicy, RetryPolicy
 from services.notify.handlers import Notifier, subscribe_all

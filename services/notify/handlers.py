@@ -35,8 +35,11 @@ class Notifier:
 
     def handlers(self) -> dict:
         # Notify's own results come back on the signals topic; they are nobody's news.
-        table = {e.model: self.on_event for e in EVENT_TYPES
-                 if issubclass(e.model, PartnershipEvent) and e.model not in (NotificationDelivered, NotificationFailed)}
+        table = {
+            e.model: self.on_event
+            for e in EVENT_TYPES
+            if issubclass(e.model, PartnershipEvent) and e.model not in (NotificationDelivered, NotificationFailed)
+        }
         return table | {mem.OrganisationRegistered: self.on_organisation, mem.OrganisationUpdated: self.on_organisation}
 
     async def on_organisation(self, event: CloudEvent) -> None:

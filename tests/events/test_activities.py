@@ -9,7 +9,7 @@ import pytest
 from shared.catalog import ACTIVITIES
 from shared.contracts import activities as act
 from tests.events.conftest import example, header, join, read_topic
-from tests.examples import P, T0, T1
+from tests.examples import T0, T1, P
 
 pytestmark = pytest.mark.integration
 

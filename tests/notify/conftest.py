@@ -19,12 +19,12 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from cli.stack import free_port
 from shared.contracts import membership as mem
 from shared.contracts.base import EventData
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_broker, publish
 from shared.mongo import make_client
-from cli.stack import free_port
 from tests.examples import EXAMPLES
 
 OPERATOR_KEY = "notify-tests-operator-key"

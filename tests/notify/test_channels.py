@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from services.notify.channels import SendFailed, WebhookTargets, Webhooks
+from services.notify.channels import SendFailed, Webhooks, WebhookTargets
 
 HTTP_ALLOWED = WebhookTargets(require_https=False)
 

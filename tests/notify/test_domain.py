@@ -11,9 +11,9 @@ import orjson
 from services.notify import domain
 from services.notify.domain import Mode, PausePolicy, RetryPolicy, Status
 from services.notify.messages import cloudevent, digest_data, render
-from tests.examples import EXAMPLES, P
 from shared.contracts import membership as mem
 from shared.envelope import new_event
+from tests.examples import EXAMPLES, P
 
 UTC_ZONE = ZoneInfo("UTC")
 NOW = datetime(2026, 3, 11, 9, 30, tzinfo=UTC)  # a Wednesday, ISO week 2026-W11
@@ -124,8 +124,11 @@ def test_email_names_the_partnership_escapes_html_and_offers_unsubscribe():
 
 
 def test_digest_without_kpis_says_why():
-    journal = [{"type": "org.backbone.member.joined.v1", "data": {"organisation_id": "microboard"}},
-               {"type": "org.backbone.hire.recorded.v1", "data": {}}, {"type": "org.backbone.hire.recorded.v1", "data": {}}]
+    journal = [
+        {"type": "org.backbone.member.joined.v1", "data": {"organisation_id": "microboard"}},
+        {"type": "org.backbone.hire.recorded.v1", "data": {}},
+        {"type": "org.backbone.hire.recorded.v1", "data": {}},
+    ]
     coming = [{"activity_id": "tour-2", "title": "Tour", "kind": "plant_tour", "starts_at": NOW + timedelta(days=2)}]
     note = "KPI movement is not part of this digest: no metrics service is configured."
     data = digest_data(P, "2026-W11", NOW - timedelta(days=9), NOW - timedelta(days=2), journal, coming,

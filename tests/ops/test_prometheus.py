@@ -11,10 +11,10 @@ import httpx
 import pytest
 import yaml
 
+from cli.stack import free_port, stop_process
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_broker, publish
-from cli.stack import free_port, stop_process
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,9 @@ async def until(check, timeout: float = 60.0):
 async def test_a_real_prometheus_scrapes_the_services(running, tmp_path):
     async with httpx.AsyncClient() as http:
         async def kpi_exported():
-            return 'backbone_metrics_kpi_value{kpi="hires"' in (await http.get(running["metrics"].url + "/metrics")).text
+            return (
+                'backbone_metrics_kpi_value{kpi="hires"' in (await http.get(running["metrics"].url + "/metrics")).text
+            )
 
         await until(kpi_exported)
         for name, service in running.items():

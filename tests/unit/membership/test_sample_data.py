@@ -4,8 +4,8 @@ target on a name that is not a KPI, as `retention_90d` was, cannot come back unn
 
 import json
 
-from services.membership import schemas as s
 from cli.membership_client import SAMPLE
+from services.membership import schemas as s
 from services.membership.service import REGIONS, SECTORS, MembershipService
 from shared.auth import Principal
 from shared.contracts.base import AccessRole
