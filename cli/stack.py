@@ -189,6 +189,7 @@ class LocalStack:
         return [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
 
     def s3_command(self, port: int) -> list[str]:
+        assert self.data_dir, "the object store holds Kafka's data: only run with a data_dir"
         (self.data_dir / "kafka").mkdir(parents=True, exist_ok=True)
         return [s3rver_binary(), "--address", "127.0.0.1", "--port", str(port), "--silent",
                 "--directory", str(self.data_dir / "kafka"), "--configure-bucket", BUCKET]
@@ -211,11 +212,12 @@ class LocalStack:
                    ("mongo", state.mongo_port, lambda p: self._spawn("mongo", self.mongo_command(p)))]
         for name, port, spawn in servers:
             pid = getattr(state, f"{name}_pid")
-            if pid and not _alive(pid):
-                setattr(state, f"{name}_pid", spawn(port).pid)
+            if pid and port and not _alive(pid):  # no s3 pid or port without a data_dir
+                process = spawn(port)
+                setattr(state, f"{name}_pid", process.pid)
                 revived.append(name)
                 if name == "s3":
-                    _wait_for_port(port, state.s3_pid, timeout, self.state_dir / "s3.log")
+                    _wait_for_port(port, process.pid, timeout, self.state_dir / "s3.log")
         if revived:
             self.state_file.write_text(json.dumps(asdict(state)))
             self._wait_until_ready(state, timeout)
@@ -226,7 +228,7 @@ class LocalStack:
 
         deadline = time.monotonic() + timeout
         _wait_for_port(state.kafka_port, state.kafka_pid, timeout, self.state_dir / "kafka.log")
-        client = MongoClient(state.endpoints.mongo_uri, serverSelectionTimeoutMS=500)
+        client = MongoClient[dict](state.endpoints.mongo_uri, serverSelectionTimeoutMS=500)
         try:
             while True:
                 try:

@@ -5,6 +5,7 @@ Type names are `org.backbone.<entity>.<what happened>.v<version>`. A changed pay
 version (a new row), never an edit of an old one, so stored history stays readable.
 """
 
+import builtins
 from dataclasses import dataclass
 
 from shared.contracts import activities as act
@@ -59,7 +60,7 @@ def inbound_of(key_id: str) -> Topic:
 @dataclass(frozen=True)
 class EventType:
     type: str
-    model: type[EventData]
+    model: builtins.type[EventData]  # builtins.: the field `type` above shadows the builtin here
     topic: Topic
     key: str = "partnership_id"  # payload field used as Kafka key: keeps a partnership's events in order
 

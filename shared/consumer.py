@@ -13,7 +13,9 @@ The offset is committed only after the handler's effect is stored or the message
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
@@ -100,7 +102,7 @@ class EventConsumer:
         self._waits = 0  # transient failures in a row: the wait before redelivery grows with them
 
     async def handle(self, message: KafkaMessage) -> None:
-        record = message.raw_message
+        record = cast(ConsumerRecord, message.raw_message)  # a single record: these subscribers are not batch ones
         try:
             event = parse_record(record.value, record.headers)
         except EventError as exc:

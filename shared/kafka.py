@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -49,7 +50,8 @@ _HEADERS_KEPT, _HEADER_BYTES = 32, 1024  # of the record's own headers, as dl_he
 def client_options(settings: KafkaSettings) -> dict:
     """Where and how every plain aiokafka client of a service connects (its own SCRAM user on
     genuine Kafka)."""
-    options = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
+                               "security_protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context()
     if settings.sasl_mechanism:
@@ -147,7 +149,8 @@ async def publish(broker: KafkaBroker, settings: KafkaSettings, event: CloudEven
 
 async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, events: list[CloudEvent]) -> None:
     """Send a batch without waiting between records, then wait for every acknowledgement."""
-    pending, published = [], Tally()
+    pending: list[asyncio.Future] = []
+    published: Tally[tuple[str, str]] = Tally()
     for event in events:
         event_type = event_type_of(event.data)
         headers = [(name, value.encode()) for name, value in _headers(event).items()]

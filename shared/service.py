@@ -58,7 +58,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.broker.stop()  # waits for handlers in flight, then leaves the group
-        await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
+        if self.producer is not None:  # None: never started
+            await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
 
     async def publish(self, event: CloudEvent) -> None:
         await publish(self.broker, self.settings.kafka, event)
@@ -157,7 +158,8 @@ def serve(app: FastAPI, settings: ServiceSettings, name: str) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # uvicorn annotates int but hands it to asyncio.wait_for, where fractions of a second work
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]
     )
     # What start-up made lives as long as the process: keep the collector from rescanning it
     # on every full collection (the rollup allocates a lot per batch).

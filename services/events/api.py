@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -59,7 +59,7 @@ ENDPOINTS = {
 }
 
 _STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422, Outcome.PENDING: 202}
-_SINGLE_RESPONSES = {
+_SINGLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": EventResult, "description": "Duplicate: this source's event id was accepted before"},
     202: {"model": EventResult, "description": "Accepted, or pending (`status`): held, with `Retry-After`, until "
                                                "what it names arrives; `GET /events/status` gives the outcome"},

@@ -215,7 +215,7 @@ class Intake:
         await self.store.record(accepted, facts, holds)
         if accepted:
             for listener in self.on_accepted:
-                listener({e.data.partnership_id for e in accepted})
+                listener({domain.partnership_of(e.data) for e in accepted})
         return results
 
     def _hold_or_refuse(self, candidate: Candidate, event_identity: str, held: dict | None, errors: list[dict],
@@ -250,7 +250,7 @@ class Intake:
         after its hold, with its record's coordinates (-1 where unknown)."""
         event, origin = candidate.event, candidate.origin or {}
         await dead_letter(self.runtime.broker, self.runtime.settings.kafka, body=event.to_json(),
-                          key=event.data.partnership_id.encode(), source_topic=origin.get("topic", ""),
+                          key=domain.partnership_of(event.data).encode(), source_topic=origin.get("topic", ""),
                           partition=origin.get("partition", -1), offset=origin.get("offset", -1),
                           service=self.runtime.name, reason=settled["reason"],
                           detail=f"held for {self.hold.total_seconds():.0f} s: {EventError(settled['errors'])}")

@@ -14,7 +14,7 @@ from typing import Protocol
 from services.events.domain import Activity, identity
 from services.events.intake import EventResult
 from shared.auth import WRITERS, Principal
-from shared.contracts.base import EventData
+from shared.contracts.base import PartnershipEvent
 from shared.envelope import CloudEvent, new_event
 from shared.errors import DomainError, NotAllowed, NotAuthenticated, NotFound
 
@@ -53,7 +53,7 @@ class EventsService:
         decided = iter(await self.intake.submit(events, entry="http") if events else [])
         return [next(decided) if isinstance(p, CloudEvent) else p for p in parsed]
 
-    async def record(self, caller: Principal, data: EventData, idempotency_key: str | None) -> EventResult:
+    async def record(self, caller: Principal, data: PartnershipEvent, idempotency_key: str | None) -> EventResult:
         """One event from a typed endpoint, sent as the caller's own source; the idempotency key
         (or a new id) is its id, so a retry with the same key is accepted once."""
         caller.require_writer(data.partnership_id)

@@ -74,7 +74,8 @@ def out(doc: dict) -> dict:
 
 def stored(model: BaseModel, **extra) -> dict:
     """A validated input as a document: dates as ISO strings, `id` as `_id`."""
-    return {"_id": model.id, **model.model_dump(mode="json", exclude={"id"}), **extra}
+    document = model.model_dump(mode="json")
+    return {"_id": document.pop("id"), **document, **extra}
 
 
 def patched(doc: dict, patch: BaseModel) -> dict:
