@@ -165,7 +165,7 @@ def active_members(v: View) -> dict:
     leaving (a member who left and rejoined is active again)."""
     end = v.period.end.isoformat()
     left = _by_member(v.roster, "left:")
-    active = Counter()
+    active = Counter[str]()
     for member, joins in _by_member(v.roster, "joined:").items():
         last_join = max((d for d in joins if d <= end), default=None)
         if last_join is not None and last_join > max((d for d in left.get(member, ()) if d <= end), default=""):
@@ -526,14 +526,14 @@ def _activity_lineage(name: str, a: HeldActivity) -> Iterable[str]:
         return (a.completion_id,)
     if name == "attendance" or (name == "meeting_attendance" and a.kind == ActivityKind.PARTNERSHIP_MEETING):
         return a.attendance_ids
-    if name == "hosted" and a.kind in WORK_BASED_LEARNING and a.hosts:
+    if name == "hosted" and a.kind in WORK_BASED_LEARNING and a.hosts and a.schedule_id:  # hosts: from the schedule
         return (a.completion_id, a.schedule_id)
     return ()
 
 
 # --- targets and milestones ------------------------------------------------------------------
 
-def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, str], float]:
+def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, ...], float]:
     """(kpi, period) -> target value of one partnership (a removed target is kept as None: left out)."""
     prefix = f"target:{partnership_id}/"
     return {tuple(key.removeprefix(prefix).split("/")): entry[2]
@@ -554,7 +554,8 @@ def progress(kpi: Kpi, value: Value, target: float, period: Period, today: date)
 
 def round_numbers(upto: float) -> list[int]:
     """10, 25, 50, 100, 250, 500, 1000, ... up to `upto`."""
-    found, scale = [], 10
+    found: list[int] = []
+    scale = 10
     while True:
         for step in (1, 2.5, 5):
             if (n := int(step * scale)) > upto:
@@ -584,7 +585,7 @@ def milestones(partnership_id: str, period: Period, values: dict[str, Value],
     found = []
     for kpi in CATALOGUE:
         value = values.get(kpi.name)
-        if not kpi.scalar or value is None:
+        if not kpi.scalar or not isinstance(value, int | float):  # a scalar KPI's value: a number or None
             continue
         if kpi.celebrate and period.grain is Grain.PROGRAM_YEAR:
             found += [Milestone(partnership_id, kpi.name, period.label, n, "round_number", value)

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -91,7 +92,7 @@ class Rollup:
         for tp in tps:
             position = stored.get(tp)
             if tp not in self.seen or self.positions.get(tp, -1) != position:
-                self.seen[tp] = await _retrying(lambda tp=tp: self.store.seen(self.version, tp), self)
+                self.seen[tp] = await _retrying(partial(self.store.seen, self.version, tp), self)
             self.positions[tp] = position
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -135,8 +136,7 @@ class Rollup:
                         },
                     )
                 else:
-                    await _retrying(lambda record=record, reason=reason, detail=detail:
-                                     self.dead_letter(record, reason, detail), self)
+                    await _retrying(partial(self.dead_letter, record, reason, detail), self)
             try:
                 await _retrying(lambda: self.store.apply(self.version, self.role, batch), self)
             except Fenced as exc:
@@ -161,7 +161,7 @@ class Rollup:
                 log.info("offset hint not committed: %s", type(exc).__name__)
 
     def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]], failed: dict) -> tuple[Batch, Tally, list]:
-        batch, outcomes, refused = Batch(), Tally(), []
+        batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
         for tp, batch_records in records.items():
             if tp not in self.assigned:
                 continue  # revoked while these were fetched
@@ -277,27 +277,27 @@ class MetricsConsumer:
         count_retries_of("metrics_rollup", "infrastructure", "error")
         consumer.subscribe(topics, listener=Rebalance(self.rollup))
         await consumer.start()
-        self._task = asyncio.create_task(self._run(), name="metrics-rollup")
+        self._task = asyncio.create_task(self._run(self.rollup), name="metrics-rollup")
 
-    async def _run(self) -> None:
-        while not self.rollup.stopping:
+    async def _run(self, rollup: Rollup) -> None:
+        while not rollup.stopping:
             try:
-                records = await self.rollup.consumer.getmany(timeout_ms=self.poll_timeout_ms,
+                records = await rollup.consumer.getmany(timeout_ms=self.poll_timeout_ms,
                                                              max_records=self.max_batch_events)
-                await self.rollup.process(records)
-                for tp, lag in self.rollup.lag().items():
+                await rollup.process(records)
+                for tp, lag in rollup.lag().items():
                     CONSUMER_LAG.labels(tp.topic.removeprefix(self.kafka.namespace), str(tp.partition)).set(lag)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                if self.rollup.stopping:
+                if rollup.stopping:
                     return
                 # Nothing was stored for the batch: it is fetched again from the stored offsets.
                 log.exception("batch failed; resuming from the stored offsets")
                 RETRIES.labels("metrics_rollup", "error").inc()
                 await asyncio.sleep(1.0)
-                async with self.rollup.lock:
-                    await self.rollup.resync()
+                async with rollup.lock:
+                    await rollup.resync()
 
     async def stop(self, grace_seconds: float) -> None:
         """Let the batch in progress finish (within the grace period), then leave the group."""
