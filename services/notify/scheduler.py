@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -84,7 +84,7 @@ class Scheduler:
     async def reminders(self, now: datetime) -> None:
         send, skip = choose_reminders(await self.store.due_reminders(now), now)
         for reminder in send:
-            activity = await self.store.activity(reminder["activity_key"])
+            activity = cast(dict, await self.store.activity(reminder["activity_key"]))  # reminders: of saved ones
             pid = reminder["partnership_id"]
             body = cloudevent(reminder["_id"], REMINDER, now, activity["activity_id"],
                               reminder_data(activity, reminder["lead_seconds"]))
