@@ -73,7 +73,9 @@ async def one_failover(endpoints: Endpoints, workdir: Path, lease: float, round_
     client = make_client(mongo)
     try:
         for name in ("a", "b"):
-            replicas.append(Service("events", endpoints, namespace, workdir / f"events-{lease}-{round_}-{name}.log", **env))
+            replicas.append(
+                Service("events", endpoints, namespace, workdir / f"events-{lease}-{round_}-{name}.log", **env)
+            )
         doomed, survivor = replicas
         await seed_roster(kafka, survivor.url)
         loaders = [asyncio.create_task(load(doomed.url, f"l{i}")) for i in range(3)]

@@ -76,7 +76,8 @@ async def bench(sizes: list[int], workdir: Path) -> None:
     finally:
         stack.down()
     n0, s0, m0 = results[0]
-    print(f"\n{'events':>10} {'busy s':>9} {'events/s':>10} {'µs/event':>9} {'vs smallest':>12} {'peak MiB':>9} {'vs smallest':>12}")
+    print(f"\n{'events':>10} {'busy s':>9} {'events/s':>10} {'µs/event':>9} {'vs smallest':>12}"
+          f" {'peak MiB':>9} {'vs smallest':>12}")
     for n, seconds, memory in results:
         per_event = seconds / n * 1e6
         print(f"{n:>10,} {seconds:>9.1f} {n / seconds:>10,.0f} {per_event:>9.1f} {per_event / (s0 / n0 * 1e6):>11.2f}x "

@@ -143,8 +143,10 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
     print(f"{n} hire events, batches of {args.batch}, {args.concurrency} concurrent, acks=all on both sides")
     print(f"  raw aiokafka producer      {n / raw:10.0f} events/s")
     print(f"  events service HTTP batch  {n / ingest:10.0f} events/s   ({ingest / raw:.1f}x the time of raw Kafka)")
-    print(f"  partner topic -> topic     {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
-          f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)")
+    print(
+        f"  partner topic -> topic     {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
+        f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)"
+    )
 
 
 def main() -> None:

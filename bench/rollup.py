@@ -71,7 +71,7 @@ def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
     hires: dict[str, list[tuple[str, date]]] = {pid: [] for pid in pids}
     mix = [("hire", 20), ("retention", 15), ("separation", 2), ("placement", 7), ("enrolled", 8), ("completed", 7),
            ("credential", 5), ("apprenticeship", 3), ("activity", 10), ("attendance", 15), ("survey", 5), ("resend", 3)]
-    kinds, weights = zip(*mix)
+    kinds, weights = zip(*mix, strict=True)
     count = n - len(events)
     for k in range(count):
         day = PY_START + timedelta(days=364 * k // count)
@@ -238,7 +238,7 @@ async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
     fresh_directory = [f for k, f in fresh.items() if k[0] == "membership" and not k[1]]
     for pids in [[pid] for pid in sorted(fresh_rosters)] + [sorted(fresh_rosters)]:
         for period in periods:
-            def view(dated, rs, directory_):
+            def view(dated, rs, directory_, period=period, pids=pids):
                 return kpis.evaluate(kpis.build_view(period, [(m, f) for p, m, f in dated if p in pids],
                                                      [rs[p] for p in pids], directory_))
             if view(stored, rosters, directory) != view(fresh_dated, fresh_rosters, fresh_directory):

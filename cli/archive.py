@@ -54,7 +54,7 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int]:
     endpoints = stack.up().endpoints
     try:
         with tarfile.open(path, "r:gz") as tar:
-            manifest = json.loads(tar.extractfile("manifest.json").read())
+            manifest = json.loads(_read(tar, "manifest.json"))
             documents = _load_database(endpoints, tar)
             records = asyncio.run(_load_topics(endpoints, tar, manifest["partitions"]))
     finally:
@@ -68,15 +68,22 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _read(tar: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
+    content = tar.extractfile(member)
+    if content is None:  # a directory or link where a file belongs: not an archive we wrote
+        raise ArchiveError(f"{member if isinstance(member, str) else member.name} is not a file in the archive")
+    return content.read()
+
+
 def _members(tar: tarfile.TarFile, prefix: str):
     for member in tar.getmembers():
         if member.name.startswith(prefix) and member.name.endswith(".bson"):
-            yield member.name[len(prefix):-len(".bson")], bson.decode_all(tar.extractfile(member).read())
+            yield member.name[len(prefix):-len(".bson")], bson.decode_all(_read(tar, member))
 
 
 def _dump_database(endpoints: Endpoints, tar: tarfile.TarFile) -> int:
     count = 0
-    with MongoClient(endpoints.mongo_uri) as client:
+    with MongoClient[dict](endpoints.mongo_uri) as client:
         for db_name in client.list_database_names():
             if db_name in SYSTEM_DATABASES:
                 continue
@@ -90,7 +97,7 @@ def _dump_database(endpoints: Endpoints, tar: tarfile.TarFile) -> int:
 
 def _load_database(endpoints: Endpoints, tar: tarfile.TarFile) -> int:
     count = 0
-    with MongoClient(endpoints.mongo_uri) as client:
+    with MongoClient[dict](endpoints.mongo_uri) as client:
         for name, docs in _members(tar, "mongo/"):
             db_name, collection = name.split("/", 1)
             if docs:

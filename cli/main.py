@@ -59,9 +59,9 @@ SERVICES = {name: port for name, port in ports(DEFAULT_PORT_BASE).items() if nam
 def _stack_command(args: argparse.Namespace) -> int:
     stack = LocalStack()
     if args.action == "up":
-        state = stack.up(args.kafka_port, args.mongo_port)
-        print(f"kafka  {state.endpoints.bootstrap_servers}  (pid {state.kafka_pid})")
-        print(f"mongo  {state.endpoints.mongo_uri}  (pid {state.mongo_pid})")
+        started = stack.up(args.kafka_port, args.mongo_port)
+        print(f"kafka  {started.endpoints.bootstrap_servers}  (pid {started.kafka_pid})")
+        print(f"mongo  {started.endpoints.mongo_uri}  (pid {started.mongo_pid})")
     elif args.action == "down":
         stack.down()
         print("stack stopped")
@@ -228,7 +228,8 @@ def asyncapi_documents() -> dict[str, dict]:
 
     documents = {}
     for name, spec in service_specs().items():
-        app = spec.create_app(spec.settings(kafka=KafkaSettings(bootstrap_servers="kafka:9092", namespace="")))
+        settings = spec.settings(port=spec.port, kafka=KafkaSettings(bootstrap_servers="kafka:9092", namespace=""))
+        app = spec.create_app(settings)
         documents[name] = document(app.state.runtime.broker, name, app.description)
     return documents
 
@@ -261,7 +262,9 @@ def _archive_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="backbone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="backbone", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where the installation keeps its state")

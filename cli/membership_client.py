@@ -39,7 +39,9 @@ class ClientError(Exception):
 
 def _check(response: httpx.Response, allow: tuple[int, ...] = ()) -> httpx.Response:
     if response.status_code >= 400 and response.status_code not in allow:
-        raise ClientError(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:500]}")
+        raise ClientError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:500]}"
+        )
     return response
 
 
@@ -81,7 +83,9 @@ def load_sample(client: httpx.Client, path: Path = SAMPLE) -> dict[str, int]:
     """Load the sample state through the API. Safe to repeat: what exists is left as it is."""
     sample = json.loads(path.read_text())
     organisations = {o["id"]: o for o in sample["organisations"]}
-    steps = sum(len(sample[k]) for k in ("regions", "sectors", "organisations", "partnerships", "action_teams", "contacts"))
+    steps = sum(
+        len(sample[k]) for k in ("regions", "sectors", "organisations", "partnerships", "action_teams", "contacts")
+    )
     progress = Progress("sample data", steps + sum(len(p.get("targets", [])) for p in sample["partnerships"]))
     created = dict.fromkeys(("regions", "sectors", "organisations", "partnerships", "action_teams", "contacts"), 0)
 
@@ -100,8 +104,13 @@ def load_sample(client: httpx.Client, path: Path = SAMPLE) -> dict[str, int]:
         for target in partnership.get("targets", []):
             _check(client.put(f"/partnerships/{partnership['id']}/targets", json=target))
             progress.advance()
-        _check(client.post(f"/partnerships/{partnership['id']}/roster", content=_roster(sample, partnership["id"], organisations),
-                           headers={"content-type": "text/csv"}))
+        _check(
+            client.post(
+                f"/partnerships/{partnership['id']}/roster",
+                content=_roster(sample, partnership["id"], organisations),
+                headers={"content-type": "text/csv"},
+            )
+        )
     for team in sample["action_teams"]:
         body = {k: v for k, v in team.items() if k != "partnership_id"}
         post("action_teams", f"/partnerships/{team['partnership_id']}/action-teams", body)

@@ -151,7 +151,9 @@ class LocalStack:
             _wait_for_port(s3_port, s3.pid, timeout, self.state_dir / "s3.log")
         kafka = self._spawn_kafka(kafka_port, s3_port)
         mongo = self._spawn("mongo", self.mongo_command(mongo_port))
-        state = StackState(kafka_port, mongo_port, kafka.pid, mongo.pid, s3_port if s3 else None, s3.pid if s3 else None)
+        state = StackState(
+            kafka_port, mongo_port, kafka.pid, mongo.pid, s3_port if s3 else None, s3.pid if s3 else None
+        )
         self.state_file.write_text(json.dumps(asdict(state)))
         try:
             self._wait_until_ready(state, timeout)
@@ -187,6 +189,7 @@ class LocalStack:
         return [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
 
     def s3_command(self, port: int) -> list[str]:
+        assert self.data_dir, "the object store holds Kafka's data: only run with a data_dir"
         (self.data_dir / "kafka").mkdir(parents=True, exist_ok=True)
         return [s3rver_binary(), "--address", "127.0.0.1", "--port", str(port), "--silent",
                 "--directory", str(self.data_dir / "kafka"), "--configure-bucket", BUCKET]
@@ -209,11 +212,12 @@ class LocalStack:
                    ("mongo", state.mongo_port, lambda p: self._spawn("mongo", self.mongo_command(p)))]
         for name, port, spawn in servers:
             pid = getattr(state, f"{name}_pid")
-            if pid and not _alive(pid):
-                setattr(state, f"{name}_pid", spawn(port).pid)
+            if pid and port and not _alive(pid):  # no s3 pid or port without a data_dir
+                process = spawn(port)
+                setattr(state, f"{name}_pid", process.pid)
                 revived.append(name)
                 if name == "s3":
-                    _wait_for_port(port, state.s3_pid, timeout, self.state_dir / "s3.log")
+                    _wait_for_port(port, process.pid, timeout, self.state_dir / "s3.log")
         if revived:
             self.state_file.write_text(json.dumps(asdict(state)))
             self._wait_until_ready(state, timeout)
@@ -224,7 +228,7 @@ class LocalStack:
 
         deadline = time.monotonic() + timeout
         _wait_for_port(state.kafka_port, state.kafka_pid, timeout, self.state_dir / "kafka.log")
-        client = MongoClient(state.endpoints.mongo_uri, serverSelectionTimeoutMS=500)
+        client = MongoClient[dict](state.endpoints.mongo_uri, serverSelectionTimeoutMS=500)
         try:
             while True:
                 try:
@@ -232,7 +236,8 @@ class LocalStack:
                     return
                 except Exception:
                     if time.monotonic() > deadline or not _alive(state.mongo_pid):
-                        raise RuntimeError(f"MongoDB (SecantusDB) did not start: see {self.state_dir / 'mongo.log'}")
+                        raise RuntimeError(
+                            f"MongoDB (SecantusDB) did not start: see {self.state_dir / 'mongo.log'}") from None
                     time.sleep(0.1)
         finally:
             client.close()
@@ -255,7 +260,11 @@ def repair_watermarks(objects: Path) -> list[str]:
         ends = [_batch_end(batch) for batch in partition.glob("records/*.batch._S3rver_object")]
         end = max((e for e in ends if e is not None), default=None)
         watermark = partition / "watermark.json._S3rver_object"
-        stored = json.loads(watermark.read_bytes()) if watermark.exists() else {"low": None, "high": None, "timestamps": None}
+        stored = (
+            json.loads(watermark.read_bytes())
+            if watermark.exists()
+            else {"low": None, "high": None, "timestamps": None}
+        )
         if end is None or (stored.get("high") or 0) >= end:
             continue
         body = json.dumps({**stored, "high": end}, separators=(",", ":")).encode()

@@ -13,6 +13,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr
@@ -119,7 +120,7 @@ class KeyRing:
         await self.keys.create_index("key_hash")
 
     async def on_issued(self, event: CloudEvent) -> None:
-        key: AccessKeyIssued = event.data
+        key = cast(AccessKeyIssued, event.data)  # subscribed to this type only
         # $setOnInsert: a redelivered "issued" must never bring a revoked key back.
         await self.keys.update_one(
             {"_id": key.key_id},
@@ -132,7 +133,7 @@ class KeyRing:
             await listener(key)
 
     async def on_revoked(self, event: CloudEvent) -> None:
-        revoked: AccessKeyRevoked = event.data
+        revoked = cast(AccessKeyRevoked, event.data)
         await self.keys.update_one({"_id": revoked.key_id}, {"$set": {"revoked": True}}, upsert=True)
 
     def handlers(self) -> dict:

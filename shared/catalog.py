@@ -6,6 +6,7 @@ version (a new row), never an edit of an old one, so stored history stays readab
 Notify's own notifications travel on webhooks, not Kafka: they are the WEBHOOK_TYPES table.
 """
 
+import builtins
 from dataclasses import dataclass
 
 from shared.contracts import activities as act
@@ -24,7 +25,9 @@ class Topic:
     description: str
 
 
-MEMBERSHIP = Topic("backbone.membership", 3, "Roster and common agenda: partnerships, organisations, members, action teams, targets")
+MEMBERSHIP = Topic(
+    "backbone.membership", 3, "Roster and common agenda: partnerships, organisations, members, action teams, targets"
+)
 ACTIVITIES = Topic("backbone.activities", 3, "Activity lifecycle and attendance")
 OUTCOMES = Topic("backbone.outcomes", 6, "Talent outcomes: hires, placements, training, credentials, retention")
 DEMAND = Topic("backbone.demand", 3, "Employer demand survey responses")
@@ -33,10 +36,22 @@ SIGNALS = Topic("backbone.signals", 3, "KPI milestones and notification results"
 # One inbound topic per partner system's API key, created by the events service when the key is
 # issued: whoever produces to it acts as that key (Kafka ACLs let only the partner's user write
 # it), so the events service decides each record with that key's partnerships and sources.
-INBOUND = Topic("backbone.inbound.{key_id}", 6, "Raw CloudEvents from one partner system (its API key id), validated by the events service as that key")
+INBOUND = Topic(
+    "backbone.inbound.{key_id}",
+    6,
+    "Raw CloudEvents from one partner system (its API key id), validated by the events service as that key",
+)
 DEAD_LETTER = Topic("backbone.deadletter", 3, "Messages no consumer could accept, with the reason in headers")
 
-TOPICS: tuple[Topic, ...] = (MEMBERSHIP, ACCESS, ACTIVITIES, OUTCOMES, DEMAND, SIGNALS, DEAD_LETTER)  # created at start-up
+TOPICS: tuple[Topic, ...] = (
+    MEMBERSHIP,
+    ACCESS,
+    ACTIVITIES,
+    OUTCOMES,
+    DEMAND,
+    SIGNALS,
+    DEAD_LETTER,
+)  # created at start-up
 
 
 def topic_label(name: str) -> str:
@@ -53,7 +68,7 @@ def inbound_of(key_id: str) -> Topic:
 @dataclass(frozen=True)
 class EventType:
     type: str
-    model: type[EventData]
+    model: builtins.type[EventData]  # builtins.: the field `type` above shadows the builtin here
     topic: Topic
     key: str = "partnership_id"  # payload field used as Kafka key: keeps a partnership's events in order
 
@@ -107,7 +122,7 @@ class WebhookType:
     """An event type delivered to webhooks only: no topic, so no Kafka key, and not in AsyncAPI."""
 
     type: str
-    model: type[EventData]
+    model: builtins.type[EventData]  # builtins.: the field `type` above shadows the builtin here
 
 
 # notify service: its own notifications, sent to subscribers' webhooks (and as e-mails), never to Kafka

@@ -13,7 +13,9 @@ The offset is committed only after the handler's effect is stored or the message
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
@@ -100,7 +102,7 @@ class EventConsumer:
         self._waits = 0  # transient failures in a row: the wait before redelivery grows with them
 
     async def handle(self, message: KafkaMessage) -> None:
-        record = message.raw_message
+        record = cast(ConsumerRecord, message.raw_message)  # a single record: these subscribers are not batch ones
         try:
             event = parse_record(record.value, record.headers)
         except EventError as exc:
@@ -129,14 +131,14 @@ class EventConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("infrastructure unavailable, will redeliver the batch", exc_info=True)
-                for record, refusal in zip(records, refusals):
+                for record, refusal in zip(records, refusals, strict=True):
                     if refusal is None:
                         self._count(record, "retried")
                 await self._wait_out()
                 raise
             log.warning("batch failed, going through it one by one", exc_info=True)
             parsed = iter(events)
-            for record, refusal in zip(records, refusals):
+            for record, refusal in zip(records, refusals, strict=True):
                 if refusal is None:
                     await self._handle_event(record, next(parsed), handler)  # counts, retries or dead-letters it
                 else:
@@ -144,7 +146,7 @@ class EventConsumer:
             return
         self._waits = 0
         decided = iter(violations)
-        for record, refusal in zip(records, refusals):
+        for record, refusal in zip(records, refusals, strict=True):
             if refusal is None:
                 violation = next(decided)
                 if violation is None:
@@ -180,7 +182,9 @@ class EventConsumer:
             self._attempts[position] = attempt
             self._count(record, "retried")
             RETRIES.labels("consumer", "error").inc()
-            log.warning("handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt})
+            log.warning(
+                "handler failed, will redeliver", exc_info=True, extra={"event_id": event.id, "attempt": attempt}
+            )
             await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
             raise
         self._attempts.pop(position, None)

@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,7 +27,9 @@ from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-EVENTS_PUBLISHED = Counter("backbone_events_published_total", "Events acknowledged by Kafka (acks=all)", ["topic", "type"])
+EVENTS_PUBLISHED = Counter(
+    "backbone_events_published_total", "Events acknowledged by Kafka (acks=all)", ["topic", "type"]
+)
 DEAD_LETTERS = Counter(
     "backbone_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"]
 )
@@ -47,12 +50,16 @@ _HEADERS_KEPT, _HEADER_BYTES = 32, 1024  # of the record's own headers, as dl_he
 def client_options(settings: KafkaSettings) -> dict:
     """Where and how every plain aiokafka client of a service connects (its own SCRAM user on
     genuine Kafka)."""
-    options = {"bootstrap_servers": settings.bootstrap_servers, "security_protocol": settings.security_protocol}
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
+                               "security_protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context()
     if settings.sasl_mechanism:
-        options |= {"sasl_mechanism": settings.sasl_mechanism, "sasl_plain_username": settings.sasl_username,
-                    "sasl_plain_password": settings.sasl_password.get_secret_value() if settings.sasl_password else None}
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+        }
     return options
 
 
@@ -61,8 +68,11 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
     if not settings.sasl_mechanism:
         return None
     scram = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256}[settings.sasl_mechanism]
-    return scram(settings.sasl_username or "", settings.sasl_password.get_secret_value() if settings.sasl_password else "",
-                 use_ssl=settings.security_protocol == "SASL_SSL")
+    return scram(
+        settings.sasl_username or "",
+        settings.sasl_password.get_secret_value() if settings.sasl_password else "",
+        use_ssl=settings.security_protocol == "SASL_SSL",
+    )
 
 
 def make_broker(settings: KafkaSettings, service: str) -> KafkaBroker:
@@ -139,7 +149,8 @@ async def publish(broker: KafkaBroker, settings: KafkaSettings, event: CloudEven
 
 async def publish_many(producer: AIOKafkaProducer, settings: KafkaSettings, events: list[CloudEvent]) -> None:
     """Send a batch without waiting between records, then wait for every acknowledgement."""
-    pending, published = [], Tally()
+    pending: list[asyncio.Future] = []
+    published: Tally[tuple[str, str]] = Tally()
     for event in events:
         event_type = event_type_of(event.data)
         headers = [(name, value.encode()) for name, value in _headers(event).items()]

@@ -48,7 +48,7 @@ def observability_router(checks: dict[str, Check], timeout_seconds: float = 2.0,
             except Exception:
                 return False
 
-        results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values()))))
+        results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True))
         ready = all(results.values())
         READY.set(1 if ready else 0)
         response.status_code = 200 if ready else 503

@@ -112,7 +112,8 @@ class OutboxRelay:
             partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
             if not partitions:
                 await consumer.topics()  # metadata not loaded yet
-                partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+                partitions = [TopicPartition(t, p) for t in topics
+                              for p in sorted(consumer.partitions_for_topic(t) or ())]
             ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()

@@ -19,8 +19,8 @@ from shared.asyncapi import asyncapi_router, declare_publishers
 from shared.auth import KeyRing, whoami_router
 from shared.catalog import ACCESS, Topic
 from shared.consumer import subscribe
-from shared.errors import install_error_handlers
 from shared.envelope import CloudEvent
+from shared.errors import install_error_handlers
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from shared.lag import ConsumerLag
 from shared.logs import configure_logging
@@ -78,7 +78,8 @@ class Runtime:
             self._joining.cancel()
             await asyncio.gather(self._joining, return_exceptions=True)
         await self.broker.stop()  # waits for handlers in flight, then leaves the group
-        await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
+        if self.producer is not None:  # never started when the start failed early
+            await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
         await self.lag.close()
 
     async def publish(self, event: CloudEvent) -> None:
@@ -192,7 +193,8 @@ def serve(app: FastAPI, settings: ServiceSettings, name: str) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # uvicorn annotates int but hands it to asyncio.wait_for, where fractions of a second work
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]
     )
     # What start-up made lives as long as the process: keep the collector from rescanning it
     # on every full collection (the rollup allocates a lot per batch).

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -59,7 +59,7 @@ ENDPOINTS = {
 }
 
 _STATUS = {Outcome.ACCEPTED: 202, Outcome.DUPLICATE: 200, Outcome.REJECTED: 422, Outcome.PENDING: 202}
-_SINGLE_RESPONSES = {
+_SINGLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": EventResult, "description": "Duplicate: this source's event id was accepted before"},
     202: {"model": EventResult, "description": "Accepted, or pending (`status`): held, with `Retry-After`, until "
                                                "what it names arrives; `GET /events/status` gives the outcome"},
@@ -108,8 +108,9 @@ def _typed_endpoint(model, service: EventsService, retry_after: str):
     async def submit(
         data: Annotated[model, Body()],
         principal: Annotated[Principal, Depends(authenticated)],
-        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
-                                                      description="Used as the event id: a retry with the same key is accepted once")] = None,
+        idempotency_key: Annotated[str | None, Header(
+            min_length=1, max_length=200,
+            description="Used as the event id: a retry with the same key is accepted once")] = None,
     ) -> JSONResponse:
         async with _unavailable_is_503():
             return _single(await service.record(principal, data, idempotency_key), retry_after)
@@ -190,7 +191,8 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
                    415: {"description": "Neither a CloudEvents content type nor binary mode"}},
         openapi_extra={"requestBody": {"required": True, "content": {
             STRUCTURED: {"schema": {"type": "object", "description": "one CloudEvent 1.0"}},
-            DATA_MEDIA: {"schema": {"type": "object", "description": "binary mode: the event's data, its attributes in ce- headers"}},
+            DATA_MEDIA: {"schema": {"type": "object",
+                                    "description": "binary mode: the event's data, its attributes in ce- headers"}},
             BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": max_batch_events}},
         }}},
     )
@@ -201,7 +203,8 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
             results = await service.submit(principal, [_parse(raw, intake) for raw in raws])
         if content_type != BATCH:
             return _single(results[0], retry_after)
-        counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}  # plain str keys for the JSON log formatter
+        # plain str keys for the JSON log formatter
+        counts = {outcome.value: sum(r.status is outcome for r in results) for outcome in Outcome}
         log.info("batch decided", extra={"key_id": principal.key_id, **counts})
         answer = BatchResult(accepted=counts[Outcome.ACCEPTED], duplicate=counts[Outcome.DUPLICATE],
                              rejected=counts[Outcome.REJECTED], pending=counts[Outcome.PENDING], results=results)
@@ -211,7 +214,8 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
 
     @router.get("/events/status", tags=["CloudEvents ingest"], response_model=EventStatus,
                 summary="What became of an event: accepted, pending (held) or rejected after its hold",
-                responses={404: {"description": "No event of this source and id was accepted or held in the partnership"}})
+                responses={404: {
+                    "description": "No event of this source and id was accepted or held in the partnership"}})
     async def event_status(partnership_id: Annotated[str, Query(max_length=200)],
                            source: Annotated[str, Query(min_length=1, max_length=500)],
                            id: Annotated[str, Query(min_length=1, max_length=200)],
@@ -220,7 +224,8 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
         return EventStatus.model_validate(found | {"membership_lag": membership_lag()})
 
     @router.get("/partnerships/{partnership_id}/activities/{activity_id}", tags=["activities"],
-                summary="An activity's lifecycle as accepted so far", responses={404: {"description": "No such activity"}})
+                summary="An activity's lifecycle as accepted so far",
+                responses={404: {"description": "No such activity"}})
     async def activity(partnership_id: str, activity_id: str,
                        principal: Annotated[Principal, Depends(authenticated)]) -> Activity:
         return await service.activity(principal, partnership_id, activity_id)

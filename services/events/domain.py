@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,7 +20,7 @@ from shared.catalog import event_type_of
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
-from shared.contracts.base import ActionTeamStatus, ActivityKind, EventData
+from shared.contracts.base import ActionTeamStatus, ActivityKind, EventData, PartnershipEvent
 
 FieldError = dict[str, str]  # {"field": "data.host_ids.0", "message": "..."}, as in shared.envelope
 
@@ -262,8 +263,9 @@ def _employer_known(data, facts: Facts) -> list[FieldError]:
     return _unknown_organisation("employer_id", data.employer_id, facts)
 
 
-# The event types this service takes in (all of backbone.activities, .outcomes, .demand) and their rules.
-RULES: dict[type[EventData], Callable[[EventData, Facts], list[FieldError]]] = {
+# The event types this service takes in (all of backbone.activities, .outcomes, .demand) and their rules
+# (each rule takes its own event type, hence Any).
+RULES: dict[type[EventData], Callable[[Any, Facts], list[FieldError]]] = {
     act.ActivityScheduled: _schedulable,
     act.ActivityRescheduled: _still_scheduled,
     act.ActivityCancelled: _still_scheduled,
@@ -281,10 +283,15 @@ RULES: dict[type[EventData], Callable[[EventData, Facts], list[FieldError]]] = {
 }
 
 
+def partnership_of(data: EventData) -> str:
+    """The partnership of an event this service took in: every type in RULES belongs to one."""
+    return cast(PartnershipEvent, data).partnership_id
+
+
 def check(data: EventData, facts: Facts) -> list[FieldError]:
     """Why this event cannot be accepted now; empty when it can."""
     rules = RULES.get(type(data))
-    if rules is None:
+    if rules is None or not isinstance(data, PartnershipEvent):  # every type in RULES is a partnership's
         return [{"field": "type", "message": f"the events service does not take in {event_type_of(data).type}"}]
     if data.partnership_id not in facts.partnerships:
         return [_waiting("partnership_id", f"unknown partnership {data.partnership_id!r}: not created, or its "

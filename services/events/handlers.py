@@ -27,8 +27,9 @@ from shared.errors import DomainError, NotAuthenticated
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
 
-# The dead letter's reason when the key of the topic may not send an event.
-_REFUSED = {NotAuthenticated: "unknown_key"}  # revoked or never issued; any other: not_allowed
+# The dead letter's reason when the key of the topic may not send an event (revoked or never issued);
+# any other refusal: not_allowed.
+_REFUSED: dict[type[DomainError], str] = {NotAuthenticated: "unknown_key"}
 
 
 def membership_handlers(store: EventsStore, held: HeldEvents) -> dict:

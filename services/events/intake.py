@@ -100,7 +100,9 @@ class Intake:
         EVENTS_SUBMITTED.labels(entry, Outcome.REJECTED).inc()
         return EventResult(id=event_id, status=Outcome.REJECTED, errors=error.errors)
 
-    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]:
+    async def submit(
+        self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None
+    ) -> list[EventResult]:
         """Decide every event in order, later ones (and later submissions) seeing the effects of
         earlier accepted ones. A pending event is stored as held before this returns (with its
         record's coordinates, `origins`, when it came from Kafka).
@@ -115,7 +117,9 @@ class Intake:
         (record first) would make that retry a "duplicate" of an event that never reached Kafka:
         lost. At-least-once with stable ids is the design; exactly-once effects are downstream.
         """
-        results = await self._submit([Candidate(e, entry, origins[i] if origins else None) for i, e in enumerate(events)])
+        results = await self._submit(
+            [Candidate(e, entry, origins[i] if origins else None) for i, e in enumerate(events)]
+        )
         for result in results:
             EVENTS_SUBMITTED.labels(entry, result.status).inc()
         return results
@@ -173,14 +177,16 @@ class Intake:
         identities = [domain.identity(e.source, e.id) for e in events]
         seen, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
             self.store.recorded(identities),
-            self.store.pending([i for c, i in zip(candidates, identities) if c.held or self.hold]))
-        facts = await self.store.facts(domain.references(e.data for e, i in zip(events, identities) if i not in seen))
+            self.store.pending([i for c, i in zip(candidates, identities, strict=True) if c.held or self.hold]))
+        facts = await self.store.facts(
+            domain.references(e.data for e, i in zip(events, identities, strict=True) if i not in seen)
+        )
         now = datetime.now(UTC)
         results: list[EventResult] = []
         accepted: list[CloudEvent] = []
         holds = Holds()
         expired: list[tuple[Candidate, dict]] = []  # held Kafka events refused at last: dead letters
-        for candidate, event_identity in zip(candidates, identities):
+        for candidate, event_identity in zip(candidates, identities, strict=True):
             event, held = candidate.event, pending.get(event_identity)
             if event_identity in seen or (candidate.held and held is None):  # decided before (or by another replica)
                 if candidate.held and held is not None:  # accepted by another path: the hold is over
@@ -209,7 +215,7 @@ class Intake:
         await self.store.record(accepted, facts, holds)
         if accepted:
             for listener in self.on_accepted:
-                listener({e.data.partnership_id for e in accepted})
+                listener({domain.partnership_of(e.data) for e in accepted})
         return results
 
     def _hold_or_refuse(self, candidate: Candidate, event_identity: str, held: dict | None, errors: list[dict],
@@ -221,8 +227,11 @@ class Intake:
         deadline = held["deadline"].replace(tzinfo=UTC) if held else now + self.hold
         if reason and now < deadline:
             if held:
-                holds.retries[event_identity] = {"errors": errors, "reason": reason,
-                                                 "next_attempt_at": min(deadline, now + self.retry(held["attempts"] + 1))}
+                holds.retries[event_identity] = {
+                    "errors": errors,
+                    "reason": reason,
+                    "next_attempt_at": min(deadline, now + self.retry(held["attempts"] + 1)),
+                }
             else:
                 holds.new.append(held_doc(event, entry=candidate.entry, origin=candidate.origin, errors=errors,
                                           reason=reason, held_at=now + timedelta(microseconds=len(holds.new)),
@@ -241,7 +250,7 @@ class Intake:
         after its hold, with its record's coordinates (-1 where unknown)."""
         event, origin = candidate.event, candidate.origin or {}
         await dead_letter(self.runtime.broker, self.runtime.settings.kafka, body=event.to_json(),
-                          key=event.data.partnership_id.encode(), source_topic=origin.get("topic", ""),
+                          key=domain.partnership_of(event.data).encode(), source_topic=origin.get("topic", ""),
                           partition=origin.get("partition", -1), offset=origin.get("offset", -1),
                           service=self.runtime.name, reason=settled["reason"],
                           detail=f"held for {self.hold.total_seconds():.0f} s: {EventError(settled['errors'])}")

@@ -14,13 +14,15 @@ from typing import Protocol
 from services.events.domain import Activity, identity
 from services.events.intake import EventResult
 from shared.auth import WRITERS, Principal
-from shared.contracts.base import EventData
+from shared.contracts.base import PartnershipEvent
 from shared.envelope import CloudEvent, new_event
 from shared.errors import DomainError, NotAllowed, NotAuthenticated, NotFound
 
 
 class Intake(Protocol):
-    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]: ...
+    async def submit(
+        self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None
+    ) -> list[EventResult]: ...
 
 
 class Activities(Protocol):
@@ -51,7 +53,7 @@ class EventsService:
         decided = iter(await self.intake.submit(events, entry="http") if events else [])
         return [next(decided) if isinstance(p, CloudEvent) else p for p in parsed]
 
-    async def record(self, caller: Principal, data: EventData, idempotency_key: str | None) -> EventResult:
+    async def record(self, caller: Principal, data: PartnershipEvent, idempotency_key: str | None) -> EventResult:
         """One event from a typed endpoint, sent as the caller's own source; the idempotency key
         (or a new id) is its id, so a retry with the same key is accepted once."""
         caller.require_writer(data.partnership_id)
@@ -81,7 +83,9 @@ class EventsService:
         submission."""
         refusals = [_refusal(caller, key_id, event) for event in events]
         origins = origins or [{"topic": ""}] * len(events)
-        allowed = [(event, origin) for event, origin, refusal in zip(events, origins, refusals) if refusal is None]
+        allowed = [
+            (event, origin) for event, origin, refusal in zip(events, origins, refusals, strict=True) if refusal is None
+        ]
         decided = iter(await self.intake.submit([e for e, _ in allowed], entry="kafka",
                                                 origins=[o for _, o in allowed]) if allowed else [])
         return [refusal or next(decided) for refusal in refusals]

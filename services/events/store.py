@@ -8,6 +8,7 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
+from collections.abc import Set
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -16,7 +17,7 @@ from enum import StrEnum
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.events.domain import Activity, Facts, Hire, Key, References, identity
+from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
@@ -46,7 +47,7 @@ def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list
     """A held event as stored: all it takes to decide it again (the event itself) and to answer
     its sender (status, reason, errors). `origin`: a Kafka event's record (topic, partition, offset)."""
     return {"_id": identity(event.source, event.id), "source": event.source, "id": event.id,
-            "partnership_id": event.data.partnership_id, "organisations": _organisations(event),
+            "partnership_id": partnership_of(event.data), "organisations": _organisations(event),
             "event": event.to_json().decode(), "entry": entry, "origin": origin,
             "status": HeldStatus.PENDING, "reason": reason, "errors": errors, "attempts": 0,
             "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
@@ -184,7 +185,7 @@ class EventsStore:
                 if events:
                     await self.accepted.insert_many(
                         [{"_id": identity(e.source, e.id), "source": e.source, "id": e.id, "type": e.type,
-                          "partnership_id": e.data.partnership_id} for e in events],
+                          "partnership_id": partnership_of(e.data)} for e in events],
                         session=session)
                 if holds:
                     await self._store_holds(holds, session)
@@ -202,7 +203,7 @@ class EventsStore:
 
     async def _store_holds(self, holds: Holds, session) -> None:
         # Replacing: an event refused after its hold may be sent again, and is held afresh.
-        writes = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in holds.new]
+        writes: list[ReplaceOne | UpdateOne] = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in holds.new]
         # Only while still pending: what another replica decided meanwhile stays decided.
         writes += [UpdateOne({"_id": i, "status": HeldStatus.PENDING}, {"$set": retry, "$inc": {"attempts": 1}})
                    for i, retry in holds.retries.items()]
@@ -232,10 +233,10 @@ class EventsStore:
     async def held_count(self) -> int:
         return await self.held.count_documents({"status": HeldStatus.PENDING})
 
-    async def wake(self, *, partnership_ids: set[str] = frozenset(), organisation_id: str | None = None) -> int:
+    async def wake(self, *, partnership_ids: Set[str] = frozenset(), organisation_id: str | None = None) -> int:
         """Make held events of these partnerships, or naming this organisation, due now: what
         they wait for may just have arrived. Returns how many."""
-        named = [{"partnership_id": {"$in": list(partnership_ids)}}] if partnership_ids else []
+        named: list[dict] = [{"partnership_id": {"$in": list(partnership_ids)}}] if partnership_ids else []
         named += [{"organisations": organisation_id}] if organisation_id else []
         if not named:
             return 0

@@ -2,6 +2,7 @@
 the use cases (service.py), which decide access and raise domain errors (mapped to HTTP once, in
 shared/errors.py). Reads are paginated (offset, limit)."""
 
+from enum import Enum
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -34,10 +35,12 @@ router = APIRouter()
 # --- regions and sectors (statewide reference data: operators write) ----------------------------
 
 def _reference_routes(ref: Reference, model: type[s.RegionIn | s.SectorIn]) -> None:
-    async def define(body: Annotated[model, Body()], caller: Caller, service: Service) -> dict:
+    # FastAPI reads the body model from the annotation at runtime, where mypy sees only a variable.
+    async def define(body: Annotated[model, Body()], caller: Caller, service: Service) -> dict:  # type: ignore[valid-type]
         return await service.define_reference(caller, ref, body)
 
-    async def redefine(id: str, body: Annotated[model, Body()], caller: Caller, service: Service) -> dict:
+    async def redefine(id: str, body: Annotated[model, Body()],  # type: ignore[valid-type]
+                       caller: Caller, service: Service) -> dict:
         return await service.redefine_reference(caller, ref, id, body)
 
     async def get(id: str, caller: Caller, service: Service) -> dict:
@@ -46,11 +49,16 @@ def _reference_routes(ref: Reference, model: type[s.RegionIn | s.SectorIn]) -> N
     async def list_(caller: Caller, service: Service, paging: Paging) -> Page:
         return await service.list_reference(caller, ref, paging)
 
-    path, tags = f"/{ref.collection}", [ref.collection]
-    router.add_api_route(path, define, methods=["POST"], status_code=201, tags=tags, summary=f"Define a {ref.what} (operators)")
+    path = f"/{ref.collection}"
+    tags: list[str | Enum] = [ref.collection]
+    router.add_api_route(
+        path, define, methods=["POST"], status_code=201, tags=tags, summary=f"Define a {ref.what} (operators)"
+    )
     router.add_api_route(path, list_, methods=["GET"], tags=tags, summary=f"The {ref.collection}")
     router.add_api_route(path + "/{id}", get, methods=["GET"], tags=tags, summary=f"One {ref.what}")
-    router.add_api_route(path + "/{id}", redefine, methods=["PUT"], tags=tags, summary=f"Redefine a {ref.what} (operators)")
+    router.add_api_route(
+        path + "/{id}", redefine, methods=["PUT"], tags=tags, summary=f"Redefine a {ref.what} (operators)"
+    )
 
 
 _reference_routes(REGIONS, s.RegionIn)
@@ -123,7 +131,9 @@ async def get_organisation(organisation_id: str, caller: Caller, service: Servic
 
 @router.patch("/organisations/{organisation_id}", tags=["organisations"],
               summary="Change an organisation (a shared one: operators only)")
-async def update_organisation(organisation_id: str, body: s.OrganisationPatch, caller: Caller, service: Service) -> dict:
+async def update_organisation(
+    organisation_id: str, body: s.OrganisationPatch, caller: Caller, service: Service
+) -> dict:
     return await service.update_organisation(caller, organisation_id, body)
 
 
@@ -213,9 +223,13 @@ async def export_roster(partnership_id: str, caller: Caller, service: Service) -
                     headers={"content-disposition": f'attachment; filename="{partnership_id}-roster.csv"'})
 
 
-@router.post("/partnerships/{partnership_id}/roster", tags=["members"], max_body_size=ROSTER_UPLOAD_BYTES,
-             summary="Import a roster CSV (at most 5 MiB): good rows are stored, each bad row is reported with its line",
-             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.post(
+    "/partnerships/{partnership_id}/roster",
+    tags=["members"],
+    max_body_size=ROSTER_UPLOAD_BYTES,
+    summary="Import a roster CSV (at most 5 MiB): good rows are stored, each bad row is reported with its line",
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def import_roster(partnership_id: str, request: Request, caller: Caller, service: Service,
                         first_line: Annotated[int, Query(ge=1, description="line number of the header")] = 1) -> dict:
     try:

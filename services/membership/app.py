@@ -1,4 +1,5 @@
-"""Membership service: the roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.
+"""Membership service: the roster and common agenda: partnerships, organisations, members, action teams, targets
+and access keys.
 
 It consumes no domain events (only the key ring's access events, wired by the shared runtime), so
 it has no handlers.py; what it publishes leaves through the transactional outbox (outbox.py)."""
@@ -49,7 +50,8 @@ def create_app(settings: MembershipSettings | None = None) -> FastAPI:
     app = create_service_app(
         runtime,
         title="Backbone membership service",
-        description="The roster and common agenda: partnerships, organisations, members, action teams, targets and access keys.",
+        description="The roster and common agenda: partnerships, organisations, members, action teams, targets"
+                    " and access keys.",
         publishes=(MEMBERSHIP, ACCESS),
         routers=[router],
         on_startup=[start],

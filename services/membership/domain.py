@@ -188,19 +188,23 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
     unknown = [c for c in header if c not in ROSTER_COLUMNS]
     if unknown:
         return [], [RowError(line=first_line, reason=f"unknown column(s): {', '.join(unknown)}")]
-    rows, errors, seen = [], [], {}
+    rows, errors = [], []
+    seen: dict[tuple[str, date], int] = {}  # (organisation, joined_on) -> its line
     for record in reader:
         line = first_line + reader.line_num - 1
         if None in record:
             errors.append(RowError(line=line, reason="more fields than columns"))
             continue
         values = {k: (_unquoted(v).strip() or None) if v is not None else None for k, v in record.items()}
-        organisation = {k: values.get(k) for k in OrganisationIn.model_fields if k != "champion" and values.get(k) is not None}
+        organisation: dict[str, object] = {
+            k: values.get(k) for k in OrganisationIn.model_fields if k != "champion" and values.get(k) is not None
+        }
         organisation["id"] = values.get("organisation_id")
         organisation["champion"] = (values.get("champion") or "").lower() in ("1", "true", "yes", "y")
         try:
-            row = RosterRow(line=line, organisation=organisation, role=values.get("role") or MembershipRole.MEMBER,
-                            joined_on=values.get("joined_on"), left_on=values.get("left_on"))
+            row = RosterRow.model_validate({"line": line, "organisation": organisation,
+                                            "role": values.get("role") or MembershipRole.MEMBER,
+                                            "joined_on": values.get("joined_on"), "left_on": values.get("left_on")})
         except ValidationError as exc:
             errors.append(RowError(line=line, reason=_reason(exc)))
             continue

@@ -21,7 +21,7 @@ def plan_import(partnership_id: str, rows: list[d.RosterRow], errors: list[d.Row
     """`organisations`: the stored ones the rows name; `memberships`: the partnership's stints
     of them; `check_change(organisation_id)` raises NotAllowed if the caller may not change it."""
     active = {m["organisation_id"]: m for m in memberships.values() if m["left_on"] is None}
-    change, counts = Change(), Counter()
+    change, counts = Change(), Counter[str]()
     for row in rows:
         mid = d.membership_id(partnership_id, row.organisation.id, row.joined_on)
         current = active.get(row.organisation.id)

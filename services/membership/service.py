@@ -74,7 +74,8 @@ def out(doc: dict) -> dict:
 
 def stored(model: BaseModel, **extra) -> dict:
     """A validated input as a document: dates as ISO strings, `id` as `_id`."""
-    return {"_id": model.id, **model.model_dump(mode="json", exclude={"id"}), **extra}
+    document = model.model_dump(mode="json")
+    return {"_id": document.pop("id"), **document, **extra}
 
 
 def patched(doc: dict, patch: BaseModel) -> dict:
@@ -223,7 +224,9 @@ class MembershipService:
         doc = patched(await self._existing("organisations", organisation_id, "organisation"), patch)
         d.check_organisation_change(principal.role, principal.partnership_ids, organisation_id,
                                     await self.store.memberships_of({organisation_id}))
-        return await self._replaced("organisations", doc, self._event(mem.OrganisationUpdated, d.organisation_state(doc)))
+        return await self._replaced(
+            "organisations", doc, self._event(mem.OrganisationUpdated, d.organisation_state(doc))
+        )
 
     # --- contacts: personal data, kept by the partnership that entered them ----------------------
 
@@ -312,7 +315,9 @@ class MembershipService:
     async def form_team(self, principal: Principal, partnership_id: str, body: s.ActionTeamIn) -> dict:
         await self._partnership(principal, partnership_id, write=True)
         await self._check_known_organisations(body)
-        doc = stored(body, action_team_id=body.id, partnership_id=partnership_id) | {"_id": f"{partnership_id}/{body.id}"}
+        doc = stored(body, action_team_id=body.id, partnership_id=partnership_id) | {
+            "_id": f"{partnership_id}/{body.id}"
+        }
         return await self._created("action_teams", doc, self._event(mem.ActionTeamFormed, d.action_team_state(doc)))
 
     async def list_teams(self, principal: Principal, partnership_id: str, window: Window,

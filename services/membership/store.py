@@ -136,7 +136,9 @@ class MembershipStore:
         return await self._page("partnerships", _where(region_id=region_id, sector_id=sector_id, stage=stage)
                                 | _among(among), window)
 
-    async def targets_page(self, window: Window, partnership_id: str, period: str | None = None) -> tuple[list[dict], int]:
+    async def targets_page(
+        self, window: Window, partnership_id: str, period: str | None = None
+    ) -> tuple[list[dict], int]:
         return await self._page("targets", _where(partnership_id=partnership_id, period=period), window)
 
     async def organisations_page(self, window: Window, among: set[str] | None, kind: str | None = None,
@@ -158,7 +160,9 @@ class MembershipStore:
     async def members_page(self, window: Window, partnership_id: str, role: str | None = None,
                            kind: str | None = None, organisation_id: str | None = None,
                            active: bool | None = None) -> tuple[list[dict], int]:
-        query = _where(partnership_id=partnership_id, role=role, organisation_kind=kind, organisation_id=organisation_id)
+        query = _where(
+            partnership_id=partnership_id, role=role, organisation_kind=kind, organisation_id=organisation_id
+        )
         if active is not None:
             query["left_on"] = None if active else {"$ne": None}
         return await self._page("memberships", query, window)
@@ -167,7 +171,9 @@ class MembershipStore:
                                 status: str | None = None) -> tuple[list[dict], int]:
         return await self._page("action_teams", _where(partnership_id=partnership_id, status=status), window)
 
-    async def keys_page(self, window: Window, within: set[str] | None, revoked: bool | None = None) -> tuple[list[dict], int]:
+    async def keys_page(
+        self, window: Window, within: set[str] | None, revoked: bool | None = None
+    ) -> tuple[list[dict], int]:
         """`within`: non-operator keys covering only these partnerships (None: every key)."""
         query: dict[str, Any] = {}
         if within is not None:

@@ -16,10 +16,16 @@ from shared.auth import Principal, authenticated
 from shared.contracts.queries import KpiValuesV1
 from shared.periods import PERIOD_PATTERN
 
-KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})
+# Built from the catalogue at import time, which mypy cannot follow.
+KpiName = StrEnum("KpiName", {k.name: k.name for k in kpis.CATALOGUE})  # type: ignore[misc]
 
-PeriodParam = Annotated[str, Query(pattern=PERIOD_PATTERN, description="2026-03 (month), 2026-Q1 (quarter), PY2025 (program year, July-June)")]
-ScopeId = Annotated[str | None, Query(max_length=128, description="the partnership, region or sector id; none for the state")]
+PeriodParam = Annotated[
+    str,
+    Query(pattern=PERIOD_PATTERN, description="2026-03 (month), 2026-Q1 (quarter), PY2025 (program year, July-June)"),
+]
+ScopeId = Annotated[
+    str | None, Query(max_length=128, description="the partnership, region or sector id; none for the state")
+]
 
 
 def routes(kpi_service: KpiService) -> APIRouter:

@@ -101,8 +101,8 @@ class Facts:
                 maxima[key] = day
         minima = self.minima
         for key, day in other.minima.items():
-            current = minima.get(key)
-            if current is None or day < current:
+            smallest = minima.get(key)
+            if smallest is None or day < smallest:
                 minima[key] = day
         for fact, (events, ids) in other.lineage.items():
             entry = self.lineage.setdefault(fact, [0, []])
@@ -320,7 +320,7 @@ def _counted(fact: str, day: str) -> Recorder:
 
 def _survey(e: PlainEvent, d: Payload, cells: Cells) -> None:  # dem.DemandSurveyResponded
     facts = _month(cells, "demand", d, d["responded_on"])
-    openings = Counter()
+    openings = Counter[str]()
     for line in d["openings"]:
         openings[line["soc_code"]] += line["openings"]
     # An employer's later answer in the same round replaces its earlier one.
@@ -454,7 +454,7 @@ def program_years_touched(cells: Cells) -> set[tuple[str, str]]:
 def targets_touched(cells: Cells) -> set[tuple[str, str]]:
     """(partnership, period) pairs that got a new target in a batch."""
     touched = set()
-    for (source, partnership_id, bucket), facts in cells.items():
+    for (_source, partnership_id, bucket), facts in cells.items():
         if bucket == ROSTER:
             for key in facts.latest:
                 if key.startswith("target:"):

@@ -165,7 +165,7 @@ def active_members(v: View) -> dict:
     leaving (a member who left and rejoined is active again)."""
     end = v.period.end.isoformat()
     left = _by_member(v.roster, "left:")
-    active = Counter()
+    active = Counter[str]()
     for member, joins in _by_member(v.roster, "joined:").items():
         last_join = max((d for d in joins if d <= end), default=None)
         if last_join is not None and last_join > max((d for d in left.get(member, ()) if d <= end), default=""):
@@ -458,9 +458,11 @@ CATALOGUE: tuple[Kpi, ...] = (
         excludes="Hires without a wage. None reported: no value.", example="$18, $21.50, $24.25, $30: $22.875/h."),
     _counted("placements", "placements", "Placements", "Training placements into jobs that started in the period.",
              out.PlacementRecorded, "start_date", "A placement starting 30 June 2026: PY2025.", celebrate=True),
-    _counted("training_enrolments", "training_enrolments", "Training enrolments", "Enrolments in training in the period.",
+    _counted("training_enrolments", "training_enrolments", "Training enrolments",
+             "Enrolments in training in the period.",
              out.TrainingEnrolled, "enrolled_on", "Enrolled 1 Oct 2025: 2025-Q4."),
-    _counted("training_completions", "training_completions", "Training completions", "Training completed in the period.",
+    _counted("training_completions", "training_completions", "Training completions",
+             "Training completed in the period.",
              out.TrainingCompleted, "completed_on", "Completed 31 Dec 2025: 2025-Q4.", celebrate=True),
     _counted("credentials_earned", "credentials", "Credentials earned", "Credentials earned in the period.",
              out.CredentialEarned, "earned_on", "Earned 1 Jan 2026: 2026-Q1.", celebrate=True),
@@ -524,14 +526,14 @@ def _activity_lineage(name: str, a: HeldActivity) -> Iterable[str]:
         return (a.completion_id,)
     if name == "attendance" or (name == "meeting_attendance" and a.kind == ActivityKind.PARTNERSHIP_MEETING):
         return a.attendance_ids
-    if name == "hosted" and a.kind in WORK_BASED_LEARNING and a.hosts:
+    if name == "hosted" and a.kind in WORK_BASED_LEARNING and a.hosts and a.schedule_id:  # hosts: from the schedule
         return (a.completion_id, a.schedule_id)
     return ()
 
 
 # --- targets and milestones ------------------------------------------------------------------
 
-def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, str], float]:
+def targets(roster: Facts, partnership_id: str) -> dict[tuple[str, ...], float]:
     """(kpi, period) -> target value of one partnership (a removed target is kept as None: left out)."""
     prefix = f"target:{partnership_id}/"
     return {tuple(key.removeprefix(prefix).split("/")): entry[2]
@@ -552,7 +554,8 @@ def progress(kpi: Kpi, value: Value, target: float, period: Period, today: date)
 
 def round_numbers(upto: float) -> list[int]:
     """10, 25, 50, 100, 250, 500, 1000, ... up to `upto`."""
-    found, scale = [], 10
+    found: list[int] = []
+    scale = 10
     while True:
         for step in (1, 2.5, 5):
             if (n := int(step * scale)) > upto:
@@ -582,7 +585,7 @@ def milestones(partnership_id: str, period: Period, values: dict[str, Value],
     found = []
     for kpi in CATALOGUE:
         value = values.get(kpi.name)
-        if not kpi.scalar or value is None:
+        if not kpi.scalar or not isinstance(value, int | float):  # a scalar KPI's value: a number or None
             continue
         if kpi.celebrate and period.grain is Grain.PROGRAM_YEAR:
             found += [Milestone(partnership_id, kpi.name, period.label, n, "round_number", value)

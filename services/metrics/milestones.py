@@ -83,14 +83,15 @@ class Milestones:
         values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
         goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
                  if p == label}
-        for kpi in [k for k in goals if k not in kpis.BY_NAME]:
+        for name in [k for k in goals if k not in kpis.BY_NAME]:
             SKIPPED.labels("unknown_kpi").inc()
             log.warning("milestone check skipped a target on no KPI",
-                        extra={"partnership_id": pid, "period": label, "kpi": kpi[:60]})
+                        extra={"partnership_id": pid, "period": label, "kpi": name[:60]})
         if label == current:
             for kpi in kpis.CATALOGUE:
-                if kpi.scalar and values[kpi.name] is not None:
-                    KPI_VALUE.labels(kpi.name, pid).set(values[kpi.name])
+                value = values[kpi.name]
+                if kpi.scalar and isinstance(value, int | float):  # a scalar KPI's value: a number or None
+                    KPI_VALUE.labels(kpi.name, pid).set(value)
         return kpis.milestones(pid, period, values, goals)
 
     async def check(self, due: set[tuple[str, str]]) -> None:

@@ -200,7 +200,8 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
 
     @router.get("/kpis", response_class=HTMLResponse)
     async def kpi_index(who: Principal = Depends(signed_in)) -> Response:
-        return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()), period=program_year(date.today()))
+        return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()),
+                      period=program_year(date.today()))
 
     @router.get("/kpis/{kpi}", response_class=HTMLResponse)
     async def kpi_page(request: Request, kpi: str, period: str | None = None, partnership: str | None = None,
@@ -219,4 +220,5 @@ def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
 
-TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label, json=json)
+TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label,
+                         json=json)

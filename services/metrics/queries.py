@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from services.metrics import kpis, views
 from services.metrics.domain import Facts
@@ -138,7 +138,9 @@ class KpiService:
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
         return await self.store.dated(snap.version, partnership_ids, first.months[0])
 
-    async def _scoped(self, principal: Principal, scope: Scope, scope_id: str | None) -> tuple[Snapshot, list[str] | None]:
+    async def _scoped(
+        self, principal: Principal, scope: Scope, scope_id: str | None
+    ) -> tuple[Snapshot, list[str] | None]:
         authorize(principal, scope, scope_id)
         snap = await self._snapshot()
         return snap, snap.members_of(scope, scope_id)
@@ -154,9 +156,9 @@ class KpiService:
         snap, members = await self._scoped(principal, scope, scope_id)
         p = period(label)
         values = kpis.evaluate(snap.view(p, await self._dated(snap, members, p), members))
-        answer = {"version": 1, "scope": scope.value, "scope_id": scope_id, "period": _describe(p),
+        answer: dict[str, Any] = {"version": 1, "scope": scope.value, "scope_id": scope_id, "period": _describe(p),
                   "partnerships": sorted(members) if members is not None else sorted(snap.rosters), "values": values}
-        if scope is Scope.PARTNERSHIP:
+        if scope is Scope.PARTNERSHIP and scope_id:  # authorize() requires it for this scope
             answer["targets"] = _progress(snap, scope_id, p, values, as_of or self.today())
         return answer
 
@@ -194,7 +196,7 @@ class KpiService:
     async def _across(self, snap: Snapshot, principal: Principal, definition: kpis.Kpi, p: Period) -> list[dict]:
         visible = sorted(pid for pid in snap.rosters if principal.may_access(pid))
         by_partnership = _by_partnership(await self._dated(snap, visible, p))
-        rows = [{"partnership_id": pid, "name": snap.name_of(pid),
+        rows: list[dict[str, Any]] = [{"partnership_id": pid, "name": snap.name_of(pid),
                  "value": definition.compute(snap.view(p, by_partnership[pid], [pid]))} for pid in visible]
         if definition.scalar:
             rows.sort(key=lambda row: (row["value"] is None, -(row["value"] or 0), row["partnership_id"]))
@@ -251,7 +253,7 @@ class KpiService:
             cards,
             views.Table("members-by-kind", "Active members by kind", [("kind", "Kind"), ("members", "Members")],
                         [{"kind": k.replace("_", " "), "members": n}
-                         for k, n in sorted(values["active_members"].items()) if k != "total"]),
+                         for k, n in sorted(cast(dict, values["active_members"]).items()) if k != "total"]),
             views.Table("action-teams", "Action teams", [("name", "Team"), ("priority", "Priority"),
                                                           ("status", "Status"), ("members", "Members")],
                         views.action_teams(roster.latest)),

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -91,7 +92,7 @@ class Rollup:
         for tp in tps:
             position = stored.get(tp)
             if tp not in self.seen or self.positions.get(tp, -1) != position:
-                self.seen[tp] = await _retrying(lambda: self.store.seen(self.version, tp), self)
+                self.seen[tp] = await _retrying(partial(self.store.seen, self.version, tp), self)
             self.positions[tp] = position
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -125,10 +126,17 @@ class Rollup:
             # that is nowhere; a fenced batch's are sent again by the new owner (at least once).
             for record, reason, detail in refused:
                 if self.dead_letter is None:
-                    log.warning("refused record skipped", extra={"reason": reason, "topic": record.topic,
-                                                                  "partition": record.partition, "offset": record.offset})
+                    log.warning(
+                        "refused record skipped",
+                        extra={
+                            "reason": reason,
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                        },
+                    )
                 else:
-                    await _retrying(lambda: self.dead_letter(record, reason, detail), self)
+                    await _retrying(partial(self.dead_letter, record, reason, detail), self)
             try:
                 await _retrying(lambda: self.store.apply(self.version, self.role, batch), self)
             except Fenced as exc:
@@ -153,7 +161,7 @@ class Rollup:
                 log.info("offset hint not committed: %s", type(exc).__name__)
 
     def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]], failed: dict) -> tuple[Batch, Tally, list]:
-        batch, outcomes, refused = Batch(), Tally(), []
+        batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
         for tp, batch_records in records.items():
             if tp not in self.assigned:
                 continue  # revoked while these were fetched

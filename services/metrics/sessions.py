@@ -50,7 +50,9 @@ class Sessions:
         """The key behind a live session, or None."""
         if (session_id := self._session_id(cookie)) is None:
             return None
-        found = await self.sessions.find_one({"_id": self._stored_id(session_id), "expires": {"$gt": datetime.now(UTC)}})
+        found = await self.sessions.find_one(
+            {"_id": self._stored_id(session_id), "expires": {"$gt": datetime.now(UTC)}}
+        )
         return found["key_id"] if found else None
 
     async def close(self, cookie: str | None) -> None:

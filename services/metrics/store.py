@@ -85,9 +85,15 @@ class MetricsStore:
             pass  # an earlier start, or another instance, made it
         await self._create_indexes(await self.version())
 
+    async def _control(self) -> dict:
+        control = await self.control.find_one({"_id": CONTROL_ID})
+        if control is None:
+            raise RuntimeError("the metrics store is not set up: no control document")
+        return control
+
     async def version(self) -> int:
         """The version readers use and the service writes."""
-        return (await self.control.find_one({"_id": CONTROL_ID}))["current"]
+        return (await self._control())["current"]
 
     # --- the consumer's progress ---------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class MetricsStore:
 
     async def start_rebuild(self) -> int:
         """The version a rebuild writes: the one an interrupted rebuild left, or a new one."""
-        control = await self.control.find_one({"_id": CONTROL_ID})
+        control = await self._control()
         if control["building"] is not None:
             return control["building"]
         version = control["current"] + 1
@@ -179,7 +185,9 @@ class MetricsStore:
                 directory.append(facts)
         return rosters, directory
 
-    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list[tuple[str, str, Facts]]:
+    async def dated(
+        self, version: int, partnership_ids: list[str] | None, first_month: str
+    ) -> list[tuple[str, str, Facts]]:
         """(partnership, month, facts) of the dated facts from `first_month` on; all partnerships if None."""
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
         if partnership_ids is not None:

@@ -134,16 +134,22 @@ def routes(subscriptions: Subscriptions) -> APIRouter:
     async def get(subscription_id: str, principal: Principal = Depends(authenticated)) -> SubscriptionOut:
         return _out(await subscriptions.get(principal, subscription_id))
 
-    @router.delete("/subscriptions/{subscription_id}", status_code=204, summary="Delete; pending deliveries are cancelled")
+    @router.delete(
+        "/subscriptions/{subscription_id}", status_code=204, summary="Delete; pending deliveries are cancelled"
+    )
     async def delete(subscription_id: str, principal: Principal = Depends(authenticated)) -> Response:
         await subscriptions.delete(principal, subscription_id)
         return Response(status_code=204)
 
-    @router.post("/subscriptions/{subscription_id}/resume", summary="Resume a paused subscription; held deliveries go out")
+    @router.post(
+        "/subscriptions/{subscription_id}/resume", summary="Resume a paused subscription; held deliveries go out"
+    )
     async def resume(subscription_id: str, principal: Principal = Depends(authenticated)) -> SubscriptionOut:
         return _out(await subscriptions.resume(principal, subscription_id))
 
-    @router.get("/deliveries", tags=["deliveries"], summary="The delivery log: every attempt, by subscription and/or event")
+    @router.get(
+        "/deliveries", tags=["deliveries"], summary="The delivery log: every attempt, by subscription and/or event"
+    )
     async def deliveries(
         subscription_id: str | None = None,
         event_id: Annotated[str | None, Query(max_length=200, description="the event (notification) id")] = None,
@@ -154,7 +160,9 @@ def routes(subscriptions: Subscriptions) -> APIRouter:
         if subscription_id is None and event_id is None:
             raise RequestValidationError([{"loc": ("query", "subscription_id"), "type": "missing",
                                            "msg": "give subscription_id, event_id or both"}])
-        return [_delivery(d) for d in await subscriptions.deliveries(principal, subscription_id, event_id, status, limit)]
+        return [
+            _delivery(d) for d in await subscriptions.deliveries(principal, subscription_id, event_id, status, limit)
+        ]
 
     @router.post("/subscriptions/{subscription_id}/deliveries/{event_id}/retry", tags=["deliveries"],
                  summary="Send a dead delivery again, with a fresh round of attempts")

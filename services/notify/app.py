@@ -9,7 +9,7 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notify.api import routes
-from services.notify.channels import Mailer, WebhookTargets, Webhooks
+from services.notify.channels import Mailer, Webhooks, WebhookTargets
 from services.notify.delivery import Deliverer
 from services.notify.domain import PausePolicy, RetryPolicy
 from services.notify.handlers import TOPICS, Notifier, subscribe_all
@@ -86,9 +86,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     store = NotifyStore(runtime.db, settings.journal_days, settings.attempts_days)
     targets = WebhookTargets(settings.webhook_require_https, settings.webhook_allow_loopback)
     webhooks = Webhooks(settings.webhook_timeout_seconds, targets)
+    # mail_from is given whenever smtp_host is (checked by NotifySettings)
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_username,
                     settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-                    settings.mail_from, settings.smtp_timeout_seconds) if settings.smtp_host else None
+                    settings.mail_from, settings.smtp_timeout_seconds
+                    ) if settings.smtp_host and settings.mail_from else None
     deliverer = Deliverer(
         store, runtime.publish, runtime.source, webhooks, mailer, clock,
         RetryPolicy(settings.retry_base_seconds, settings.retry_max_delay_seconds, settings.max_attempts),
@@ -96,8 +98,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         timedelta(seconds=settings.delivery_lease_seconds), settings.delivery_concurrency,
         settings.delivery_poll_seconds, (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/"),
         zone)
+    # Both parts given or neither (checked by NotifySettings).
     kpis = KpiSource(settings.metrics_url, settings.metrics_api_key.get_secret_value(),
-                     settings.metrics_timeout_seconds) if settings.metrics_url else None
+                     settings.metrics_timeout_seconds) if settings.metrics_url and settings.metrics_api_key else None
     scheduler = Scheduler(store, deliverer, kpis, clock, zone, settings.digest_send_after)
     subscribe_all(runtime.broker, settings.kafka, NAME,
                   Notifier(store, deliverer, clock, settings.reminder_lead_times))

@@ -53,7 +53,7 @@ class WebhookTargets:
                         host, parts.port or 443, type=socket.SOCK_STREAM)
             except (socket.gaierror, UnicodeError, ValueError, TimeoutError):
                 return "host not found"
-            addresses = {ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos}
+            addresses = {ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos}
         for ip in sorted(addresses, key=str):
             if reason := address_refusal(ip, self.allow_loopback):
                 return f"its host is {reason} ({ip})"

@@ -185,5 +185,7 @@ class Deliverer:
                     else NotificationFailed(**common, reason=d["last_error"] or "unknown"))
             # A fixed id per delivery and result: if this process dies before marking it, the
             # repeat after restart is recognisably the same event.
-            await self.publish(new_event(data, source=self.source, id=str(uuid.uuid5(RESULT_IDS, f"{d['_id']}/{d['status']}"))))
+            await self.publish(
+                new_event(data, source=self.source, id=str(uuid.uuid5(RESULT_IDS, f"{d['_id']}/{d['status']}")))
+            )
             await self.store.mark_announced(d["_id"])

@@ -148,8 +148,8 @@ def literal_address(host: str) -> IPAddress | None:
     parts = host.removesuffix(".").split(".")
     if len(parts) > 4 or not all(_IPV4_PART.match(p) for p in parts):
         return None
-    numbers = [_ipv4_number(p) for p in parts]
-    if None in numbers or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(parts)):
+    numbers = [n for p in parts if (n := _ipv4_number(p)) is not None]
+    if len(numbers) < len(parts) or any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(parts)):
         return None
     # The last part fills the bytes the others leave: 127.1 is 127.0.0.1.
     return IPv4Address(sum(n << (8 * (3 - i)) for i, n in enumerate(numbers[:-1])) + numbers[-1])

@@ -5,6 +5,7 @@ offset is committed: a crash replays the event, and the stored effects are idemp
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 from faststream.kafka import KafkaBroker
 
@@ -35,15 +36,19 @@ class Notifier:
 
     def handlers(self) -> dict:
         # Notify's own results come back on the signals topic; they are nobody's news.
-        table = {e.model: self.on_event for e in EVENT_TYPES
-                 if issubclass(e.model, PartnershipEvent) and e.model not in (NotificationDelivered, NotificationFailed)}
+        table = {
+            e.model: self.on_event
+            for e in EVENT_TYPES
+            if issubclass(e.model, PartnershipEvent) and e.model not in (NotificationDelivered, NotificationFailed)
+        }
         return table | {mem.OrganisationRegistered: self.on_organisation, mem.OrganisationUpdated: self.on_organisation}
 
     async def on_organisation(self, event: CloudEvent) -> None:
-        await self.store.save_name("organisations", event.data.organisation_id, event.data.name)
+        data = cast(mem.OrganisationState, event.data)  # subscribed to its two subtypes only
+        await self.store.save_name("organisations", data.organisation_id, data.name)
 
     async def on_event(self, event: CloudEvent) -> None:
-        data = event.data
+        data = cast(PartnershipEvent, event.data)  # subscribed to partnership events only
         pid = data.partnership_id
         if isinstance(data, mem.PartnershipState):
             await self.store.save_name("partnerships", pid, data.name)
@@ -84,11 +89,11 @@ class Notifier:
 
     async def _follow_up(self, event: CloudEvent, subscribers: list[dict]) -> None:
         """The meeting's minutes and follow-up items, to subscribers of the organisations that took part."""
-        data = event.data
+        data = cast(act.ActivityCompleted, event.data)  # a partnership meeting's completion
         activity = await self.store.activity(activity_key(data.partnership_id, data.activity_id))
         notification_id = safe_id(f"follow-up.{event.id}")
         body = webhook_body(notification_id, event.time, data.activity_id,
-                            follow_up_data(data, activity and activity.get("title")))
+                            follow_up_data(data, activity.get("title") if activity else None))
         await self.deliverer.enqueue(
             audience(subscribers, FOLLOW_UP, data.partnership_id, data.participant_ids),
             notification_id, FOLLOW_UP, data.partnership_id, body)

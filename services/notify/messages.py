@@ -23,7 +23,7 @@ HIDDEN_FIELDS = {"partnership_id", "person_id", "person_ids"}
 
 def organisations_in(data: dict[str, Any]) -> list[str]:
     """The organisation ids a notification's e-mail shows by name."""
-    ids = []
+    ids: list[str] = []
     for field in ORGANISATION_FIELDS:
         value = data.get(field)
         ids.extend([value] if isinstance(value, str) else value or [])
@@ -99,7 +99,7 @@ def _facts(data: dict[str, Any], names: dict[str, str]) -> list[tuple[str, str]]
 class _Body:
     """Paragraphs and lists, written once and rendered both as plain text and as HTML."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.text: list[str] = []
         self.html: list[str] = []
 

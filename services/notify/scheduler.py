@@ -4,7 +4,7 @@ in MongoDB, so a restart neither loses nor repeats them; each tick queues what h
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -37,7 +37,8 @@ OPEN = Gauge("backbone_notify_open_deliveries", "Deliveries pending or held, at 
 
 
 class KpiSource:
-    """KPI values from the metrics service's HTTP API (the KpiValuesV1 query contract), for the digests' KPI movement."""
+    """KPI values from the metrics service's HTTP API (the KpiValuesV1 query contract), for the digests'
+    KPI movement."""
 
     def __init__(self, url: str, api_key: str, timeout_seconds: float):
         self.client = httpx.AsyncClient(base_url=url, timeout=timeout_seconds,
@@ -69,7 +70,7 @@ class Scheduler:
     async def reminders(self, now: datetime) -> None:
         send, skip = choose_reminders(await self.store.due_reminders(now), now)
         for reminder in send:
-            activity = await self.store.activity(reminder["activity_key"])
+            activity = cast(dict, await self.store.activity(reminder["activity_key"]))  # reminders: of saved ones
             pid = reminder["partnership_id"]
             body = webhook_body(reminder["_id"], now, activity["activity_id"],
                                 reminder_data(activity, reminder["lead_seconds"]))

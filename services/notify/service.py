@@ -10,7 +10,7 @@
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from services.notify.domain import (
     Channel,
@@ -130,7 +130,7 @@ class Subscriptions:
             if found is None:
                 raise NotFound(f"no delivery of {event_id!r} to this subscription")
             raise Conflict(f"delivery is {found['status']}, not dead")
-        return await self.store.delivery(key)
+        return cast(dict, await self.store.delivery(key))  # just redriven: it exists
 
     def unsubscribe_link_valid(self, token: str) -> bool:
         return read_unsubscribe_token(self.unsubscribe_key(), token) is not None

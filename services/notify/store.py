@@ -5,7 +5,7 @@ of the roster and the activities (names, start times, a journal of last weeks' e
 import base64
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -54,7 +54,7 @@ class NotifyStore:
         doc = await self.state.find_one_and_update(
             {"_id": "unsubscribe_key"}, {"$setOnInsert": {"value": generated}}, upsert=True,
             return_document=ReturnDocument.AFTER)
-        return base64.b64decode(doc["value"])
+        return base64.b64decode(cast(dict, doc)["value"])  # upserted and returned AFTER: never None
 
     # --- subscriptions --------------------------------------------------------------------------
 
@@ -253,15 +253,16 @@ class NotifyStore:
                             status: DeliveryStatus | None, partnership_ids: list[str] | None, limit: int) -> list[dict]:
         """The newest deliveries matching what is given, of the partnerships given (None: any),
         each with its attempt log."""
-        query = {k: v for k, v in (("subscription_id", subscription_id), ("notification_id", notification_id),
-                                   ("status", status and status.value)) if v is not None}
+        query: dict[str, Any] = {
+            k: v for k, v in (("subscription_id", subscription_id), ("notification_id", notification_id),
+                              ("status", status and status.value)) if v is not None}
         if partnership_ids is not None:
             query["partnership_id"] = {"$in": partnership_ids}
         return await self._with_attempts(query, limit)
 
     async def delivery(self, delivery_id: str) -> dict | None:
-        [doc] = await self._with_attempts({"_id": delivery_id}, 1) or [None]
-        return doc
+        found = await self._with_attempts({"_id": delivery_id}, 1)
+        return found[0] if found else None
 
     async def _with_attempts(self, query: dict[str, Any], limit: int) -> list[dict]:
         docs = await self.deliveries.find(query, {"body": False}).sort("created_at", DESCENDING).limit(limit).to_list()
@@ -290,6 +291,7 @@ class NotifyStore:
             {"$setOnInsert": {"subscription_id": subscription_id, "partnership_id": partnership_id, "week": week,
                               "created_at": now, "queued": False}},
             upsert=True, return_document=ReturnDocument.AFTER)
+        doc = cast(dict, doc)  # upserted and returned AFTER: never None
         return doc["subscription_id"] == subscription_id and not doc["queued"]
 
     async def digest_queued(self, key: str) -> None:

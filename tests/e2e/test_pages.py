@@ -48,16 +48,29 @@ def state(today: date) -> list:
         ex[mem.PartnershipCreated].model_copy(update={"partnership_id": "nw-mp", "name": "Northwest Manufacturing"}),
         ex[mem.OrganisationRegistered],
         ex[mem.MemberJoined],
-        ex[mem.MemberJoined].model_copy(update={"membership_id": "m-2", "organisation_id": "qvcc",
-                                                "organisation_kind": OrganisationKind.EDUCATION}),
+        ex[mem.MemberJoined].model_copy(
+            update={"membership_id": "m-2", "organisation_id": "qvcc", "organisation_kind": OrganisationKind.EDUCATION}
+        ),
         ex[mem.ActionTeamFormed],
         mem.TargetSet(partnership_id="sw-mp", kpi="hires", period=PY, value=20),
-        ex[act.ActivityScheduled].model_copy(update={"activity_id": "tour-9", "title": "Career day at ACME",
-                                                    "starts_at": soon, "ends_at": soon + timedelta(hours=2)}),
-        ex[act.ActivityCompleted].model_copy(update={"completed_at": datetime.combine(year_start, datetime.min.time(), UTC)
-                                                     + timedelta(days=20)}),
-        mem.AccessKeyIssued(key_id="admin-sw", key_hash=hash_key(ADMIN), role="partnership_admin",
-                            partnership_ids=["sw-mp"], label="SW-MP admin"),
+        ex[act.ActivityScheduled].model_copy(
+            update={
+                "activity_id": "tour-9",
+                "title": "Career day at ACME",
+                "starts_at": soon,
+                "ends_at": soon + timedelta(hours=2),
+            }
+        ),
+        ex[act.ActivityCompleted].model_copy(
+            update={"completed_at": datetime.combine(year_start, datetime.min.time(), UTC) + timedelta(days=20)}
+        ),
+        mem.AccessKeyIssued(
+            key_id="admin-sw",
+            key_hash=hash_key(ADMIN),
+            role="partnership_admin",
+            partnership_ids=["sw-mp"],
+            label="SW-MP admin",
+        ),
     ]
     for i in range(7):
         events.append(ex[out.HireRecorded].model_copy(update={
@@ -106,7 +119,9 @@ async def cells(page, table: str, key: str) -> dict[str, str]:
     found = {}
     for i in range(await rows.count()):
         row = rows.nth(i)
-        found[await row.get_attribute("data-partnership")] = await row.locator(f'td[data-key="{key}"]').get_attribute("data-value")
+        found[await row.get_attribute("data-partnership")] = await row.locator(f'td[data-key="{key}"]').get_attribute(
+            "data-value"
+        )
     return found
 
 
@@ -118,7 +133,9 @@ async def test_overview_numbers_sorting_and_exports_equal_the_api(served, browse
         values = (await api.get("/kpis/values", params={"period": PY, "scope_id": pid})).json()["values"]
         shown = await cells(page, "overview", "hires")
         assert float(shown[pid]) == values["hires"]
-        assert float((await cells(page, "overview", "active_members"))[pid] or 0) == values["active_members"].get("total", 0)
+        assert float((await cells(page, "overview", "active_members"))[pid] or 0) == values["active_members"].get(
+            "total", 0
+        )
     assert list(await cells(page, "overview", "hires")) == ["sw-mp", "nw-mp"]  # highest first
     async with page.expect_navigation():  # the column heading: now lowest first
         await page.locator("#table-overview").get_by_role("link", name="Hires", exact=True).click()
@@ -146,7 +163,9 @@ async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
     async with page.expect_navigation():
         await page.get_by_role("button", name="Show").click()
     assert "grain=quarter" in page.url and await page.locator("svg.chart").count() == len(views.TRENDS)
-    exported = await (await page.request.get(service.url + f"/ui/partnerships/sw-mp?period={PY}&table=kpis&format=json")).json()
+    exported = await (
+        await page.request.get(service.url + f"/ui/partnerships/sw-mp?period={PY}&table=kpis&format=json")
+    ).json()
     assert {r["kpi"]: r["value"] for r in exported["rows"]}["hires"] == answer["values"]["hires"]
     if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
         await page.screenshot(path=SHOTS / "partnership.png", full_page=True)

@@ -56,8 +56,11 @@ def test_every_event_type_round_trips(entry):
 
 
 def _hire_json() -> dict:
-    return orjson.loads(new_event(EXAMPLES[next(e.model for e in EVENT_TYPES if e.type.startswith("org.backbone.hire"))],
-                                  source="/ats").to_json())
+    return orjson.loads(
+        new_event(
+            EXAMPLES[next(e.model for e in EVENT_TYPES if e.type.startswith("org.backbone.hire"))], source="/ats"
+        ).to_json()
+    )
 
 
 def _error(raw) -> EventError:
@@ -132,8 +135,11 @@ def test_plain_parsing_gives_what_the_models_hold(entry, monkeypatch):
 
 
 def _scheduled_backwards() -> dict:
-    raw = orjson.loads(new_event(EXAMPLES[next(e.model for e in EVENT_TYPES if e.type.endswith("activity.scheduled.v1"))],
-                                 source="/test").to_json())
+    raw = orjson.loads(
+        new_event(
+            EXAMPLES[next(e.model for e in EVENT_TYPES if e.type.endswith("activity.scheduled.v1"))], source="/test"
+        ).to_json()
+    )
     raw["data"]["ends_at"] = "2020-01-01T00:00:00Z"  # before it starts: the model's own validator refuses it
     return raw
 

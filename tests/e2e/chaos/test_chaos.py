@@ -99,11 +99,16 @@ async def test_a_hundred_thousand_events_through_kills_and_rebalances(service_en
 
         share = EVENTS // 4
         for k, mode in enumerate(("http", "kafka", "http", "kafka")):
-            target = services["events"].url if mode == "http" else f"{kafka_settings.bootstrap_servers}|{kafka_settings.namespace}"
+            target = (
+                services["events"].url
+                if mode == "http"
+                else f"{kafka_settings.bootstrap_servers}|{kafka_settings.namespace}"
+            )
             count = share if k < 3 else EVENTS - 3 * share
             producers.append(subprocess.Popen([sys.executable, ROOT / "tests/e2e/chaos/stream.py", mode, str(k * share),
                                                str(count), target, tmp_path / f"accepted-{k}-{mode}.txt"],
-                                              stdout=(tmp_path / f"producer-{k}.log").open("wb"), stderr=subprocess.STDOUT))
+                                              stdout=(tmp_path / f"producer-{k}.log").open("wb"),
+                                              stderr=subprocess.STDOUT))
 
         # Chaos while the producers run: each service killed in turn, three rounds, the next kill
         # once the last victim is back (so the stream moves on however slow the machine is); the
@@ -121,7 +126,9 @@ async def test_a_hundred_thousand_events_through_kills_and_rebalances(service_en
             await asyncio.sleep(1.5)
         while any(p.poll() is None for p in producers):
             await asyncio.sleep(0.5)
-        assert all(p.wait() == 0 for p in producers), [(tmp_path / f"producer-{k}.log").read_text()[-2000:] for k in range(4)]
+        assert all(p.wait() == 0 for p in producers), [
+            (tmp_path / f"producer-{k}.log").read_text()[-2000:] for k in range(4)
+        ]
         assert all(s.kills == 3 for s in services.values())
 
         for service in services.values():
@@ -135,8 +142,11 @@ async def test_a_hundred_thousand_events_through_kills_and_rebalances(service_en
                     if answer.status_code != 200:
                         return None
                     values[pid] = answer.json()["values"]
-                done = all(values[p]["hires"] + values[p]["placements"] + values[p]["credentials_earned"]
-                           >= want[p]["hires"] + want[p]["placements"] + want[p]["credentials_earned"] for p in PARTNERSHIPS)
+                done = all(
+                    values[p]["hires"] + values[p]["placements"] + values[p]["credentials_earned"]
+                    >= want[p]["hires"] + want[p]["placements"] + want[p]["credentials_earned"]
+                    for p in PARTNERSHIPS
+                )
                 return values if done else None
 
             values = await wait(stored, 300, "KPIs caught up")
@@ -170,7 +180,9 @@ async def seed(kafka_settings, events_url: str) -> None:
     await ensure_topics(kafka_settings)
     roster = []
     for pid in PARTNERSHIPS:
-        roster.append(mem.PartnershipCreated(partnership_id=pid, name=pid, region_id="r", sector_id="s", stage="launched"))
+        roster.append(
+            mem.PartnershipCreated(partnership_id=pid, name=pid, region_id="r", sector_id="s", stage="launched")
+        )
         for org in (*EMPLOYERS, "qvcc"):
             roster.append(mem.MemberJoined(partnership_id=pid, membership_id=f"{pid}:{org}", organisation_id=org,
                                            organisation_kind="education" if org == "qvcc" else "employer",
@@ -184,8 +196,9 @@ async def seed(kafka_settings, events_url: str) -> None:
         for pid in PARTNERSHIPS:
             probe = out.HireRecorded(partnership_id=pid, hire_id="probe", person_id="probe", employer_id=EMPLOYERS[-1],
                                      soc_code="51-4041", start_date="2020-01-01", resident=True)
+            probe_body = probe.model_dump(mode="json")
 
-            async def accepted(body=probe.model_dump(mode="json")) -> bool:
+            async def accepted(body=probe_body) -> bool:
                 return (await http.post("/outcomes/hires", json=body)).status_code == 202
 
             await wait(accepted, 60, "roster known to the events service")

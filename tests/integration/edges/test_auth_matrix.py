@@ -109,11 +109,15 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
         ("GET", "/sectors"): Rule(EVERYONE),
         ("GET", "/sectors/{id}"): Rule(EVERYONE),
         ("PUT", "/sectors/{id}"): Rule(OPERATORS, body({"id": "x", "name": "X"})),
-        ("POST", "/partnerships"): Rule(OPERATORS, body({"id": "p2", "name": "P2", "region_id": "ct", "sector_id": "mfg"})),
+        ("POST", "/partnerships"): Rule(
+            OPERATORS, body({"id": "p2", "name": "P2", "region_id": "ct", "sector_id": "mfg"})
+        ),
         ("GET", "/partnerships"): Rule(EVERYONE),
         ("GET", "/partnerships/{partnership_id}"): Rule(EVERYONE),
         ("PATCH", "/partnerships/{partnership_id}"): Rule(ADMINS, body({"name": "Renamed"})),
-        ("PUT", "/partnerships/{partnership_id}/targets"): Rule(ADMINS, body({"kpi": "hires", "period": "PY2025", "value": 1})),
+        ("PUT", "/partnerships/{partnership_id}/targets"): Rule(
+            ADMINS, body({"kpi": "hires", "period": "PY2025", "value": 1})
+        ),
         ("DELETE", "/partnerships/{partnership_id}/targets/{kpi}/{period}"): Rule(ADMINS),
         ("GET", "/partnerships/{partnership_id}/targets"): Rule(EVERYONE),
         ("POST", "/organisations"): Rule(ADMINS, body({"id": "o2", "name": "O2", "kind": "employer"})),
@@ -121,21 +125,31 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
         # Partner systems and viewers see their partnerships' organisations only, and x is none of them.
         ("GET", "/organisations/{organisation_id}"): Rule(ADMINS),
         ("PATCH", "/organisations/{organisation_id}"): Rule(ADMINS, body({"name": "Renamed"})),
-        ("POST", "/organisations/{organisation_id}/contacts"): Rule(ADMINS, lambda pid, key_id: {"json": {"id": "c2", "name": "No One", "partnership_id": pid}}, scoped=True),
+        ("POST", "/organisations/{organisation_id}/contacts"): Rule(
+            ADMINS, lambda pid, key_id: {"json": {"id": "c2", "name": "No One", "partnership_id": pid}}, scoped=True
+        ),
         ("GET", "/organisations/{organisation_id}/contacts"): Rule(ADMINS),
         ("GET", "/contacts/{contact_id}"): Rule(ADMINS),
         ("PATCH", "/contacts/{contact_id}"): Rule(ADMINS, body({"name": "Renamed"})),
-        ("POST", "/partnerships/{partnership_id}/members"): Rule(ADMINS, body({"organisation_id": "acme", "joined_on": "2024-01-01"})),
+        ("POST", "/partnerships/{partnership_id}/members"): Rule(
+            ADMINS, body({"organisation_id": "acme", "joined_on": "2024-01-01"})
+        ),
         ("GET", "/partnerships/{partnership_id}/members"): Rule(EVERYONE),
         ("GET", "/partnerships/{partnership_id}/members/{membership_id}"): Rule(EVERYONE),
-        ("POST", "/partnerships/{partnership_id}/members/{membership_id}/leave"): Rule(ADMINS, body({"left_on": "2025-01-01"})),
+        ("POST", "/partnerships/{partnership_id}/members/{membership_id}/leave"): Rule(
+            ADMINS, body({"left_on": "2025-01-01"})
+        ),
         ("POST", "/partnerships/{partnership_id}/action-teams"): Rule(ADMINS, body({"id": "t2", "name": "T2"})),
         ("GET", "/partnerships/{partnership_id}/action-teams"): Rule(EVERYONE),
         ("GET", "/partnerships/{partnership_id}/action-teams/{team_id}"): Rule(EVERYONE),
         ("PATCH", "/partnerships/{partnership_id}/action-teams/{team_id}"): Rule(ADMINS, body({"name": "Renamed"})),
         ("GET", "/partnerships/{partnership_id}/roster.csv"): Rule(EVERYONE),
         ("POST", "/partnerships/{partnership_id}/roster"): Rule(ADMINS, body("organisation_id,name,kind,joined_on\n")),
-        ("POST", "/keys"): Rule(ADMINS, lambda pid, key_id: {"json": {"label": "k", "role": "viewer", "partnership_ids": [pid]}}, scoped=True),
+        ("POST", "/keys"): Rule(
+            ADMINS,
+            lambda pid, key_id: {"json": {"label": "k", "role": "viewer", "partnership_ids": [pid]}},
+            scoped=True,
+        ),
         ("GET", "/keys"): Rule(ADMINS),
         ("DELETE", "/keys/{key_id}"): Rule(ADMINS),
     },
@@ -150,9 +164,18 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
     "notify": {
         ("GET", "/whoami"): Rule(EVERYONE),
         ("GET", "/subscriptions/event-types"): Rule(EVERYONE),
-        ("POST", "/subscriptions"): Rule(ADMINS, lambda pid, key_id: {"json": {
-            "partnership_ids": [pid], "event_types": ["org.backbone.hire.recorded.v1"], "channel": "email",
-            "email": "coordinator@example.org"}}, scoped=True),
+        ("POST", "/subscriptions"): Rule(
+            ADMINS,
+            lambda pid, key_id: {
+                "json": {
+                    "partnership_ids": [pid],
+                    "event_types": ["org.backbone.hire.recorded.v1"],
+                    "channel": "email",
+                    "email": "coordinator@example.org",
+                }
+            },
+            scoped=True,
+        ),
         ("GET", "/subscriptions"): Rule(ADMINS, in_query, scoped=True),
         ("GET", "/subscriptions/{subscription_id}"): Rule(ADMINS),
         ("DELETE", "/subscriptions/{subscription_id}"): Rule(ADMINS),
@@ -214,7 +237,9 @@ async def test_every_operation_of_every_service_for_every_role(start_service, ka
             await until(learned)
             spec = (await http.get(service.url + "/openapi.json")).json()
             rules = _events() if name == "events" else MATRIX[name]
-            assert operations(spec) == set(rules), f"{name}: operations without a row in the matrix (or rows without one)"
+            assert operations(spec) == set(rules), (
+                f"{name}: operations without a row in the matrix (or rows without one)"
+            )
             for (method, path), rule in sorted(rules.items()):
                 for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "wrong"},
                                 {"authorization": f"Bearer {REVOKED}"}):
@@ -231,7 +256,8 @@ async def test_every_operation_of_every_service_for_every_role(start_service, ka
                         request["headers"] = auth | request.get("headers", {})
                         answer = await http.request(method, url, **request)
                         tried += 1
-                        where = f"{name} {method} {path} as {role.value} on {partnership}: {answer.status_code} {answer.text[:200]}"
+                        where = (f"{name} {method} {path} as {role.value} on {partnership}: "
+                                 f"{answer.status_code} {answer.text[:200]}")
                         assert answer.status_code < 500, where
                         allowed = role is AccessRole.OPERATOR or (partnership == OWN and role in rule.may)
                         if allowed:

@@ -66,7 +66,9 @@ async def test_an_admin_reaches_no_other_partnerships_contacts_or_organisations(
     assert (await admin_b.post("/organisations/acme/contacts", json=contact)).status_code == 201
 
     # joining B's organisation to A is allowed (that is how organisations are shared) ...
-    joined = await admin_a.post(f"/partnerships/{A}/members", json={"organisation_id": "acme", "joined_on": "2024-02-01"})
+    joined = await admin_a.post(
+        f"/partnerships/{A}/members", json={"organisation_id": "acme", "joined_on": "2024-02-01"}
+    )
     assert joined.status_code == 201
     # ... but B's contacts stay B's
     listed = await admin_a.get("/organisations/acme/contacts")
@@ -118,8 +120,12 @@ IDS = {"id": "ct", "partnership_id": A, "organisation_id": "own", "contact_id": 
 
 
 async def test_a_viewer_reads_its_partnership_and_changes_nothing(membership, operator):
-    assert (await operator.post("/organisations/own/contacts", json={"id": "c-a", "name": "Al", "partnership_id": A})).status_code == 201
-    assert (await operator.post(f"/partnerships/{A}/action-teams", json={"id": "team", "name": "Team"})).status_code == 201
+    assert (
+        await operator.post("/organisations/own/contacts", json={"id": "c-a", "name": "Al", "partnership_id": A})
+    ).status_code == 201
+    assert (
+        await operator.post(f"/partnerships/{A}/action-teams", json={"id": "team", "name": "Team"})
+    ).status_code == 201
     viewer = await issued(operator, membership, "viewer", A)
     for path in (f"/partnerships/{A}", f"/partnerships/{A}/members", f"/partnerships/{A}/action-teams/team",
                  f"/partnerships/{A}/roster.csv", "/organisations/own"):

@@ -119,13 +119,20 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
         lines = [orjson.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
         assert not [line for line in lines if line["message"] in ("Received", "Processed")], name
         warned = Counter((line["message"], line.get("reason")) for line in lines)
-        assert warned[("message dead-lettered", "oversized")] == sum(n for (s, _, _), n in expected.items() if s == name)
+        assert warned[("message dead-lettered", "oversized")] == sum(
+            n for (s, _, _), n in expected.items() if s == name
+        )
 
 
 async def oversized_letters(kafka_settings, n: int, timeout: float = 60.0) -> dict:
     """The oversized dead letters by (service, topic, (partition, offset)): [(headers, value)]."""
-    consumer = AIOKafkaConsumer(kafka_settings.topic(DEAD_LETTER.name), bootstrap_servers=kafka_settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        kafka_settings.topic(DEAD_LETTER.name),
+        bootstrap_servers=kafka_settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: dict = {}
     loop = asyncio.get_running_loop()

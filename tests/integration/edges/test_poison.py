@@ -60,8 +60,10 @@ def poison() -> dict[str, bytes]:
 
 async def test_poison_on_every_topic_is_dead_lettered_with_its_reason_and_consumers_go_on(
         start_service, kafka_settings):
-    running = {n: start_service(n, {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR, "METRICS_MILESTONE_INTERVAL_SECONDS": "0.5"})
-               for n in ("membership", "events", "metrics", "notify")}
+    running = {
+        n: start_service(n, {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR, "METRICS_MILESTONE_INTERVAL_SECONDS": "0.5"})
+        for n in ("membership", "events", "metrics", "notify")
+    }
     broker = make_broker(kafka_settings, "poison-test")
     await broker.start()
     partner, _ = await issue_partner_key(broker, kafka_settings, [P])  # a partner system's inbound topic
@@ -107,9 +109,15 @@ async def test_poison_on_every_topic_is_dead_lettered_with_its_reason_and_consum
 
 
 async def dead_letters(kafka_settings, n: int, timeout: float = 60.0) -> Counter:
-    consumer = AIOKafkaConsumer(kafka_settings.topic(DEAD_LETTER.name), bootstrap_servers=kafka_settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None, enable_auto_commit=False,
-                                fetch_max_bytes=8 * MAX_EVENT_BYTES, max_partition_fetch_bytes=4 * MAX_EVENT_BYTES)
+    consumer = AIOKafkaConsumer(
+        kafka_settings.topic(DEAD_LETTER.name),
+        bootstrap_servers=kafka_settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=8 * MAX_EVENT_BYTES,
+        max_partition_fetch_bytes=4 * MAX_EVENT_BYTES,
+    )
     await consumer.start()
     found: Counter = Counter()
     try:

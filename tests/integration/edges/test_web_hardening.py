@@ -101,9 +101,12 @@ async def test_every_page_carries_the_security_headers(served):
     async with httpx.AsyncClient(base_url=served.url) as http:
         answers = [await http.get("/ui/login"), await sign_in(http, "wrong", served)]
         await sign_in(http, OPERATOR, served)
-        answers += [await http.get(path) for path in ("/ui/", "/ui/partnerships/sw-mp", "/ui/kpis", "/ui/kpis/hires", "/ui/nowhere")]
+        paths = ("/ui/", "/ui/partnerships/sw-mp", "/ui/kpis", "/ui/kpis/hires", "/ui/nowhere")
+        answers += [await http.get(path) for path in paths]
     for answer in answers:
-        csp = {part.strip().split(" ", 1)[0]: part.strip() for part in answer.headers["content-security-policy"].split(";")}
+        csp = {
+            part.strip().split(" ", 1)[0]: part.strip() for part in answer.headers["content-security-policy"].split(";")
+        }
         assert csp["default-src"] == "default-src 'self'" and csp["frame-ancestors"] == "frame-ancestors 'none'"
         assert csp["form-action"] == "form-action 'self'" and "unsafe-inline" not in csp.get("script-src", "")
         assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
@@ -129,6 +132,10 @@ async def test_a_viewer_reads_its_partnership_and_nothing_else(served):
             assert (await http.get(path)).status_code == 403, path
         assert (await http.get("/ui/kpis/hires", params={"partnership": "nw-mp"})).status_code == 403
         api = {"authorization": f"Bearer {VIEWER}"}
-        assert (await http.get("/kpis/values", params={"period": PY, "scope_id": "sw-mp"}, headers=api)).status_code == 200
-        assert (await http.get("/kpis/values", params={"period": PY, "scope_id": "nw-mp"}, headers=api)).status_code == 403
+        assert (
+            await http.get("/kpis/values", params={"period": PY, "scope_id": "sw-mp"}, headers=api)
+        ).status_code == 200
+        assert (
+            await http.get("/kpis/values", params={"period": PY, "scope_id": "nw-mp"}, headers=api)
+        ).status_code == 403
         assert (await http.get("/kpis/values", params={"period": PY, "scope": "state"}, headers=api)).status_code == 403

@@ -89,8 +89,12 @@ async def test_an_early_hire_over_http_is_accepted_once_its_employer_joins(start
         assert (again.status_code, again.json()["results"][0]["status"]) == (202, "pending")
 
         # The employer registers and joins through the membership service; nobody sends the hire again.
-        assert (await roster.post("/organisations", json={"id": "acme", "name": "Acme", "kind": "employer"})).status_code == 201
-        joined = await roster.post(f"/partnerships/{P}/members", json={"organisation_id": "acme", "joined_on": "2026-01-05"})
+        assert (
+            await roster.post("/organisations", json={"id": "acme", "name": "Acme", "kind": "employer"})
+        ).status_code == 201
+        joined = await roster.post(
+            f"/partnerships/{P}/members", json={"organisation_id": "acme", "joined_on": "2026-01-05"}
+        )
         assert joined.status_code == 201, joined.text
 
     decided = await status_of(operator, hire, until=lambda answer: answer["status"] != "pending")
@@ -140,7 +144,9 @@ async def test_what_never_arrives_is_refused_or_dead_lettered_with_the_reason_wh
         ("unknown_organisation", kafka_settings.topic(inbound_of(key_id).name), "0")]  # its record's coordinates
     assert orjson.loads(dead[0].value)["id"] == on_kafka.id
     assert (await status_of(operator, on_kafka))["status"] == "rejected"
-    assert not [r for r in await read_topic(kafka_settings, OUTCOMES) if header(r, "ce_id") in (over_http.id, on_kafka.id)]
+    assert not [
+        r for r in await read_topic(kafka_settings, OUTCOMES) if header(r, "ce_id") in (over_http.id, on_kafka.id)
+    ]
 
 
 async def test_a_held_event_outlives_a_killed_replica(start_service, events_env, events_service, operator, roster,

@@ -128,14 +128,20 @@ async def test_partner_keys_write_only_to_their_partnerships_and_sources(events_
         own = await ats.post("/events", content=orjson.dumps(mixed[:1]), headers=BATCH)
         assert [r["status"] for r in own.json()["results"]] == ["accepted"]
         assert (await ats.post("/outcomes/hires", json=hire | {"hire_id": "h-2"})).status_code == 202
-        assert (await ats.post("/outcomes/hires", json=hire, headers={"Authorization": "Bearer bbk_forged"})).status_code == 401
+        assert (
+            await ats.post("/outcomes/hires", json=hire, headers={"Authorization": "Bearer bbk_forged"})
+        ).status_code == 401
         # A viewer reads its partnership's activities but submits nothing, whatever the endpoint.
         as_viewer = {"Authorization": f"Bearer {viewer}"}
         assert (await ats.get(f"/partnerships/{P}/activities/tour-1", headers=as_viewer)).status_code == 404
         assert (await ats.post("/outcomes/hires", json=hire | {"hire_id": "h-3"}, headers=as_viewer)).status_code == 403
-        viewer_batch = await ats.post("/events", content=orjson.dumps([cloudevent(out.HireRecorded, "v-1", hire_id="h-4")
-                                                                       | {"source": f"/keys/{viewer_id}"}]),
-                                      headers=BATCH | as_viewer)
+        viewer_batch = await ats.post(
+            "/events",
+            content=orjson.dumps(
+                [cloudevent(out.HireRecorded, "v-1", hire_id="h-4") | {"source": f"/keys/{viewer_id}"}]
+            ),
+            headers=BATCH | as_viewer,
+        )
         assert viewer_batch.status_code == 403
     async with httpx.AsyncClient(base_url=events_service.url) as anonymous:
         assert (await anonymous.post("/events", content=orjson.dumps(mixed[:1]), headers=BATCH)).status_code == 401
@@ -149,8 +155,12 @@ async def test_a_partner_topic_is_validated_republished_and_dead_lettered(events
     invalid = cloudevent(out.HireRecorded, "in-invalid", hire_id="h-4")
     invalid["data"]["resident"] = "perhaps"
     not_ours = cloudevent(mem.MemberJoined, "in-not-ours")
-    await send_to(kafka_settings, inbound_of(key_id), *[orjson.dumps(m) for m in (good, good, unknown_employer, invalid, not_ours)],
-                  b"\xffnot json")
+    await send_to(
+        kafka_settings,
+        inbound_of(key_id),
+        *[orjson.dumps(m) for m in (good, good, unknown_employer, invalid, not_ours)],
+        b"\xffnot json",
+    )
 
     letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(records) >= 4)
     reasons = [(header(r, "dl_reason"), header(r, "dl_detail").split(":")[0]) for r in letters]

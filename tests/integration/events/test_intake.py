@@ -116,7 +116,7 @@ async def test_concurrent_submissions_are_decided_as_if_one_after_another(kafka_
     before = _groups()
     tasks = [asyncio.create_task(intake.submit(s, entry="http")) for s in submissions]  # in arrival order
     results = [r for rs in await asyncio.gather(*tasks) for r in rs]
-    groups, decided = (after - b for after, b in zip(_groups(), before))
+    groups, decided = (after - b for after, b in zip(_groups(), before, strict=True))
 
     statuses = [r.status for r in results]
     assert statuses == ([Outcome.ACCEPTED] * 17 + [Outcome.REJECTED, Outcome.DUPLICATE]
@@ -169,7 +169,9 @@ async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_setting
     """Two replicas on one database: one asked to cancel a scheduled tour, the other to complete
     it, at once. The second waits for the first's turn and sees the tour cancelled."""
     slow = Intake(_Runtime(SlowProducer(events_producer, 0.5), kafka_settings), store)
-    quick = Intake(_Runtime(events_producer, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"]))
+    quick = Intake(
+        _Runtime(events_producer, kafka_settings), EventsStore(client[mongo_settings.database_prefix + "events"])
+    )
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     cancelled = new_event(EXAMPLES[act.ActivityCancelled], source="/test")
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
@@ -189,7 +191,9 @@ async def test_replicas_take_turns_per_partnership(kafka_settings, mongo_setting
 
 async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_producer):
     # What a replica that died in its turn leaves behind.
-    await store.turns.collection.insert_one({"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)})
+    await store.turns.collection.insert_one(
+        {"_id": P, "holder": "gone", "until": datetime.now(UTC) + timedelta(seconds=3)}
+    )
     intake = Intake(_Runtime(events_producer, kafka_settings), store)
     hire = new_event(example(out.HireRecorded, hire_id="h-late"), source="/test")
     submitting = asyncio.create_task(intake.submit([hire], entry="http"))
@@ -212,7 +216,9 @@ async def test_a_held_event_that_no_longer_parses_is_refused_for_good(kafka_sett
     assert await store.due(later, 10) == []  # never tried again
 
 
-async def test_a_turn_outlasting_its_lease_is_renewed_while_held(kafka_settings, client, mongo_settings, events_producer):
+async def test_a_turn_outlasting_its_lease_is_renewed_while_held(
+    kafka_settings, client, mongo_settings, events_producer
+):
     """Kafka slower than the whole lease: the heartbeat keeps the turn, so another replica waits
     and decides after it, never in between."""
     db = client[mongo_settings.database_prefix + "events"]

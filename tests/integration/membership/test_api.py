@@ -63,13 +63,17 @@ async def test_roster_and_agenda_paths_with_their_errors_and_one_event_per_chang
     # targets: set, unchanged, changed
     target = {"kpi": "hires", "period": "PY2025", "value": 40}
     assert (await operator.put("/partnerships/sw-mp/targets", json=target)).status_code == 201
-    assert (await operator.put("/partnerships/sw-mp/targets", json=target)).json()["version"] == 1  # no change, no event
+    assert (await operator.put("/partnerships/sw-mp/targets", json=target)).json()[
+        "version"
+    ] == 1  # no change, no event
     assert (await operator.put("/partnerships/sw-mp/targets", json={**target, "value": 45})).json()["value"] == 45
     assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "period": "2025"})) == ["period"]
     assert (await operator.get("/partnerships/sw-mp/targets")).json()["total"] == 1
     not_a_kpi = await operator.put("/partnerships/sw-mp/targets", json={**target, "kpi": "retention_90d"})
     assert field_of(not_a_kpi) == ["kpi"] and "did you mean retention_90_days?" in not_a_kpi.json()["detail"][0]["msg"]
-    assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "period": "PY2999"})) == ["period"]
+    assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "period": "PY2999"})) == [
+        "period"
+    ]
     assert field_of(await operator.put("/partnerships/sw-mp/targets", json={**target, "value": 1e10})) == ["value"]
     # targets: removed once, then there is none to remove
     tours = {"kpi": "tours_held", "period": "2025-Q3", "value": 4}
@@ -85,22 +89,36 @@ async def test_roster_and_agenda_paths_with_their_errors_and_one_event_per_chang
     mid = joined.json()["id"]
     assert (await operator.post("/partnerships/sw-mp/members",
                                 json={"organisation_id": "microboard", "joined_on": "2022-01-01"})).status_code == 409
-    unknown = await operator.post("/partnerships/sw-mp/members", json={"organisation_id": "ghost", "joined_on": "2022-01-01"})
+    unknown = await operator.post(
+        "/partnerships/sw-mp/members", json={"organisation_id": "ghost", "joined_on": "2022-01-01"}
+    )
     assert unknown.status_code == 422 and field_of(unknown) == ["organisation_id"]
     early = await operator.post(f"/partnerships/sw-mp/members/{mid}/leave", json={"left_on": "2020-01-01"})
     assert early.status_code == 422 and field_of(early) == ["left_on"]
-    assert (await operator.post(f"/partnerships/sw-mp/members/{mid}/leave", json={"left_on": "2024-03-31"})).status_code == 200
-    assert (await operator.post(f"/partnerships/sw-mp/members/{mid}/leave", json={"left_on": "2024-04-01"})).status_code == 409
+    assert (
+        await operator.post(f"/partnerships/sw-mp/members/{mid}/leave", json={"left_on": "2024-03-31"})
+    ).status_code == 200
+    assert (
+        await operator.post(f"/partnerships/sw-mp/members/{mid}/leave", json={"left_on": "2024-04-01"})
+    ).status_code == 409
     assert (await operator.post("/partnerships/sw-mp/members",
                                 json={"organisation_id": "microboard", "joined_on": "2025-01-15"})).status_code == 201
     history = (await operator.get("/partnerships/sw-mp/members", params={"organisation_id": "microboard"})).json()
-    assert [(m["joined_on"], m["left_on"]) for m in history["items"]] == [("2021-06-01", "2024-03-31"), ("2025-01-15", None)]
+    assert [(m["joined_on"], m["left_on"]) for m in history["items"]] == [
+        ("2021-06-01", "2024-03-31"),
+        ("2025-01-15", None),
+    ]
     assert (await operator.get("/partnerships/sw-mp/members", params={"active": True})).json()["total"] == 1
     assert (await operator.get(f"/partnerships/scmip/members/{mid}")).status_code == 404
 
     # action teams with quick wins and long-term items
-    team = {"id": "careers", "name": "Career Marketing", "priority": "Career marketing", "member_ids": ["microboard"],
-            "items": [{"kind": "quick_win", "title": "Plant tour for teachers", "due": "2025-10-15", "owner_id": "qvcc"}]}
+    team = {
+        "id": "careers",
+        "name": "Career Marketing",
+        "priority": "Career marketing",
+        "member_ids": ["microboard"],
+        "items": [{"kind": "quick_win", "title": "Plant tour for teachers", "due": "2025-10-15", "owner_id": "qvcc"}],
+    }
     assert (await operator.post("/partnerships/sw-mp/action-teams", json=team)).status_code == 201
     assert (await operator.post("/partnerships/sw-mp/action-teams", json=team)).status_code == 409
     ghost = await operator.post("/partnerships/sw-mp/action-teams", json={**team, "id": "t2", "member_ids": ["ghost"]})
@@ -112,7 +130,9 @@ async def test_roster_and_agenda_paths_with_their_errors_and_one_event_per_chang
     # contacts stay here: no event
     contact = {"id": "c-1", "name": "Dana Example", "email": "dana@example.org", "role": "HR lead", "consent": True}
     assert (await operator.post("/organisations/microboard/contacts", json=contact)).status_code == 201
-    assert field_of(await operator.post("/organisations/microboard/contacts", json={**contact, "id": "c-2", "email": "nope"})) == ["email"]
+    assert field_of(
+        await operator.post("/organisations/microboard/contacts", json={**contact, "id": "c-2", "email": "nope"})
+    ) == ["email"]
     assert (await operator.patch("/contacts/c-1", json={"consent": False})).json()["consent"] is False
     assert (await operator.get("/organisations/microboard/contacts", params={"consent": True})).json()["total"] == 0
 
@@ -135,7 +155,9 @@ async def test_keys_roles_and_partnership_boundaries(membership, operator, publi
         assert (await anonymous.get("/partnerships")).status_code == 401
     assert (await client(membership, key="wrong").get("/partnerships")).status_code == 401
 
-    issued = await operator.post("/keys", json={"label": "SW-MP admin", "role": "partnership_admin", "partnership_ids": ["sw-mp"]})
+    issued = await operator.post(
+        "/keys", json={"label": "SW-MP admin", "role": "partnership_admin", "partnership_ids": ["sw-mp"]}
+    )
     assert issued.status_code == 201
     admin_key = issued.json()["secret"]
     assert "key_hash" not in issued.json() and admin_key not in str((await operator.get("/keys")).json())
@@ -153,7 +175,9 @@ async def test_keys_roles_and_partnership_boundaries(membership, operator, publi
     assert (await admin.patch("/partnerships/sw-mp", json={"stage": "sustaining"})).status_code == 200
 
     # an admin issues partner-system keys for its own partnerships only
-    assert (await admin.post("/keys", json={"label": "ATS", "role": "partner_system", "partnership_ids": ["scmip"]})).status_code == 403
+    assert (
+        await admin.post("/keys", json={"label": "ATS", "role": "partner_system", "partnership_ids": ["scmip"]})
+    ).status_code == 403
     assert (await admin.post("/keys", json={"label": "boss", "role": "operator"})).status_code == 403
     ats = await admin.post("/keys", json={"label": "ATS", "role": "partner_system", "partnership_ids": ["sw-mp"]})
     assert ats.status_code == 201

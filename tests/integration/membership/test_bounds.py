@@ -13,7 +13,12 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 async def partnership(operator):
-    for path, body in (("/regions", REGION), ("/sectors", SECTOR), ("/partnerships", SW), ("/organisations", MICROBOARD)):
+    for path, body in (
+        ("/regions", REGION),
+        ("/sectors", SECTOR),
+        ("/partnerships", SW),
+        ("/organisations", MICROBOARD),
+    ):
         assert (await operator.post(path, json=body)).status_code == 201
 
 

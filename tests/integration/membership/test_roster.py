@@ -55,7 +55,9 @@ async def test_roster_import_reports_bad_rows_imports_good_ones_and_is_idempoten
     assert missing_column.json()["errors"] == [{"line": 1, "reason": "missing column(s): organisation_id, joined_on"}]
 
 
-async def test_cli_imports_in_chunks_with_file_line_numbers_and_exports(membership, partnership, tmp_path, capsys, monkeypatch):
+async def test_cli_imports_in_chunks_with_file_line_numbers_and_exports(
+    membership, partnership, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr("cli.membership_client.ROWS_PER_REQUEST", 3)
     path = tmp_path / "roster.csv"
     path.write_text(ROSTER)
@@ -82,7 +84,9 @@ async def test_a_roster_upload_may_be_larger_than_other_bodies_up_to_5_mib(opera
     header = "organisation_id,name,kind,joined_on\n"
     row = "bad id,Nobody,employer,2021-06-01\n"
     two_mib = header + row * (2 * 1024 * 1024 // len(row))  # above the 1 MiB of every other body
-    report = await operator.post(f"/partnerships/{partnership}/roster", content=two_mib, headers={"content-type": "text/csv"})
+    report = await operator.post(
+        f"/partnerships/{partnership}/roster", content=two_mib, headers={"content-type": "text/csv"}
+    )
     assert report.status_code == 200 and report.json()["imported"] == 0
     too_large = header + row * (6 * 1024 * 1024 // len(row))
     assert (await operator.post(f"/partnerships/{partnership}/roster", content=too_large,

@@ -76,15 +76,24 @@ def build(size: int, seed: int = 5) -> Scenario:
     s.targets.append(("sw-mp", "hires", "PY2025", 3))
     s.emit(mem.TargetSet(partnership_id="sw-mp", kpi="hires", period="PY2025", value=3), start)
 
-    days = sorted(rnd.choice(EDGES) if rnd.random() < 0.3 else FIRST + timedelta(days=rnd.randrange((LAST - FIRST).days))
-                  for _ in range(max(0, size - len(s.events))))
+    days = sorted(
+        rnd.choice(EDGES) if rnd.random() < 0.3 else FIRST + timedelta(days=rnd.randrange((LAST - FIRST).days))
+        for _ in range(max(0, size - len(s.events)))
+    )
     for k, day in enumerate(days):
         pid = rnd.choice(list(PARTNERSHIPS))
         orgs = [o for o in s.orgs if o.startswith(pid)] + ["shared-employer"]
         roll = rnd.random()
         own = [h for h in s.hires if h[0] == pid and h[2] <= day]
         if roll < 0.25 or (roll < 0.40 and not own):
-            hire = (pid, f"h{k}", day, rnd.random() < 0.6, rnd.choice([None, 18.0, 21.5, 24.25, 30.0]), rnd.random() < 0.3)
+            hire = (
+                pid,
+                f"h{k}",
+                day,
+                rnd.random() < 0.6,
+                rnd.choice([None, 18.0, 21.5, 24.25, 30.0]),
+                rnd.random() < 0.3,
+            )
             s.hires.append(hire)
             s.emit(out.HireRecorded(partnership_id=pid, hire_id=hire[1], person_id=f"p{k}", employer_id=orgs[0],
                                     soc_code="51-4041", start_date=day, hourly_wage=hire[4], resident=hire[3],

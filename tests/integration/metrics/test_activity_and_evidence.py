@@ -65,7 +65,10 @@ async def until(http: httpx.AsyncClient, period: str, want: dict, timeout: float
 async def test_mixed_order_over_http_and_kafka_gives_the_issues_figures(start_service, kafka_settings):
     await ensure_topics(kafka_settings)
     env = {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR}
-    events_service, metrics = start_service("events", env), start_service("metrics", env | {"METRICS_MAX_BATCH_EVENTS": "5"})
+    events_service, metrics = (
+        start_service("events", env),
+        start_service("metrics", env | {"METRICS_MAX_BATCH_EVENTS": "5"}),
+    )
     tour_day, day_of_career_day = date(2025, 9, 20), date(2025, 10, 3)
     schedule = ev(act.ActivityScheduled(partnership_id=P, activity_id="t1", kind="plant_tour", title="Tour",
                                         starts_at=at(tour_day, 14), ends_at=at(tour_day, 16), host_ids=[EMPLOYER]),

@@ -41,7 +41,8 @@ def history() -> list:
     tour, career_day = date(2025, 9, 20), date(2025, 10, 3)
     return [
         ev(act.ActivityScheduled(partnership_id=P, activity_id="t1", kind="plant_tour", title="Tour",
-                                 starts_at=at(tour, 14), ends_at=at(tour, 16), host_ids=["acme"]), at(date(2025, 8, 1))),
+                                 starts_at=at(tour, 14), ends_at=at(tour, 16), host_ids=["acme"]),
+           at(date(2025, 8, 1))),
         ev(act.ActivityCompleted(partnership_id=P, activity_id="t1", kind="plant_tour", completed_at=at(tour, 16)),
            at(tour, 16)),
         ev(act.AttendanceRecorded(partnership_id=P, activity_id="t1", kind="plant_tour", counts={"students": 7}),
@@ -76,7 +77,8 @@ def version_1_cells(events: list) -> Cells:
             facts.count("held:" + d.kind.value)
             facts.trace("held:" + d.kind.value, e.id)
         elif isinstance(d, act.ActivityScheduled):
-            roster.set_latest(f"activity:{d.activity_id}", e.time.isoformat(), e.id, {"title": d.title, "kind": d.kind.value})
+            roster.set_latest(f"activity:{d.activity_id}", e.time.isoformat(), e.id,
+                              {"title": d.title, "kind": d.kind.value})
     return cells
 
 
@@ -110,9 +112,8 @@ async def test_rebuild_brings_a_version_1_store_to_the_version_2_rules(start_ser
     try:
         store = MetricsStore(client[mongo_settings.database_prefix + NAME])
         await store.setup()
-        await store.apply(1, "current", Batch(cells=version_1_cells(events),
-                                              moves={tp: (None, end) for tp, end in (await ends(kafka_settings)).items()},
-                                              seen={}))
+        moves = {tp: (None, end) for tp, end in (await ends(kafka_settings)).items()}
+        await store.apply(1, "current", Batch(cells=version_1_cells(events), moves=moves, seen={}))
         stored = {month: facts.counts["reached:students"] for _, month, facts in await store.dated(1, [P], "2025-07")}
         assert stored == {"2025-09": 30, "2025-12": 16}  # the version-1 figures: wrong month, added, cancelled
     finally:

@@ -175,13 +175,17 @@ async def _check_read_side(http: httpx.AsyncClient, s: scenario.Scenario, kafka_
     s.hires.append((hire.data.partnership_id, "late-hire", hire.data.start_date, hire.data.resident,
                     hire.data.hourly_wage, hire.data.career_changer))
     await assert_kpis_equal(http, s)
-    letters = [r for r in await records(kafka_settings, DEAD_LETTER.name) if dict(r.headers)["dl_service"] == b"metrics"]
+    letters = [
+        r for r in await records(kafka_settings, DEAD_LETTER.name) if dict(r.headers)["dl_service"] == b"metrics"
+    ]
     assert sorted(dict(r.headers)["dl_reason"].decode() for r in letters) == ["invalid_event", "invalid_json"]
     assert any(b"data.hourly_wage" in dict(r.headers)["dl_detail"] for r in letters)
 
     metrics = {f.name: f for f in text_string_to_metric_families((await http.get("/metrics")).text)}
     assert metrics["backbone_metrics_batch_events"].samples and metrics["backbone_metrics_batch_seconds"].samples
-    lags = {(x.labels["topic"], x.labels["partition"]): x.value for x in metrics["backbone_metrics_consumer_lag"].samples}
+    lags = {
+        (x.labels["topic"], x.labels["partition"]): x.value for x in metrics["backbone_metrics_consumer_lag"].samples
+    }
     assert len(lags) == 15 and set(lags.values()) == {0}
     today = date.today()
     current = date(today.year if today.month >= 7 else today.year - 1, 7, 1)

@@ -82,6 +82,19 @@ async def test_facts_merge_into_what_is_stored(store):
 
 def test_cells_are_keyed_by_source_partnership_and_month():
     cells = Cells()
-    record(new_event(HireRecorded(partnership_id="sw-mp", hire_id="h", person_id="p", employer_id="acme",
-                                  soc_code="51-4041", start_date=date(2025, 7, 1), resident=True), source="/t").model_dump(), cells)
+    record(
+        new_event(
+            HireRecorded(
+                partnership_id="sw-mp",
+                hire_id="h",
+                person_id="p",
+                employer_id="acme",
+                soc_code="51-4041",
+                start_date=date(2025, 7, 1),
+                resident=True,
+            ),
+            source="/t",
+        ).model_dump(),
+        cells,
+    )
     assert list(cells) == [("outcomes", "sw-mp", "2025-07")]

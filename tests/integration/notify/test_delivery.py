@@ -170,7 +170,9 @@ async def test_a_failing_receiver_is_retried_dead_lettered_paused_and_resumed(
         assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/{lost.id}/retry")).status_code == 200
         await until(lambda: lost.id in receiver.accepted("/down"))
         [again] = (await operator.get("/deliveries", params={"event_id": lost.id})).json()
-        assert again["status"] == "delivered" and [a["outcome"] for a in again["attempt_log"]] == ["failed"] * 3 + ["delivered"]
+        assert again["status"] == "delivered" and [a["outcome"] for a in again["attempt_log"]] == ["failed"] * 3 + [
+            "delivered"
+        ]
         assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/{lost.id}/retry")).status_code == 409
         assert (await operator.post(f"/subscriptions/{hook['id']}/deliveries/nope/retry")).status_code == 404
 

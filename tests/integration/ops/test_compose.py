@@ -62,7 +62,9 @@ def test_images_are_pinned_and_every_long_running_service_is_health_checked():
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: {image} is not pinned to a version"
         if "profiles" not in service:  # one-shot jobs excepted
             assert service["healthcheck"]["test"], name
-    assert all(services[n]["build"] == "." and services[n]["image"] == services["membership"]["image"] for n in BACKBONE)
+    assert all(
+        services[n]["build"] == "." and services[n]["image"] == services["membership"]["image"] for n in BACKBONE
+    )
     assert "--replSet" in services["mongo"]["command"] and "rs.initiate" in str(services["mongo"]["healthcheck"])
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == 3
@@ -87,7 +89,9 @@ def test_services_are_configured_only_with_settings_they_have():
 
 
 def test_dockerfile_lints_clean_and_runs_as_non_root():
-    result = subprocess.run([Path(sys.executable).with_name("hadolint"), ROOT / "Dockerfile"], capture_output=True, text=True)
+    result = subprocess.run(
+        [Path(sys.executable).with_name("hadolint"), ROOT / "Dockerfile"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (ROOT / "Dockerfile").read_text()
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
@@ -106,7 +110,11 @@ def test_services_start_with_the_compose_environment(start_service, stack):
         environment = {k: local.get(str(v), str(v)) for k, v in services[name]["environment"].items()}
         environment["BACKBONE_KAFKA_ENABLE_IDEMPOTENCE"] = "false"
         environment["BACKBONE_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"  # Tansu: no SASL
-        for variable in ("BACKBONE_KAFKA_SASL_MECHANISM", "BACKBONE_KAFKA_SASL_USERNAME", "BACKBONE_KAFKA_SASL_PASSWORD"):
+        for variable in (
+            "BACKBONE_KAFKA_SASL_MECHANISM",
+            "BACKBONE_KAFKA_SASL_USERNAME",
+            "BACKBONE_KAFKA_SASL_PASSWORD",
+        ):
             environment.pop(variable)
         environment.pop(f"{name.upper()}_PORT")  # a free port instead of the fixed one
         environment.pop("NOTIFY_METRICS_URL", None)
@@ -122,7 +130,10 @@ def test_kafka_authenticates_every_client_and_authorizes_by_acl():
     protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
     listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
     # Every listener reachable from outside the container asks for SCRAM; the others are loopback.
-    assert {name for name, address in listeners.items() if not address.startswith("127.0.0.1:")} == {"INTERNAL", "PARTNER"}
+    assert {name for name, address in listeners.items() if not address.startswith("127.0.0.1:")} == {
+        "INTERNAL",
+        "PARTNER",
+    }
     assert protocols["INTERNAL"] == protocols["PARTNER"] == "SASL_PLAINTEXT"
     assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
     assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")

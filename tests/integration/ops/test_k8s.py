@@ -82,11 +82,17 @@ def test_service_monitor_scrapes_every_service(production):
 
 def test_services_authenticate_to_kafka_as_their_own_users_with_acls(production):
     config = find(production, "ConfigMap", "backbone-config")["data"]
-    assert (config["BACKBONE_KAFKA_SECURITY_PROTOCOL"], config["BACKBONE_KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (config["BACKBONE_KAFKA_SECURITY_PROTOCOL"], config["BACKBONE_KAFKA_SASL_MECHANISM"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
     for name in SERVICES:
         [container] = find(production, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e for e in container["env"]}
         assert env["BACKBONE_KAFKA_SASL_USERNAME"]["value"] == name
-        assert env["BACKBONE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "backbone-kafka-users", "key": name}
+        assert env["BACKBONE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "backbone-kafka-users",
+            "key": name,
+        }
     [acls] = find(production, "Job", "kafka-acls")["spec"]["template"]["spec"]["containers"]
     assert "kafka-acls.sh" in acls["command"][-1] and "--resource-pattern-type prefixed" in acls["command"][-1]

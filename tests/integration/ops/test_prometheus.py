@@ -62,7 +62,9 @@ async def until(check, timeout: float = 60.0):
 async def test_a_real_prometheus_scrapes_the_services(running, tmp_path):
     async with httpx.AsyncClient() as http:
         async def kpi_exported():
-            return 'backbone_metrics_kpi_value{kpi="hires"' in (await http.get(running["metrics"].url + "/metrics")).text
+            return (
+                'backbone_metrics_kpi_value{kpi="hires"' in (await http.get(running["metrics"].url + "/metrics")).text
+            )
 
         await until(kpi_exported)
         for name, service in running.items():

@@ -74,7 +74,9 @@ def test_completion_after_the_scheduled_start_and_of_the_same_kind(facts):
     assert check(moved, facts) == []
     apply(moved, facts)
     assert fields(example(act.ActivityCompleted, completed_at=T1), facts) == ["data.completed_at"]
-    assert fields(example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR, kind="career_day"), facts) == ["data.kind"]
+    assert fields(example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR, kind="career_day"), facts) == [
+        "data.kind"
+    ]
     done = example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR)
     assert check(done, facts) == []
     apply(done, facts)

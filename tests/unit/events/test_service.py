@@ -25,7 +25,9 @@ class FakeIntake:
     def __init__(self):
         self.submitted: list[tuple[list[CloudEvent], str]] = []
 
-    async def submit(self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None) -> list[EventResult]:
+    async def submit(
+        self, events: list[CloudEvent], entry: str, origins: list[dict] | None = None
+    ) -> list[EventResult]:
         self.submitted.append((events, entry))
         return [EventResult(id=e.id, status=Outcome.ACCEPTED) for e in events]
 

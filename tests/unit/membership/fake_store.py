@@ -47,7 +47,9 @@ class FakeStore:
         return found[0] if found else None
 
     async def organisation_ids_in(self, partnership_ids: set[str]) -> set[str]:
-        return {m["organisation_id"] for m in self._all("memberships", lambda m: m["partnership_id"] in partnership_ids)}
+        return {
+            m["organisation_id"] for m in self._all("memberships", lambda m: m["partnership_id"] in partnership_ids)
+        }
 
     async def live_keys_holding(self, sources: list[str]) -> list[dict]:
         return self._all("issued_keys", lambda k: k["revoked_at"] is None and set(k["sources"]) & set(sources))
@@ -73,7 +75,9 @@ class FakeStore:
                           window)
 
     async def members_page(self, window, partnership_id, role=None, kind=None, organisation_id=None, active=None):
-        match = _equal(partnership_id=partnership_id, role=role, organisation_kind=kind, organisation_id=organisation_id)
+        match = _equal(
+            partnership_id=partnership_id, role=role, organisation_kind=kind, organisation_id=organisation_id
+        )
         return self._page("memberships", lambda m: match(m) and (active is None or (m["left_on"] is None) == active),
                           window)
 

@@ -44,7 +44,11 @@ def test_export_reads_back_as_the_same_rows():
     text = d.roster_csv([{"organisation_id": "acme", "name": "Acme, Inc.", "kind": "employer", "champion": True,
                           "role": "champion", "joined_on": "2024-01-01", "left_on": None}])
     [row], errors = d.parse_roster(text)
-    assert errors == [] and (row.organisation.name, row.organisation.champion, row.role.value) == ("Acme, Inc.", True, "champion")
+    assert errors == [] and (row.organisation.name, row.organisation.champion, row.role.value) == (
+        "Acme, Inc.",
+        True,
+        "champion",
+    )
 
 
 def test_a_stint_is_one_membership_and_rejoining_is_another():

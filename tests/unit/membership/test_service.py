@@ -35,7 +35,9 @@ async def world() -> MembershipService:
     await service.define_reference(OPERATOR, REGIONS, s.RegionIn(id="r", name="Region", state="CT"))
     await service.define_reference(OPERATOR, SECTORS, s.SectorIn(id="m", name="Manufacturing"))
     for pid in ("a", "b", "c"):
-        await service.create_partnership(OPERATOR, s.PartnershipIn(id=pid, name=pid.upper(), region_id="r", sector_id="m"))
+        await service.create_partnership(
+            OPERATOR, s.PartnershipIn(id=pid, name=pid.upper(), region_id="r", sector_id="m")
+        )
     for oid in ("mine", "theirs", "shared", "loose"):
         await service.register_organisation(OPERATOR, organisation(oid))
     for pid, oid in (("a", "mine"), ("b", "theirs"), ("a", "shared"), ("b", "shared")):
@@ -91,7 +93,9 @@ async def test_an_admin_changes_only_organisations_no_other_partnership_shares(w
         await world.update_organisation(ADMIN_A, "shared", s.OrganisationPatch(name="Pwned"))
     with pytest.raises(NotAllowed):
         await world.update_organisation(ADMIN_A, "loose", s.OrganisationPatch(name="Pwned"))
-    assert (await world.update_organisation(OPERATOR, "shared", s.OrganisationPatch(name="Shared Ltd")))["name"] == "Shared Ltd"
+    assert (await world.update_organisation(OPERATOR, "shared", s.OrganisationPatch(name="Shared Ltd")))[
+        "name"
+    ] == "Shared Ltd"
     # a past membership elsewhere still shows in that roster: the organisation stays shared
     [stint] = (await world.list_members(OPERATOR, "b", ALL, organisation_id="shared")).items
     await world.leave(OPERATOR, "b", stint["id"], date(2024, 6, 30))
@@ -100,7 +104,9 @@ async def test_an_admin_changes_only_organisations_no_other_partnership_shares(w
 
 
 async def test_a_roster_import_may_not_rename_another_partnerships_organisation(world):
-    roster = "organisation_id,name,kind,joined_on\ntheirs,Pwned,employer,2024-01-01\nmine,Mine Renamed,employer,2024-01-01\n"
+    roster = (
+        "organisation_id,name,kind,joined_on\ntheirs,Pwned,employer,2024-01-01\nmine,Mine Renamed,employer,2024-01-01\n"
+    )
     report = await world.import_roster(ADMIN_A, "a", roster, 1)
     assert [(e["line"], "only operators" in e["reason"]) for e in report["errors"]] == [(2, True)]
     assert (report["imported"], report["organisations_updated"]) == (1, 1)
@@ -230,7 +236,9 @@ async def test_a_target_names_a_kpi_and_a_period_that_can_be_measured(world, kpi
     with pytest.raises(Invalid, match=says) as refused:
         await world.set_target(ADMIN_A, "a", s.TargetIn(kpi=kpi, period=period, value=1))
     assert refused.value.field == field
-    assert (await world.list_targets(OPERATOR, "a", ALL)).total == 0 and not world.store.events[-1].type.endswith("target.set.v1")
+    assert (await world.list_targets(OPERATOR, "a", ALL)).total == 0 and not world.store.events[-1].type.endswith(
+        "target.set.v1"
+    )
 
 
 @pytest.mark.parametrize("period", ["PY2999", "PY9999", "2025-13", "PY1899"])

@@ -219,12 +219,16 @@ def test_employers_hosting_held_work_based_learning():
         ev(mem.OrganisationRegistered(organisation_id="beta", name="Beta", kind="employer"), at(START)),
         ev(mem.OrganisationRegistered(organisation_id="gamma", name="Gamma", kind="employer"), at(START)),
         ev(mem.OrganisationRegistered(organisation_id="college", name="College", kind="education"), at(START)),
-        scheduled("t1", "plant_tour", date(2025, 10, 2), hosts=["acme"]), completed("t1", "plant_tour", date(2025, 10, 2)),
-        scheduled("t2", "plant_tour", date(2025, 10, 9), hosts=["acme"]), completed("t2", "plant_tour", date(2025, 10, 9)),
-        scheduled("c1", "career_day", date(2025, 10, 3), hosts=["beta"]), cancelled("c1", date(2025, 10, 1)),
+        scheduled("t1", "plant_tour", date(2025, 10, 2), hosts=["acme"]),
+        completed("t1", "plant_tour", date(2025, 10, 2)),
+        scheduled("t2", "plant_tour", date(2025, 10, 9), hosts=["acme"]),
+        completed("t2", "plant_tour", date(2025, 10, 9)),
+        scheduled("c1", "career_day", date(2025, 10, 3), hosts=["beta"]),
+        cancelled("c1", date(2025, 10, 1)),
         scheduled("s1", "school_visit", date(2025, 11, 3), hosts=["college", "gamma"]),
         completed("s1", "school_visit", date(2025, 11, 3)),
-        scheduled("h1", "hiring_event", date(2025, 11, 4), hosts=["beta"]), completed("h1", "hiring_event", date(2025, 11, 4)),
+        scheduled("h1", "hiring_event", date(2025, 11, 4), hosts=["beta"]),
+        completed("h1", "hiring_event", date(2025, 11, 4)),
         scheduled("j1", "plant_tour", date(2026, 1, 4), hosts=["beta"]),  # not held yet
     ]
     assert values(events, "2025-Q4")["employers_hosting"] == 2  # acme (once), gamma
@@ -248,7 +252,9 @@ def test_a_removed_target_is_left_out_until_a_later_one_is_set():
     earlier, removal, later = at(date(2025, 7, 1)), at(date(2025, 8, 1)), at(date(2025, 9, 1))
     # In whichever order or batches they arrive, the latest by time wins.
     for batches in (1, 3):
-        assert kpis.targets(fold([ev(removed, removal), ev(target, earlier)], batches)[("membership", P, ROSTER)], P) == {}
+        assert (
+            kpis.targets(fold([ev(removed, removal), ev(target, earlier)], batches)[("membership", P, ROSTER)], P) == {}
+        )
         again = fold([ev(target, earlier), ev(removed, removal), ev(target.model_copy(update={"value": 50}), later)],
                      batches)
         assert kpis.targets(again[("membership", P, ROSTER)], P) == {("hires", "PY2025"): 50}

@@ -38,7 +38,8 @@ def values(events: list[CloudEvent], period: str, partnerships=(P, Q)) -> dict:
     for e in events:
         record(e.model_dump(), cells)
     p = parse_period(period)
-    dated = [(k[2], f) for k, f in cells.items() if k[0] != "membership" and k[1] in partnerships and k[2] >= p.months[0]]
+    dated = [(k[2], f) for k, f in cells.items()
+             if k[0] != "membership" and k[1] in partnerships and k[2] >= p.months[0]]
     rosters = [f for k, f in cells.items() if k[2] == ROSTER and k[1] in partnerships]
     directory = [f for k, f in cells.items() if k[0] == "membership" and not k[1]]
     return kpis.evaluate(kpis.build_view(p, dated, rosters, directory))
@@ -102,7 +103,8 @@ def test_hires_local_rate_career_changers_and_median_wage_across_boundaries():
 def test_counted_outcomes_fall_in_the_month_of_their_date():
     events = [
         ev(out.PlacementRecorded(partnership_id=P, placement_id="pl-1", person_id="p", programme_id="mpi",
-                                 provider_id="qvcc", employer_id="acme", soc_code="51-2092", start_date=date(2025, 12, 31))),
+                                 provider_id="qvcc", employer_id="acme", soc_code="51-2092",
+                                 start_date=date(2025, 12, 31))),
         ev(out.TrainingEnrolled(partnership_id=P, person_id="p", programme_id="mpi", provider_id="qvcc",
                                 enrolled_on=date(2026, 1, 1))),
         ev(out.TrainingCompleted(partnership_id=P, person_id="p", programme_id="mpi", provider_id="qvcc",
@@ -205,7 +207,8 @@ def test_employers_engaged_are_distinct_employers_and_count_once_across_partners
         ev(act.AttendanceRecorded(partnership_id=P, activity_id="a", kind="hiring_event", counts={},
                                   organisation_ids=["acme", "stranger"]), day),
         ev(act.ActivityCompleted(partnership_id=P, activity_id="a", kind="hiring_event", completed_at=day)),
-        ev(dem.DemandSurveyResponded(partnership_id=P, survey_round="r", employer_id="beta", responded_on=date(2025, 8, 2),
+        ev(dem.DemandSurveyResponded(partnership_id=P, survey_round="r", employer_id="beta",
+                                     responded_on=date(2025, 8, 2),
                                      openings=[dem.ExpectedOpenings(soc_code="51-4041", openings=1)])),
         ev(mem.OrganisationRegistered(organisation_id="stranger", name="Stranger", kind="employer")),
     ]
@@ -316,13 +319,16 @@ def _mixed_events(n: int, rnd: random.Random) -> list[CloudEvent]:
         pid = rnd.choice((P, Q))
         kind = rnd.randrange(5)
         if kind == 0:
-            events.append(hire(f"h{i}", day, wage=rnd.choice((None, 18.5, 22.0, 30.25)), resident=rnd.random() < .6, pid=pid))
+            events.append(hire(f"h{i}", day, wage=rnd.choice((None, 18.5, 22.0, 30.25)), resident=rnd.random() < .6,
+                               pid=pid))
         elif kind == 1 and i:
             events.append(check(f"h{rnd.randrange(i)}", day, rnd.random() < .8, pid=pid))
         elif kind == 2:
-            events.append(completed(rnd.choice(("plant_tour", "career_day")), at(day), [f"org{rnd.randrange(9)}"], pid=pid))
+            events.append(completed(rnd.choice(("plant_tour", "career_day")), at(day), [f"org{rnd.randrange(9)}"],
+                                    pid=pid))
         elif kind == 3:
-            events.append(joined(f"m{i}", f"org{rnd.randrange(9)}", rnd.choice(("employer", "education")), day, pid=pid))
+            events.append(joined(f"m{i}", f"org{rnd.randrange(9)}", rnd.choice(("employer", "education")), day,
+                                 pid=pid))
         else:
             events.append(ev(mem.TargetSet(partnership_id=pid, kpi="hires", period="PY2025", value=i), at(day)))
     return events
@@ -347,7 +353,8 @@ def test_batches_and_order_do_not_change_kpis(seed):
             record(e.model_dump(), folded)
         for key, facts in folded.items():
             # through the stored form, as the store does
-            merged[key] = Facts.unpack(dict(merged[key].counts), merged[key].pack()).merge(facts) if key in merged else facts
+            merged[key] = (Facts.unpack(dict(merged[key].counts), merged[key].pack()).merge(facts) if key in merged
+                           else facts)
     assert merged.keys() == one_by_one.keys()
     for key in merged:
         a, b = merged[key], one_by_one[key]

@@ -124,8 +124,11 @@ def test_email_names_the_partnership_escapes_html_and_offers_unsubscribe():
 
 
 def test_digest_without_kpis_says_why():
-    journal = [{"type": "org.backbone.member.joined.v1", "data": {"organisation_id": "microboard"}},
-               {"type": "org.backbone.hire.recorded.v1", "data": {}}, {"type": "org.backbone.hire.recorded.v1", "data": {}}]
+    journal = [
+        {"type": "org.backbone.member.joined.v1", "data": {"organisation_id": "microboard"}},
+        {"type": "org.backbone.hire.recorded.v1", "data": {}},
+        {"type": "org.backbone.hire.recorded.v1", "data": {}},
+    ]
     coming = [{"activity_id": "tour-2", "title": "Tour", "kind": "plant_tour", "starts_at": NOW + timedelta(days=2)}]
     note = "KPI movement is not part of this digest: no metrics service is configured."
     data = digest_data(P, "2026-W11", NOW - timedelta(days=9), NOW - timedelta(days=2), journal, coming,

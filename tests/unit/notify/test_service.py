@@ -66,10 +66,14 @@ class FakeStore:
         return self.dels.get(key)
 
     async def deliveries_of(self, subscription_id, notification_id, status, partnership_ids, limit):
-        return [d for d in self.dels.values()
-                if subscription_id in (None, d["subscription_id"]) and notification_id in (None, d["notification_id"])
-                and status in (None, d["status"]) and (partnership_ids is None or d["partnership_id"] in partnership_ids)
-                ][:limit]
+        return [
+            d
+            for d in self.dels.values()
+            if subscription_id in (None, d["subscription_id"])
+            and notification_id in (None, d["notification_id"])
+            and status in (None, d["status"])
+            and (partnership_ids is None or d["partnership_id"] in partnership_ids)
+        ][:limit]
 
 
 async def _no_refusal(url: str) -> str | None:
@@ -118,8 +122,12 @@ async def test_partner_systems_and_viewers_change_nothing(store, caller):
 @pytest.mark.parametrize("caller", [SYSTEM_A, VIEWER_A])
 async def test_partner_systems_and_viewers_read_no_subscriber_addresses(store, caller):
     subs = service(store)
-    for read in (subs.visible(caller, "a"), subs.get(caller, "sub-a"), subs.deliveries(caller, "sub-a", None, None, 100),
-                 subs.deliveries(caller, None, "ev-1", None, 100)):
+    for read in (
+        subs.visible(caller, "a"),
+        subs.get(caller, "sub-a"),
+        subs.deliveries(caller, "sub-a", None, None, 100),
+        subs.deliveries(caller, None, "ev-1", None, 100),
+    ):
         with pytest.raises(NotAllowed):
             await read
 
