@@ -1,5 +1,5 @@
 """The cost of durability: HTTP batch ingest and the metrics rollup on a memory-backed local stack
-and on a disk-backed one (what `backbone run` uses: Tansu over s3rver, SecantusDB on files), in
+and on a disk-backed one (what `backbone run` uses: Tansu over cli/objectstore, SecantusDB on files), in
 the same run, printing the disk/memory ratios.
 
     .venv/bin/python bench/durability.py [--events 3000] [--rollup-events 20000]

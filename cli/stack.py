@@ -3,13 +3,12 @@ run as real server processes on loopback, from installed packages, without Docke
 
 Without a data directory both keep data in memory: the stack starts empty and `down` forgets
 everything (what the tests use). With one (`backbone run`), SecantusDB keeps its files in
-DATA/mongo and Tansu writes through its S3 storage engine to s3rver, an S3-compatible server from
-npm that keeps each object as a file in DATA/kafka. Tansu 0.6 as shipped has no SQLite engine;
-s3rver is installed on first use into .backbone/tools (node and npm must be on the machine).
+DATA/mongo and Tansu writes through its S3 storage engine to cli/objectstore.py, the project's own
+S3-compatible server that keeps each object as a file in DATA/kafka, written atomically and with the
+conditional writes Tansu relies on. Tansu 0.6 as shipped has no SQLite engine.
 Production uses genuine Kafka and MongoDB (docker-compose.yml, deploy/).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,8 +22,6 @@ from importlib.resources import files
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".backbone/stack")
-TOOLS_DIR = Path(".backbone/tools")
-S3RVER = "s3rver@3.7.1"
 BUCKET = "tansu"
 
 
@@ -82,18 +79,6 @@ class Endpoints:
             "BACKBONE_MONGO_URI": self.mongo_uri,
             "BACKBONE_MONGO_RETRY_WRITES": "false",
         }
-
-
-def s3rver_binary(tools_dir: Path = TOOLS_DIR) -> str:
-    """s3rver from npm, installed into a project-local directory the first time it is needed."""
-    binary = tools_dir / "node_modules" / ".bin" / "s3rver"
-    if not binary.exists():
-        if not shutil.which("npm"):
-            raise RuntimeError("a durable stack needs node and npm (for s3rver); or use memory storage")
-        tools_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(tools_dir), "--no-audit", "--no-fund", "--silent", S3RVER],
-                       check=True, stdin=subprocess.DEVNULL)
-    return str(binary.resolve())
 
 
 @dataclass
@@ -170,16 +155,14 @@ class LocalStack:
                 "--storage-engine", storage]
 
     def _spawn_kafka(self, port: int, s3_port: int | None) -> subprocess.Popen:
-        if self.data_dir:
-            repair_watermarks(self.data_dir / "kafka")
         return self._spawn("kafka", self.kafka_command(port), self.kafka_env(s3_port))
 
     def kafka_env(self, s3_port: int | None) -> dict[str, str] | None:
         if not self.data_dir:
             return None
-        # s3rver accepts any credentials; Tansu's S3 client insists on having some.
-        return {**os.environ, "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": "S3RVER",
-                "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        # The object server asks for no credentials; Tansu's S3 client insists on having some.
+        return {**os.environ, "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": "backbone",
+                "AWS_SECRET_ACCESS_KEY": "backbone", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
 
     def mongo_command(self, port: int) -> list[str]:
         storage = ":memory:"
@@ -191,8 +174,8 @@ class LocalStack:
     def s3_command(self, port: int) -> list[str]:
         assert self.data_dir, "the object store holds Kafka's data: only run with a data_dir"
         (self.data_dir / "kafka").mkdir(parents=True, exist_ok=True)
-        return [s3rver_binary(), "--address", "127.0.0.1", "--port", str(port), "--silent",
-                "--directory", str(self.data_dir / "kafka"), "--configure-bucket", BUCKET]
+        return [sys.executable, "-m", "cli.objectstore", "--port", str(port),
+                "--directory", str(self.data_dir / "kafka"), "--bucket", BUCKET]
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.state_dir / f"{name}.log", "ab")
@@ -248,44 +231,6 @@ class LocalStack:
             for pid in state.pids():
                 stop_process(pid, timeout)
             self.state_file.unlink(missing_ok=True)
-
-
-def repair_watermarks(objects: Path) -> list[str]:
-    """Tansu 0.6's S3 engine saves a partition's high watermark lazily: after a SIGKILL it would
-    give out offsets again that already hold acknowledged batches, and overwrite them. Before the
-    broker starts, raise each partition's stored watermark to the end of its last stored batch
-    (s3rver keeps each object as a file, with its MD5 beside it). Returns the partitions repaired."""
-    repaired = []
-    for partition in objects.glob(f"{BUCKET}/clusters/*/topics/*/partitions/*"):
-        ends = [_batch_end(batch) for batch in partition.glob("records/*.batch._S3rver_object")]
-        end = max((e for e in ends if e is not None), default=None)
-        watermark = partition / "watermark.json._S3rver_object"
-        stored = (
-            json.loads(watermark.read_bytes())
-            if watermark.exists()
-            else {"low": None, "high": None, "timestamps": None}
-        )
-        if end is None or (stored.get("high") or 0) >= end:
-            continue
-        body = json.dumps({**stored, "high": end}, separators=(",", ":")).encode()
-        for path, content in ((watermark, body), (partition / "watermark.json._S3rver_object.md5",
-                                                  hashlib.md5(body).hexdigest().encode()),
-                              (partition / "watermark.json._S3rver_metadata.json",
-                               b'{"content-type": "binary/octet-stream"}')):
-            temporary = path.with_name(path.name + ".tmp")
-            temporary.write_bytes(content)
-            temporary.replace(path)
-        repaired.append(f"{partition.parent.parent.name}/{int(partition.name)}")
-    return repaired
-
-
-def _batch_end(batch: Path) -> int | None:
-    """The offset after a stored record batch: its base offset (the object's name) plus the
-    batch header's lastOffsetDelta (bytes 23-27 of a Kafka v2 record batch) plus one."""
-    header = batch.read_bytes()[:27]
-    if len(header) < 27:
-        return None  # a torn object holds no acknowledged record
-    return int(batch.name.split(".")[0]) + int.from_bytes(header[23:27], "big", signed=True) + 1
 
 
 def _wait_for_port(port: int, pid: int, timeout: float, log: Path) -> None:

@@ -5,7 +5,9 @@ counts none twice, and a backup restored into an empty installation gives the sa
 import asyncio
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -13,8 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from cli.main import ports
+from cli.stack import LocalStack, _alive
 from shared.catalog import OUTCOMES
 from shared.contracts import outcomes as out
 from shared.settings import KafkaSettings
@@ -24,6 +29,19 @@ from tests.e2e.chaos.test_chaos import AUTH, KEY, ids_on, seed, wait
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port_base() -> int:
+    """A base whose ports are all free: leftovers of another run on this machine must not answer."""
+    while True:
+        base = random.randrange(20000, 30000, 10)
+        try:
+            for port in ports(base).values():
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
 
 
 class Installation:
@@ -118,7 +136,8 @@ def load(installation: Installation, start: int, count: int, accepted: Path) -> 
 
 async def test_stop_start_backup_restore(tmp_path):
     events = 600
-    first = await Installation(tmp_path / "first", 9400).start()
+    base = free_port_base()
+    first = await Installation(tmp_path / "first", base).start()
     try:
         await seed(first.kafka, first.url["events"])
         assert load(first, 0, events, tmp_path / "accepted.txt").wait(timeout=120) == 0
@@ -138,7 +157,7 @@ async def test_stop_start_backup_restore(tmp_path):
     finally:
         first.stop()
 
-    second = Installation(tmp_path / "second", 9400)  # the first one wiped: a new, empty directory
+    second = Installation(tmp_path / "second", base)  # the first one wiped: a new, empty directory
     restored = second.cli("restore", str(tmp_path / "backup.tar.gz"))
     assert restored.returncode == 0, restored.stderr
     await second.start()
@@ -149,16 +168,16 @@ async def test_stop_start_backup_restore(tmp_path):
         second.stop()
 
 
-# Known defect, kept visible: Tansu 0.6's S3 engine over s3rver 3.7.1 loses acknowledged batches
-# (overlapping batch objects, overwritten offsets); s3rver ignores the conditional writes
-# (If-Match) the engine's watermark updates rely on. See docs/operations.md.
-KAFKA_LOSES = pytest.mark.xfail(strict=True, reason="Tansu S3 engine over s3rver overwrites acknowledged batches")
+# Not yet passing for the broker, for a reason outside its storage: after the broker's restart the
+# load stalls (events' HTTP ingest waits on a SecantusDB update that retries on write conflicts
+# for minutes). The broker's own storage is checked by test_a_killed_broker_or_object_server_loses_no_ack.
+BROKER_KILL_STALLS = pytest.mark.xfail(reason="the load stalls on SecantusDB write conflicts after a broker restart")
 
 
-@pytest.mark.parametrize("server", [pytest.param("kafka", marks=KAFKA_LOSES), "mongo"])
+@pytest.mark.parametrize("server", [pytest.param("kafka", marks=BROKER_KILL_STALLS), "mongo"])
 async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
     events = 3000
-    installation = await Installation(tmp_path / "data", 9420).start()
+    installation = await Installation(tmp_path / "data", free_port_base()).start()
     try:
         await seed(installation.kafka, installation.url["events"])
         producer = load(installation, 0, events, tmp_path / "accepted.txt")
@@ -173,3 +192,67 @@ async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
         assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
     finally:
         installation.stop()
+
+
+async def _produce_until(bootstrap: str, acked: list[bytes], stop: asyncio.Event) -> None:
+    """One record at a time, each kept once the broker acknowledged it; failures are retried."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
+                                request_timeout_ms=5000, retry_backoff_ms=200)
+    await producer.start()
+    try:
+        while not stop.is_set():
+            value = f"record-{len(acked)}-{os.urandom(4).hex()}".encode()
+            try:
+                await producer.send_and_wait("durable", value, partition=0)
+                acked.append(value)
+            except KafkaError:
+                await asyncio.sleep(0.2)
+    finally:
+        await producer.stop()
+
+
+async def _read_all(bootstrap: str) -> list[bytes]:
+    """Until the log goes quiet: a restarted Tansu may report a stale end offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition("durable", 0)])
+        values: list[bytes] = []
+        while batch := await consumer.getmany(timeout_ms=3000):
+            values += [record.value for records in batch.values() for record in records]
+        return values
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("server", ["kafka", "s3"])
+async def test_a_killed_broker_or_object_server_loses_no_ack(tmp_path, server):
+    """The broker's storage on its own: Tansu over cli/objectstore, SIGKILL of either mid-load."""
+    stack = LocalStack(tmp_path / "stack", data_dir=tmp_path / "data")
+    state = stack.up()
+    try:
+        bootstrap = state.endpoints.bootstrap_servers
+        acked: list[bytes] = []
+        stop = asyncio.Event()
+        producing = asyncio.create_task(_produce_until(bootstrap, acked, stop))
+        await asyncio.sleep(3)  # in the middle of the load
+        before = len(acked)
+        killed = getattr(state, f"{server}_pid")
+        os.kill(killed, signal.SIGKILL)
+
+        async def gone() -> bool:
+            return not _alive(killed)
+
+        async def acking_again() -> bool:
+            return len(acked) > before + 50
+
+        await wait(gone, 10, "the killed server gone")
+        assert server in await asyncio.to_thread(stack.revive)
+        await wait(acking_again, 60, "acks after the restart")
+        stop.set()
+        await producing
+        values = await _read_all(bootstrap)
+        assert len(values) == len(set(values)), "a record stored twice"
+        assert set(acked) <= set(values), f"{len(set(acked) - set(values))} acknowledged records lost"
+    finally:
+        stack.down()

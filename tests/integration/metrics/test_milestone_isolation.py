@@ -1,8 +1,8 @@
 """One bad target never stops the milestone checks of the others (issue 17): targets stored before
 membership validated them (period `PY9999`, a KPI that does not exist) are published straight to
 Kafka, as an old or buggy producer would, and the metrics service process (real Tansu + SecantusDB)
-still announces another partnership's target reached, and counts what it skipped. (A `PY9999` stored before the bounds existed is skipped as
-`bad_period` by the same check.)"""
+still announces another partnership's target reached, and counts what it skipped. (A `PY9999`
+stored before the bounds existed is skipped as `bad_period` by the same check.)"""
 
 import asyncio
 from datetime import date
