@@ -74,5 +74,10 @@ async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> No
     probe = EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": "probe"}).model_dump(mode="json")
     async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
         async with asyncio.timeout(30):
-            while (await http.post("/outcomes/hires", json=probe)).status_code != 202:
+            # 202 "pending" means held until the roster arrives; the probe counts once accepted.
+            while not _decided(await http.post("/outcomes/hires", json=probe)):
                 await asyncio.sleep(0.2)
+
+
+def _decided(answer: httpx.Response) -> bool:
+    return answer.status_code == 200 or (answer.status_code == 202 and answer.json().get("status") == "accepted")
