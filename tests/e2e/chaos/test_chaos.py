@@ -198,8 +198,9 @@ async def seed(kafka_settings, events_url: str) -> None:
                                      soc_code="51-4041", start_date="2020-01-01", resident=True)
             probe_body = probe.model_dump(mode="json")
 
-            async def accepted(body=probe_body) -> bool:
-                return (await http.post("/outcomes/hires", json=body)).status_code == 202
+            async def accepted(body=probe_body) -> bool:  # 202 "pending": held until the roster arrives
+                answer = await http.post("/outcomes/hires", json=body)
+                return answer.status_code == 200 or answer.json().get("status") == "accepted"
 
             await wait(accepted, 60, "roster known to the events service")
 
