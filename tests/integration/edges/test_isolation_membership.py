@@ -103,6 +103,7 @@ WRITES = {
     ("POST", "/partnerships"): {"id": "p2", "name": "P2", "region_id": "ct", "sector_id": "mfg"},
     ("PATCH", "/partnerships/{partnership_id}"): {"name": "Renamed"},
     ("PUT", "/partnerships/{partnership_id}/targets"): {"kpi": "hires", "period": "PY2025", "value": 1},
+    ("DELETE", "/partnerships/{partnership_id}/targets/{kpi}/{period}"): None,
     ("POST", "/organisations"): {"id": "o2", "name": "O2", "kind": "employer"},
     ("PATCH", "/organisations/{organisation_id}"): {"name": "Renamed"},
     ("POST", "/organisations/{organisation_id}/contacts"): {"id": "c2", "name": "No One"},
@@ -116,7 +117,7 @@ WRITES = {
     ("DELETE", "/keys/{key_id}"): None,
 }
 IDS = {"id": "ct", "partnership_id": A, "organisation_id": "own", "contact_id": "c-a", "team_id": "team",
-       "membership_id": f"{A}:own:2024-01-01", "key_id": "k"}
+       "membership_id": f"{A}:own:2024-01-01", "key_id": "k", "kpi": "hires", "period": "PY2025"}
 
 
 async def test_a_viewer_reads_its_partnership_and_changes_nothing(membership, operator):
