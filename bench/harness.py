@@ -2,6 +2,7 @@
 a free port with its own namespace, its peak memory, and a roster the events service accepts."""
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -74,10 +75,10 @@ async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> No
     probe = EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": "probe"}).model_dump(mode="json")
     async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
         async with asyncio.timeout(30):
-            # 202 "pending" means held until the roster arrives; the probe counts once accepted.
-            while not _decided(await http.post("/outcomes/hires", json=probe)):
+            # A new probe each time, until one is accepted: a held one (202 "pending") would only
+            # be decided again on the events service's backoff.
+            for n in itertools.count():
+                answer = await http.post("/outcomes/hires", json=probe | {"hire_id": f"probe-{n}"})
+                if answer.json().get("status") == "accepted":
+                    break
                 await asyncio.sleep(0.2)
-
-
-def _decided(answer: httpx.Response) -> bool:
-    return answer.status_code == 200 or (answer.status_code == 202 and answer.json().get("status") == "accepted")

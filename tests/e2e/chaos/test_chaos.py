@@ -5,6 +5,7 @@ on the topic, nothing is lost, nothing is counted twice, and every KPI equals th
 here, independently, from the stream's own rule. BACKBONE_CHAOS_EVENTS sets the size."""
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -198,9 +199,13 @@ async def seed(kafka_settings, events_url: str) -> None:
                                      soc_code="51-4041", start_date="2020-01-01", resident=True)
             probe_body = probe.model_dump(mode="json")
 
-            async def accepted(body=probe_body) -> bool:  # 202 "pending": held until the roster arrives
-                answer = await http.post("/outcomes/hires", json=body)
-                return answer.status_code == 200 or answer.json().get("status") == "accepted"
+            tries = itertools.count()
+
+            async def accepted(body=probe_body, tries=tries) -> bool:
+                # A new probe each time: one held (202 "pending") until the roster arrives would
+                # only be decided again on the events service's backoff.
+                answer = await http.post("/outcomes/hires", json=body | {"hire_id": f"probe-{next(tries)}"})
+                return answer.json().get("status") == "accepted"
 
             await wait(accepted, 60, "roster known to the events service")
 
