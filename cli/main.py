@@ -192,11 +192,18 @@ def _membership_client(url: str | None, key: str | None) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60.0)
 
 
-def _load_sample_if_empty(url: str, key: str) -> None:
+def _load_sample_if_empty(url: str, key: str, attempts: int = 3) -> None:
     with _membership_client(url, key) as client:
         if client.get("/partnerships", params={"limit": 1}).json()["total"] == 0:
             print("loading the sample state ...", flush=True)
-            created = load_sample(client)
+            for attempt in range(1, attempts + 1):
+                try:  # the loader leaves what exists as it is, so a timed-out load is simply repeated
+                    created = load_sample(client)
+                    break
+                except httpx.TimeoutException:
+                    if attempt == attempts:
+                        raise
+                    print("  the membership service is slow to answer; loading again ...", flush=True)
             print("  " + ", ".join(f"{n} {kind}" for kind, n in created.items()), flush=True)
 
 

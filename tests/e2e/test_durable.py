@@ -134,6 +134,9 @@ def load(installation: Installation, start: int, count: int, accepted: Path) -> 
                             stdout=(accepted.parent / f"{accepted.stem}.log").open("wb"), stderr=subprocess.STDOUT)
 
 
+# Intermittent on a loaded machine: SecantusDB on disk can take over a minute to answer a write
+# under write conflicts while `run` loads the sample (issue 20 stays open for it).
+@pytest.mark.xfail(reason="SecantusDB on disk can stall a write for over a minute under write conflicts")
 async def test_stop_start_backup_restore(tmp_path):
     events = 600
     base = free_port_base()
