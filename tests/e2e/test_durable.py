@@ -234,6 +234,14 @@ async def _read_all(bootstrap: str) -> list[bytes]:
         await consumer.stop()
 
 
+def _only_retried_copies(values: list[bytes]) -> bool:
+    """A second copy of a record may only follow its first directly: the one record in flight when
+    the broker died, resent by the producer after its acknowledgement was lost (at least once;
+    consumers drop the copy by event id). Anything else means the storage replayed records."""
+    copies = [index for index in range(1, len(values)) if values[index] in values[:index]]
+    return len(copies) <= 1 and all(values[index] == values[index - 1] for index in copies)
+
+
 @pytest.mark.parametrize("server", ["kafka", "s3"])
 async def test_a_killed_broker_or_object_server_loses_no_ack(tmp_path, server):
     """The broker's storage on its own: Tansu over cli/objectstore, SIGKILL of either mid-load."""
@@ -261,7 +269,7 @@ async def test_a_killed_broker_or_object_server_loses_no_ack(tmp_path, server):
         stop.set()
         await producing
         values = await _read_all(bootstrap)
-        assert len(values) == len(set(values)), "a record stored twice"
         assert set(acked) <= set(values), f"{len(set(acked) - set(values))} acknowledged records lost"
+        assert _only_retried_copies(values), "the log replayed or reordered records"
     finally:
         stack.down()
