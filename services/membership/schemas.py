@@ -19,7 +19,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
-from shared.contracts.bounds import Amount, Period
+from shared.contracts.bounds import Amount, PeriodLabel
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
@@ -76,7 +76,7 @@ class PartnershipPatch(Input):
 
 class TargetIn(Input):
     kpi: Id = Field(description="A KPI of the catalogue (GET /kpis on the metrics service), e.g. hires")
-    period: Period = Field(description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
+    period: PeriodLabel = Field(description="PY2025 (1 July 2025 - 30 June 2026), 2025-Q3 or 2025-09")
     value: Amount
 
 

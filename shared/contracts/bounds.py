@@ -40,9 +40,9 @@ def _period_within_window(value: str) -> str:
 
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 Moment = Annotated[datetime, AfterValidator(_within_window)]  # with a UTC offset
-# A reporting period: program year PY2025, quarter 2025-Q3 or month 2025-09.
+# A reporting period label (parsed into shared.periods.Period): program year PY2025, quarter 2025-Q3 or month 2025-09.
 PERIOD_PATTERN = r"^(PY\d{4}|\d{4}-Q[1-4]|\d{4}-(0[1-9]|1[0-2]))$"
-Period = Annotated[str, StringConstraints(pattern=PERIOD_PATTERN),
+PeriodLabel = Annotated[str, StringConstraints(pattern=PERIOD_PATTERN),
                    AfterValidator(_period_within_window)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Wage = Annotated[float, Field(ge=0, le=MAX_WAGE, allow_inf_nan=False, description="US dollars per hour")]

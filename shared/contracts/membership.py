@@ -18,7 +18,7 @@ from shared.contracts.base import (
     Source,
     Text,
 )
-from shared.contracts.bounds import Amount, Period
+from shared.contracts.bounds import Amount, PeriodLabel
 
 
 class RegionDefined(EventData):
@@ -109,7 +109,7 @@ class TargetSet(PartnershipEvent):
     """A roadmap target, e.g. 40 hires in program year 2025 (PY2025 runs 1 July 2025 - 30 June 2026)."""
 
     kpi: Id
-    period: Period
+    period: PeriodLabel
     value: Amount
 
 
@@ -117,7 +117,7 @@ class TargetRemoved(PartnershipEvent):
     """A roadmap target taken off: its KPI is no longer measured against a goal in that period."""
 
     kpi: Id
-    period: Period
+    period: PeriodLabel
 
 
 class AccessKeyIssued(EventData):
