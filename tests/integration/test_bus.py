@@ -5,7 +5,7 @@ import asyncio
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from shared.catalog import DEAD_LETTER, MEMBERSHIP
@@ -14,25 +14,9 @@ from shared.contracts.membership import MemberJoined
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_broker, publish
 from tests.examples import EXAMPLES
+from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
-
-
-async def _dead_letters(kafka_settings, count: int, timeout: float = 20.0) -> list:
-    consumer = AIOKafkaConsumer(
-        kafka_settings.topic(DEAD_LETTER.name), bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )
-    await consumer.start()
-    records = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(records) < count:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def test_event_crosses_services_and_bad_messages_are_dead_lettered(kafka_settings):
@@ -66,7 +50,7 @@ async def test_event_crosses_services_and_bad_messages_are_dead_lettered(kafka_s
         await producer.send_and_wait(topic, b"\x00not json", key=b"sw-mp")
         await producer.stop()
 
-        letters = await _dead_letters(kafka_settings, 3)
+        letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(records) >= 3)
         async with asyncio.timeout(10):
             while not received:
                 await asyncio.sleep(0.05)
@@ -121,7 +105,7 @@ async def test_batches_are_redelivered_when_the_infrastructure_fails_and_gone_th
             await producer.send(topic, message, key=b"sw-mp")  # one partition: one batch, in this order
         await producer.flush()
         await consumer_broker.start()
-        letters = await _dead_letters(kafka_settings, 3)
+        letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(records) >= 3)
     finally:
         await producer.stop()
         await consumer_broker.stop()

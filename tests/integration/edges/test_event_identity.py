@@ -25,13 +25,12 @@ from tests.integration.events.conftest import (  # noqa: F401 - fixtures
     OTHER,
     events_service,
     example,
-    header,
     issue_partner_key,
     membership_broker,
-    read_topic,
     roster,
     send_to,
 )
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

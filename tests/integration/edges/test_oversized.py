@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.catalog import DEAD_LETTER, event_type_of, inbound_of, topic_label
@@ -21,6 +21,7 @@ from shared.kafka import DEAD_LETTER_BODY_BYTES, make_broker
 from tests.examples import EXAMPLES, P
 from tests.integration.edges.test_poison import READERS
 from tests.integration.events.conftest import issue_partner_key
+from tests.integration.topics import headers, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -107,11 +108,11 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
                         for topic, names in readers.items() for name in names for size in SIZES})
     letters = await oversized_letters(kafka_settings, sum(expected.values()))
     assert Counter({k: len(v) for k, v in letters.items()}) == expected
-    for [(headers, value)] in letters.values():
-        size = int(headers["dl_size"])
-        assert size in SIZES and headers["dl_truncated"] == "true"
+    for [(letter, value)] in letters.values():
+        size = int(letter["dl_size"])
+        assert size in SIZES and letter["dl_truncated"] == "true"
         assert value == bodies[size][:DEAD_LETTER_BODY_BYTES]  # the first part, for whoever investigates
-        assert headers["dl_header.origin"] == "probe" and "larger than" in headers["dl_detail"]
+        assert letter["dl_header.origin"] == "probe" and "larger than" in letter["dl_detail"]
 
     # The logs: one warning per dead letter, nothing per message (FastStream's lines are at debug).
     for name, service in running.items():
@@ -124,33 +125,17 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
         )
 
 
-async def oversized_letters(kafka_settings, n: int, timeout: float = 60.0) -> dict:
+async def oversized_letters(kafka_settings, n: int) -> dict:
     """The oversized dead letters by (service, topic, (partition, offset)): [(headers, value)]."""
-    consumer = AIOKafkaConsumer(
-        kafka_settings.topic(DEAD_LETTER.name),
-        bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    def oversized(records: list) -> list:
+        return [r for r in records if headers(r)["dl_reason"] == "oversized"]
+
+    letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(oversized(records)) >= n,
+                               timeout=60, settle=2)
     found: dict = {}
-    loop = asyncio.get_running_loop()
-    try:
-        deadline, settle = loop.time() + timeout, None
-        while loop.time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for r in records:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    if headers["dl_reason"] != "oversized":
-                        continue
-                    where = (headers["dl_service"], headers["dl_topic"].removeprefix(kafka_settings.namespace),
-                             (int(headers["dl_partition"]), int(headers["dl_offset"])))
-                    found.setdefault(where, []).append((headers, r.value))
-            if sum(len(v) for v in found.values()) >= n:
-                settle = settle or loop.time() + 2  # then a little longer: no second copies
-                if loop.time() > settle:
-                    break
-    finally:
-        await consumer.stop()
+    for r in oversized(letters):
+        h = headers(r)
+        where = (h["dl_service"], h["dl_topic"].removeprefix(kafka_settings.namespace),
+                 (int(h["dl_partition"]), int(h["dl_offset"])))
+        found.setdefault(where, []).append((h, r.value))
     return found

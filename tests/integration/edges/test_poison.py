@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from shared.auth import hash_key
 from shared.catalog import (
@@ -30,6 +30,7 @@ from shared.kafka import make_broker
 from shared.periods import program_year
 from tests.examples import EXAMPLES, P
 from tests.integration.events.conftest import issue_partner_key
+from tests.integration.topics import headers, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -108,31 +109,9 @@ async def test_poison_on_every_topic_is_dead_lettered_with_its_reason_and_consum
         assert values.json()["values"]["hires"] == 1
 
 
-async def dead_letters(kafka_settings, n: int, timeout: float = 60.0) -> Counter:
-    consumer = AIOKafkaConsumer(
-        kafka_settings.topic(DEAD_LETTER.name),
-        bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_bytes=8 * MAX_EVENT_BYTES,
-        max_partition_fetch_bytes=4 * MAX_EVENT_BYTES,
-    )
-    await consumer.start()
-    found: Counter = Counter()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        settle = None
-        while asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for r in records:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    found[(headers["dl_service"], headers["dl_topic"].removeprefix(kafka_settings.namespace),
-                           headers["dl_reason"])] += 1
-            if sum(found.values()) >= n:
-                settle = settle or asyncio.get_running_loop().time() + 2  # then a little longer: no extras
-                if asyncio.get_running_loop().time() > settle:
-                    break
-    finally:
-        await consumer.stop()
-    return found
+async def dead_letters(kafka_settings, n: int) -> Counter:
+    """The dead letters by (service, topic, reason), once `n` are there and no more came."""
+    letters = await read_topic(kafka_settings, DEAD_LETTER, until=lambda records: len(records) >= n,
+                               timeout=60, settle=2)
+    return Counter((h["dl_service"], h["dl_topic"].removeprefix(kafka_settings.namespace), h["dl_reason"])
+                   for h in map(headers, letters))

@@ -7,7 +7,7 @@ from datetime import date
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
@@ -92,35 +92,6 @@ async def join(broker: KafkaBroker, kafka_settings, organisation_id: str, partne
     joined = example(mem.MemberJoined, membership_id=f"m-{organisation_id}", organisation_id=organisation_id,
                      partnership_id=partnership_id, joined_on=date(2026, 1, 5))
     await publish(broker, kafka_settings, new_event(joined, source="/backbone/membership"))
-
-
-async def read_topic(kafka_settings, topic: Topic, until=lambda records: True, timeout: float = 20.0) -> list:
-    """Every record of `topic` up to its end, read again until `until(records)` holds (for what
-    arrives asynchronously). After an HTTP 2xx the events are in Kafka, so reading to the end
-    offsets sees every copy: a duplicate cannot hide in a later poll."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    partitions = [TopicPartition(kafka_settings.topic(topic.name), p) for p in range(topic.partitions)]
-    consumer.assign(partitions)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await consumer.seek_to_beginning(*partitions)
-                end = await consumer.end_offsets(partitions)
-                records: list = []
-                while any([await consumer.position(p) < end[p] for p in partitions]):
-                    for batch in (await consumer.getmany(*partitions, timeout_ms=300)).values():
-                        records.extend(batch)
-                if until(records):
-                    return records
-                await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
-
-
-def header(record, name: str) -> str | None:
-    value = dict(record.headers).get(name)
-    return value.decode() if value is not None else None
 
 
 async def issue_partner_key(broker: KafkaBroker, kafka_settings, partnership_ids: list[str],

@@ -9,7 +9,8 @@ import pytest
 from shared.catalog import ACTIVITIES
 from shared.contracts import activities as act
 from tests.examples import T0, T1, P
-from tests.integration.events.conftest import example, header, join, read_topic
+from tests.integration.events.conftest import example, join
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

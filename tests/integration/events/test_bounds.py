@@ -11,13 +11,8 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from tests.examples import P
-from tests.integration.events.conftest import (
-    example,
-    header,
-    issue_partner_key,
-    read_topic,
-    send_to,
-)
+from tests.integration.events.conftest import example, issue_partner_key, send_to
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

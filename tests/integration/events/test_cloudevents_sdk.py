@@ -13,7 +13,8 @@ from cloudevents.core.v1.event import CloudEvent
 from shared.catalog import DEAD_LETTER, OUTCOMES, event_type_of, inbound_of
 from shared.contracts import outcomes as out
 from tests.examples import P
-from tests.integration.events.conftest import example, header, issue_partner_key, read_topic
+from tests.integration.events.conftest import example, issue_partner_key
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

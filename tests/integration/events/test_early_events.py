@@ -14,15 +14,8 @@ from shared.catalog import DEAD_LETTER, OUTCOMES, inbound_of
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from tests.examples import P
-from tests.integration.events.conftest import (
-    OPERATOR_KEY,
-    example,
-    header,
-    issue_partner_key,
-    join,
-    read_topic,
-    send_to,
-)
+from tests.integration.events.conftest import OPERATOR_KEY, example, issue_partner_key, join, send_to
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,8 @@ from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.kafka import publish
 from tests.examples import P
-from tests.integration.events.conftest import (
-    OTHER,
-    example,
-    header,
-    issue_partner_key,
-    read_topic,
-    send_to,
-)
+from tests.integration.events.conftest import OTHER, example, issue_partner_key, send_to
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
 from shared.mongo import make_client
 from tests.examples import EXAMPLES, P
-from tests.integration.events.conftest import example, header, read_topic
+from tests.integration.events.conftest import example
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 

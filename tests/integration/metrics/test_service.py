@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
@@ -27,6 +27,7 @@ from shared.contracts.membership import AccessKeyIssued
 from shared.envelope import CloudEvent, new_event, parse_event
 from shared.kafka import ensure_topics, make_broker, make_producer, publish, publish_many
 from tests.integration.metrics import scenario
+from tests.integration.topics import header, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -91,22 +92,6 @@ async def assert_kpis_equal(http: httpx.AsyncClient, s: scenario.Scenario) -> No
         raise AssertionError("KPIs differ from the independent computation:\n" + "\n".join(problems[:30])) from None
 
 
-async def records(kafka_settings, topic: str, timeout: float = 3.0) -> list:
-    """Everything on a topic now (bounded wait)."""
-    consumer = AIOKafkaConsumer(kafka_settings.topic(topic), bootstrap_servers=kafka_settings.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    found = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(batch)
-    finally:
-        await consumer.stop()
-    return found
-
-
 @pytest.mark.parametrize("copies", [1, 2], ids=["once", "twice"])
 async def test_kpis_equal_an_independent_computation(copies, start_service, kafka_settings):
     s = scenario.build(400)
@@ -151,9 +136,8 @@ async def _check_read_side(http: httpx.AsyncClient, s: scenario.Scenario, kafka_
     assert (await http.get("/kpis/values", params=py | {"scope_id": "nowhere"}, headers=AUTH)).status_code == 404
 
     # Milestones: the hires target of sw-mp, and round numbers, each announced once.
-    async with asyncio.timeout(20):
-        while not (milestones := [parse_event(r.value) for r in await records(kafka_settings, SIGNALS.name, 1.0)]):
-            pass
+    signals = await read_topic(kafka_settings, SIGNALS, until=bool, timeout=20, settle=1)
+    milestones = [parse_event(r.value) for r in signals]
     reached = {(m.data.partnership_id, m.data.kpi, m.data.period, m.data.reason, m.data.threshold) for m in milestones}
     assert ("sw-mp", "hires", "PY2025", "target", 3.0) in reached
     assert len({m.id for m in milestones}) == len(milestones) == len(reached)
@@ -175,9 +159,11 @@ async def _check_read_side(http: httpx.AsyncClient, s: scenario.Scenario, kafka_
     s.hires.append((hire.data.partnership_id, "late-hire", hire.data.start_date, hire.data.resident,
                     hire.data.hourly_wage, hire.data.career_changer))
     await assert_kpis_equal(http, s)
-    letters = [
-        r for r in await records(kafka_settings, DEAD_LETTER.name) if dict(r.headers)["dl_service"] == b"metrics"
-    ]
+    def of_metrics(records: list) -> list:
+        return [r for r in records if header(r, "dl_service") == "metrics"]
+
+    letters = of_metrics(await read_topic(kafka_settings, DEAD_LETTER, until=lambda rs: len(of_metrics(rs)) >= 2,
+                                          settle=1))
     assert sorted(dict(r.headers)["dl_reason"].decode() for r in letters) == ["invalid_event", "invalid_json"]
     assert any(b"data.hourly_wage" in dict(r.headers)["dl_detail"] for r in letters)
 
