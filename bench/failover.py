@@ -22,33 +22,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AUTH, Service, seed_roster  # noqa: E402  (bench/harness.py)
 
 from cli.stack import Endpoints, LocalStack  # noqa: E402
 from services.events.app import EventsSettings  # noqa: E402
-from shared.contracts import outcomes as out  # noqa: E402
-from shared.envelope import new_event  # noqa: E402
 from shared.mongo import make_client  # noqa: E402
 from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
-from tests.examples import EXAMPLES, P  # noqa: E402
+from tests.examples import P, hire_batch  # noqa: E402
 
 HEADERS = AUTH | {"content-type": "application/cloudevents-batch+json"}
-
-
-def hires(prefix: str, count: int) -> bytes:
-    return orjson.dumps([orjson.loads(new_event(EXAMPLES[out.HireRecorded].model_copy(update={
-        "hire_id": f"{prefix}-{i}", "person_id": f"{prefix}-{i}"}), source="/bench").to_json())
-        for i in range(count)])
 
 
 async def load(url: str, name: str) -> None:
     async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as http:
         for n in range(10**6):
             try:
-                await http.post("/events", content=hires(f"{name}-{n}", 200))
+                await http.post("/events", content=hire_batch(f"{name}-{n}", 200, "/bench"))
             except httpx.HTTPError:
                 return  # the replica died
 
@@ -82,7 +73,7 @@ async def one_failover(endpoints: Endpoints, workdir: Path, lease: float, round_
         await kill_holding_turn(doomed.process.pid, client[mongo.database_prefix + "events"]["decision_turns"])
         killed = time.perf_counter()
         async with httpx.AsyncClient(base_url=survivor.url, headers=HEADERS, timeout=120) as http:
-            response = await http.post("/events", content=hires("after", 5))
+            response = await http.post("/events", content=hire_batch("after", 5, "/bench"))
         served = time.perf_counter() - killed
         response.raise_for_status()
         await asyncio.gather(*loaders, return_exceptions=True)

@@ -4,6 +4,8 @@ as pseudonymous ids."""
 
 from datetime import UTC, date, datetime
 
+import orjson
+
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
@@ -11,6 +13,7 @@ from shared.contracts import notifications as note
 from shared.contracts import outcomes as out
 from shared.contracts import signals as sig
 from shared.contracts.base import EventData
+from shared.envelope import new_event
 
 P = "sw-mp"
 T0 = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -110,3 +113,9 @@ WEBHOOK_EXAMPLES: dict[type[EventData], EventData] = {
 def example(model, **changes):
     """The catalogue example of `model` with some fields changed, validated like a real event."""
     return model.model_validate(EXAMPLES[model].model_dump() | changes)
+
+
+def hire_batch(prefix: str, count: int, source: str) -> bytes:
+    """A CloudEvents batch body of `count` distinct hires of the example's employer."""
+    hires = (example(out.HireRecorded, hire_id=f"{prefix}-{i}", person_id=f"{prefix}-{i}") for i in range(count))
+    return orjson.dumps([orjson.loads(new_event(hire, source=source).to_json()) for hire in hires])

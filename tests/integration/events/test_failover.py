@@ -8,24 +8,15 @@ import signal
 from datetime import UTC, datetime
 
 import httpx
-import orjson
 import pytest
 
-from shared.contracts import outcomes as out
-from shared.envelope import new_event
 from shared.mongo import make_client
-from tests.examples import P
-from tests.integration.events.conftest import OPERATOR_KEY, example
+from tests.examples import P, hire_batch
+from tests.integration.events.conftest import OPERATOR_KEY
 
 pytestmark = pytest.mark.integration
 
 BATCH = {"content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {OPERATOR_KEY}"}
-
-
-def hires(prefix: str, count: int) -> bytes:
-    return orjson.dumps([orjson.loads(new_event(example(out.HireRecorded, hire_id=f"{prefix}-{i}",
-                                                        person_id=f"{prefix}-{i}"), source="/ats").to_json())
-                         for i in range(count)])
 
 
 async def load(url: str, name: str) -> None:
@@ -33,7 +24,7 @@ async def load(url: str, name: str) -> None:
     async with httpx.AsyncClient(base_url=url, headers=BATCH, timeout=30) as http:
         for n in range(10**6):
             try:
-                await http.post("/events", content=hires(f"{name}-{n}", 200))
+                await http.post("/events", content=hire_batch(f"{name}-{n}", 200, "/ats"))
             except httpx.HTTPError:
                 return
 
@@ -59,7 +50,7 @@ async def test_a_killed_replicas_partnership_is_served_by_the_other(events_servi
         assert doomed.process.wait(timeout=10) == -signal.SIGKILL
 
         async with httpx.AsyncClient(base_url=survivor.url, headers=BATCH, timeout=60) as http:
-            response = await http.post("/events", content=hires("after", 5))
+            response = await http.post("/events", content=hire_batch("after", 5, "/ats"))
         assert response.status_code == 200, response.text
         assert {r["status"] for r in response.json()["results"]} == {"accepted"}
         assert (await turns.find_one({"_id": P}))["holder"] != held["holder"]
