@@ -1,8 +1,6 @@
 """Shared by the benchmarks that run real service processes: a local stack, a service process on
 a free port with its own namespace, its peak memory, and a roster the events service accepts."""
 
-import asyncio
-import itertools
 import os
 import subprocess
 import sys
@@ -20,7 +18,8 @@ from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
 from shared.kafka import ensure_topics, make_broker, publish  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
-from tests.examples import EXAMPLES  # noqa: E402
+from tests.examples import EXAMPLES, example  # noqa: E402
+from tests.roster_probe import until_roster_known  # noqa: E402
 
 OPERATOR_KEY = "bench-operator-key"
 AUTH = {"authorization": f"Bearer {OPERATOR_KEY}"}
@@ -72,13 +71,5 @@ async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> No
         await broker.stop()
     if events_url is None:
         return
-    probe = EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": "probe"}).model_dump(mode="json")
     async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
-        async with asyncio.timeout(30):
-            # A new probe each time, until one is accepted: a held one (202 "pending") would only
-            # be decided again on the events service's backoff.
-            for n in itertools.count():
-                answer = await http.post("/outcomes/hires", json=probe | {"hire_id": f"probe-{n}"})
-                if answer.json().get("status") == "accepted":
-                    break
-                await asyncio.sleep(0.2)
+        await until_roster_known(http, example(out.HireRecorded, hire_id="probe"), timeout=30)

@@ -5,7 +5,6 @@ on the topic, nothing is lost, nothing is counted twice, and every KPI equals th
 here, independently, from the stream's own rule. BACKBONE_CHAOS_EVENTS sets the size."""
 
 import asyncio
-import itertools
 import os
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
 from tests.e2e.chaos.stream import EMPLOYERS, PARTNERSHIPS, event
+from tests.roster_probe import until_roster_known
 
 pytestmark = pytest.mark.integration
 
@@ -197,17 +197,7 @@ async def seed(kafka_settings, events_url: str) -> None:
         for pid in PARTNERSHIPS:
             probe = out.HireRecorded(partnership_id=pid, hire_id="probe", person_id="probe", employer_id=EMPLOYERS[-1],
                                      soc_code="51-4041", start_date="2020-01-01", resident=True)
-            probe_body = probe.model_dump(mode="json")
-
-            tries = itertools.count()
-
-            async def accepted(body=probe_body, tries=tries) -> bool:
-                # A new probe each time: one held (202 "pending") until the roster arrives would
-                # only be decided again on the events service's backoff.
-                answer = await http.post("/outcomes/hires", json=body | {"hire_id": f"probe-{next(tries)}"})
-                return answer.json().get("status") == "accepted"
-
-            await wait(accepted, 60, "roster known to the events service")
+            await until_roster_known(http, probe)
 
 
 async def ids_on(kafka_settings, topic: str) -> set[str]:
