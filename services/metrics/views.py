@@ -129,9 +129,11 @@ def chart_summary(points: list[tuple[str, float | None]], unit: str, target: flo
     return text + (f" Target {fmt(target, unit)}." if target is not None else "")
 
 
-def progress_bar(percent: float | None) -> str:
+def progress_bar(percent: float | None, title: str) -> str:
+    """A bar towards the KPI's target, named for screen readers ("Hires: 45% of target")."""
     shown = min(max(percent or 0, 0), 100)
-    return (f'<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+    name = escape(f"{title}: {shown:.0f}% of target", quote=True)
+    return (f'<div class="progress" role="progressbar" aria-label="{name}" aria-valuemin="0" aria-valuemax="100" '
             f'aria-valuenow="{shown:.0f}"><span style="width:{shown:.0f}%"></span></div>')
 
 

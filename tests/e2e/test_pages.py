@@ -102,8 +102,8 @@ async def browser():
         await chromium.close()
 
 
-async def login(browser, url: str, key: str):
-    page = await (await browser.new_context(viewport={"width": 1200, "height": 900})).new_page()
+async def login(browser, url: str, key: str, **context):
+    page = await (await browser.new_context(viewport={"width": 1200, "height": 900}, **context)).new_page()
     await page.goto(url + "/ui/login")
     await page.keyboard.press("Tab")  # keyboard only: the skip to the first field works
     while await page.evaluate("document.activeElement.id") != "api_key":
@@ -287,3 +287,29 @@ async def test_every_page_fits_a_phone_without_scrolling_sideways(served, browse
         await page.goto(service.url + path)
         width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], (path, width)
+
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"  # ./backbone test installs it
+
+
+async def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now: 'rule: target' each."""
+    await page.add_script_tag(path=str(AXE))
+    found = await page.evaluate("async () => (await axe.run(document)).violations")
+    return [f"{v['id']}: {node['target']}" for v in found if v["impact"] in ("serious", "critical")
+            for node in v["nodes"]]
+
+
+async def test_every_page_has_no_serious_accessibility_violation(served, browser):
+    service, _ = served
+    axe_may_run = {"bypass_csp": True}  # the pages allow no script; axe is one
+    anonymous = await (await browser.new_context(**axe_may_run)).new_page()
+    await anonymous.goto(service.url + "/ui/login")
+    assert await serious_violations(anonymous) == [], "/ui/login"
+    page = await login(browser, service.url, OPERATOR, **axe_may_run)
+    for path in page_paths(PY) + ["/ui/nowhere", "/ui/?period=typo"]:
+        await page.goto(service.url + path)
+        assert await serious_violations(page) == [], path
+    admin = await login(browser, service.url, ADMIN, **axe_may_run)
+    await admin.goto(service.url + "/ui/partnerships/nw-mp")  # the page saying no
+    assert await serious_violations(admin) == [], "denied"
