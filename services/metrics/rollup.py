@@ -44,6 +44,8 @@ BATCH_EVENTS = Histogram("backbone_metrics_batch_events", "Records per batch sto
                          buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000))
 BATCH_SECONDS = Histogram("backbone_metrics_batch_seconds", "Time to fold and store one batch",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+# Besides every service's backbone_consumer_lag (from the group's committed offsets, which the rollup
+# writes only as hints after storing): what the KPIs do not include yet, from the offsets stored with them.
 CONSUMER_LAG = Gauge("backbone_metrics_consumer_lag", "Records on a partition not yet stored in the KPI store",
                      ["topic", "partition"])
 STORE_VERSION = Gauge("backbone_metrics_store_version", "The KPI store version this process writes")
