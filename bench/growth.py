@@ -2,9 +2,11 @@
 events already on the topics; time until all are stored and the process's peak memory.
 
     .venv/bin/python bench/growth.py [--sizes 10000 100000 1000000]
+    .venv/bin/python bench/growth.py --sizes 1000000 10000000    # memory at 10M against 1M (~25 min)
 
 The events are bench/rollup.py's program-year scenario (12 partnerships), produced with acks=all
-before the service starts, each size in its own namespace. The clock runs from starting the
+before the service starts, each size in its own namespace, a million at a time (each million a
+scenario of its own, every event a distinct identity the rollup must remember). The clock runs from starting the
 process until its stored-records count (backbone_metrics_batch_events_sum) reaches the size,
 less the start-up time of the same service on empty topics (measured first). The baseline is the
 smallest size: per-event time and memory are given relative to it. Starts its own local stack.
@@ -29,6 +31,7 @@ from shared.settings import KafkaSettings  # noqa: E402
 
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)
+CHUNK = 1_000_000  # events generated and produced at a time: the bench's own memory stays bounded
 BATCHES = re.compile(r"^backbone_metrics_batch_events_count (\S+)$", re.M)
 
 
@@ -38,11 +41,13 @@ async def one_size(n: int, endpoints, workdir: Path, startup: float = 0.0) -> tu
     namespace = f"grow{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
     await ensure_topics(kafka)
-    events = scenario(n, 12) if n else []
-    await produce(kafka, events)
-    total = len(events)
-    del events
-    gc.collect()
+    total = 0
+    for chunk, start in enumerate(range(0, n, CHUNK)):
+        events = scenario(min(CHUNK, n - start), 12, seed=7 + chunk)
+        await produce(kafka, events)
+        total += len(events)
+        del events
+        gc.collect()
     started = time.perf_counter()
     service = Service("metrics", endpoints, namespace, workdir / f"metrics-{n}.log")
     try:

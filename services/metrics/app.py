@@ -2,7 +2,7 @@
 
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.metrics.api import routes
@@ -30,6 +30,9 @@ class MetricsSettings(ServiceSettings):
     # stream's batches are as small as what arrived since the last poll.
     max_batch_events: int = 20_000
     poll_timeout_ms: int = 200
+    # Memory for the rollup's filter of applied event identities (services/metrics/dedupe.py):
+    # fixed, whatever the history; 64 MiB keeps lookups rare up to about 30 million events.
+    dedupe_filter_mib: int = Field(default=64, ge=1, le=4096)
     # How often KPIs of changed partnerships are checked for milestones and exported as gauges.
     milestone_interval_seconds: float = 2.0
     # Signs the KPI pages' session cookies (the sessions themselves are in the database); set it
@@ -54,7 +57,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     sessions = Sessions(runtime.db, secret, settings.session_hours)
     consumer = MetricsConsumer(store, settings.kafka, max_batch_events=settings.max_batch_events,
                                poll_timeout_ms=settings.poll_timeout_ms, dead_letter=refuse,
-                               on_stored=milestones.stored)
+                               on_stored=milestones.stored, seen_filter_mib=settings.dedupe_filter_mib)
     runtime.lag.follow(settings.kafka.group(NAME), SOURCES)
 
     async def start(_: Runtime) -> None:

@@ -36,7 +36,8 @@ async def rebuild(settings: MetricsSettings, say: Callable[[str], None] = print,
         tps = {TopicPartition(kafka.topic(t.name), p) for t in SOURCES for p in range(t.partitions)}
         await consumer.start()
         consumer.assign(list(tps))
-        rollup = Rollup(consumer, store, kafka, role="building", version=version)
+        rollup = Rollup(consumer, store, kafka, role="building", version=version,
+                        seen_filter_mib=settings.dedupe_filter_mib)
         await rollup.resume(tps)
         started, shown, done_before = time.monotonic(), 0.0, _done(rollup)
         while True:

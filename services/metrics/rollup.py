@@ -9,8 +9,9 @@ afterwards as a hint for tools.
 
 Duplicates: a resent event has the same source, id and payload, so the same partition key: its
 copies always arrive on the same topic-partition. Each partition's applied identities are kept
-(as digests) with the facts and in memory while the partition is assigned. Two sources' equal ids
-are two events.
+(as digests) with the facts; in memory, a Bloom filter of a fixed size (services/metrics/dedupe.py)
+rules out most of them at once, and what it cannot rule out is looked up among the stored ones.
+Memory does not grow with history. Two sources' equal ids are two events.
 """
 
 import asyncio
@@ -27,8 +28,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
 
 from services.metrics import domain
+from services.metrics.dedupe import SeenFilter, digest
 from services.metrics.domain import Cells
-from services.metrics.store import Batch, Fenced, MetricsStore, digest
+from services.metrics.store import Batch, Fenced, MetricsStore
 from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED, count_consumed_from
 from shared.envelope import EventError, parse_plain
@@ -49,10 +51,18 @@ BATCH_SECONDS = Histogram("backbone_metrics_batch_seconds", "Time to fold and st
 CONSUMER_LAG = Gauge("backbone_metrics_consumer_lag", "Records on a partition not yet stored in the KPI store",
                      ["topic", "partition"])
 STORE_VERSION = Gauge("backbone_metrics_store_version", "The KPI store version this process writes")
+CONFIRMATIONS = Counter("backbone_metrics_dedupe_lookups_total",
+                        "Identities the seen filter could not rule out, looked up in the KPI store, by answer "
+                        "(new ones were the filter's false alarms: many mean METRICS_DEDUPE_FILTER_MIB is too small)",
+                        ["answer"])
+for _answer in ("duplicate", "new"):
+    CONFIRMATIONS.labels(_answer)
 FENCED_BATCHES = Counter("backbone_metrics_fenced_batches_total",
                          "Batches not stored because another consumer or a rebuild moved the store on")
 
 DeadLetter = Callable[[ConsumerRecord, str, str], Awaitable[None]]
+# A record of a batch as read: its parsed event and identity digest, or why it cannot be parsed (and b"").
+Parsed = tuple[ConsumerRecord, dict | EventError, bytes]
 
 
 class _Failed(Exception):
@@ -71,7 +81,7 @@ class Rollup:
 
     def __init__(self, consumer: AIOKafkaConsumer, store: MetricsStore, kafka: KafkaSettings, *, role: str,
                  version: int, dead_letter: DeadLetter | None = None,
-                 on_stored: Callable[[Cells], None] | None = None):
+                 on_stored: Callable[[Cells], None] | None = None, seen_filter_mib: int = 64):
         self.consumer = consumer
         self.store = store
         self.kafka = kafka
@@ -81,10 +91,12 @@ class Rollup:
         self.on_stored = on_stored
         self.lock = asyncio.Lock()  # a rebalance waits for the batch in progress
         self.assigned: set[TopicPartition] = set()
-        # Stored next offset (None: nothing stored yet) and applied ids of each partition; kept
-        # after a revocation, reused if the partition comes back with the same stored offset.
+        # Stored next offset of each partition (None: nothing stored yet); kept after a revocation,
+        # so a partition that comes back at the same offset needs no reload of its identities.
         self.positions: dict[TopicPartition, int | None] = {}
-        self.seen: dict[TopicPartition, set[bytes]] = {}
+        # Every identity applied on the partitions this rollup has held (and, after a resync, what it
+        # held before): an identity it says were never applied was not, the others are looked up.
+        self.seen = SeenFilter(seen_filter_mib)
         self.refused = 0  # records no one can accept (parse errors, failing recorders)
         self.stopping = False
 
@@ -93,8 +105,8 @@ class Rollup:
         stored = await _retrying(lambda: self.store.positions(self.version, tps), self)
         for tp in tps:
             position = stored.get(tp)
-            if tp not in self.seen or self.positions.get(tp, -1) != position:
-                self.seen[tp] = await _retrying(partial(self.store.seen, self.version, tp), self)
+            if self.positions.get(tp, -1) != position:
+                await _retrying(partial(self._remember_stored, tp), self)
             self.positions[tp] = position
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -102,22 +114,28 @@ class Rollup:
                 self.consumer.seek(tp, position)
         self.assigned |= set(tps)
 
+    async def _remember_stored(self, tp: TopicPartition) -> None:
+        async for packed in self.store.seen(self.version, tp):
+            self.seen.add(packed)
+
     async def resync(self) -> None:
         """After a fenced batch: re-read the store's version, offsets and ids, seek there."""
         if self.role == "current":
             self.version = await _retrying(self.store.version, self)
             STORE_VERSION.set(self.version)
-        self.positions.clear()
-        self.seen.clear()
+        self.positions.clear()  # the filter keeps what it holds: it may only say "maybe" more often
         await self.resume(set(self.assigned))
 
     async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         started = time.perf_counter()
         async with self.lock:
+            parsed = self._parse(records)
+            applied = {tp: await _retrying(partial(self._applied_already, tp, rows), self)
+                       for tp, rows in parsed.items()}
             failed: dict[tuple[TopicPartition, int], str] = {}
             while True:
                 try:
-                    batch, outcomes, refused = self._fold(records, failed)
+                    batch, outcomes, refused = self._fold(parsed, applied, failed)
                     break
                 except _Failed as exc:
                     log.exception("recording an event failed; dead-lettering it", extra={"offset": exc.position[1]})
@@ -148,7 +166,7 @@ class Rollup:
                 return
             for tp, (_, after) in batch.moves.items():
                 self.positions[tp] = after
-                self.seen[tp].update(batch.seen[tp])
+                self.seen.add(b"".join(batch.seen[tp]))
             self.refused += len(refused)
         for (topic, outcome), n in outcomes.items():
             EVENTS_CONSUMED.labels(topic, outcome).inc(n)
@@ -162,32 +180,54 @@ class Rollup:
             except KafkaError as exc:
                 log.info("offset hint not committed: %s", type(exc).__name__)
 
-    def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]], failed: dict) -> tuple[Batch, Tally, list]:
-        batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
+    def _parse(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Parsed]]:
+        """The records still to apply on each assigned partition, parsed, with their identities."""
+        parsed: dict[TopicPartition, list[Parsed]] = {}
         for tp, batch_records in records.items():
             if tp not in self.assigned:
                 continue  # revoked while these were fetched
-            start, seen = self.positions[tp], self.seen[tp]
-            topic = tp.topic.removeprefix(self.kafka.namespace)
-            fresh: list[bytes] = []
-            fresh_set: set[bytes] = set()
-            last = None
+            start, rows = self.positions[tp], parsed.setdefault(tp, [])
             for r in batch_records:
                 if start is not None and r.offset < start:
                     continue  # stored already (fetched before a seek back)
-                last = r.offset
+                try:
+                    event = parse_plain(r.value)
+                except EventError as exc:
+                    rows.append((r, exc, b""))
+                    continue
+                rows.append((r, event, digest(event["source"], event["id"])))
+        return parsed
+
+    async def _applied_already(self, tp: TopicPartition, rows: list[Parsed]) -> set[bytes]:
+        """The identities among `rows` stored as applied: those the filter cannot rule out, looked up."""
+        keys = [key for _, _, key in rows if key]
+        maybe = {key for key, flagged in zip(keys, self.seen.maybe_seen(keys), strict=True) if flagged}
+        if not maybe:
+            return set()
+        applied = await self.store.stored_among(self.version, tp, maybe)
+        CONFIRMATIONS.labels("duplicate").inc(len(applied))
+        CONFIRMATIONS.labels("new").inc(len(maybe) - len(applied))
+        return applied
+
+    def _fold(self, parsed: dict[TopicPartition, list[Parsed]], applied: dict[TopicPartition, set[bytes]],
+              failed: dict) -> tuple[Batch, Tally, list]:
+        batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
+        for tp, rows in parsed.items():
+            if not rows:
+                continue
+            topic = tp.topic.removeprefix(self.kafka.namespace)
+            fresh: list[bytes] = []
+            done = set(applied[tp])  # grows with this batch's own: a copy inside one batch is a duplicate too
+            for r, event, key in rows:
                 if (tp, r.offset) in failed:
                     refused.append((r, "handler_error", failed[(tp, r.offset)]))
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
-                try:
-                    event = parse_plain(r.value)
-                except EventError as exc:
-                    refused.append((r, exc.reason, str(exc)))
+                if isinstance(event, EventError):
+                    refused.append((r, event.reason, str(event)))
                     outcomes[(topic, "dead_lettered")] += 1
                     continue
-                key = digest(event["source"], event["id"])
-                if key in seen or key in fresh_set:
+                if key in done:
                     outcomes[(topic, "duplicate")] += 1
                     continue
                 try:
@@ -196,11 +236,10 @@ class Rollup:
                     raise _Failed((tp, r.offset), f"{type(exc).__name__}: {exc}") from exc
                 if used:
                     fresh.append(key)
-                    fresh_set.add(key)
+                    done.add(key)
                 outcomes[(topic, "processed" if used else "ignored")] += 1
-            if last is not None:
-                batch.moves[tp] = (start, last + 1)
-                batch.seen[tp] = fresh
+            batch.moves[tp] = (self.positions[tp], rows[-1][0].offset + 1)
+            batch.seen[tp] = fresh
         return batch, outcomes, refused
 
     def lag(self) -> dict[TopicPartition, int]:
@@ -250,8 +289,10 @@ class MetricsConsumer:
     `max_batch_events` records, stored into the current version of the KPI store."""
 
     def __init__(self, store: MetricsStore, kafka: KafkaSettings, *, max_batch_events: int, poll_timeout_ms: int,
-                 dead_letter: DeadLetter, on_stored: Callable[[Cells], None] | None = None):
+                 dead_letter: DeadLetter, on_stored: Callable[[Cells], None] | None = None,
+                 seen_filter_mib: int = 64):
         self.store = store
+        self.seen_filter_mib = seen_filter_mib
         self.kafka = kafka
         self.max_batch_events = max_batch_events
         self.poll_timeout_ms = poll_timeout_ms
@@ -273,7 +314,8 @@ class MetricsConsumer:
             request_timeout_ms=self.kafka.request_timeout_ms,
         )
         self.rollup = Rollup(consumer, self.store, self.kafka, role="current", version=await self.store.version(),
-                             dead_letter=self.dead_letter, on_stored=self.on_stored)
+                             dead_letter=self.dead_letter, on_stored=self.on_stored,
+                             seen_filter_mib=self.seen_filter_mib)
         STORE_VERSION.set(self.rollup.version)
         topics = [self.kafka.topic(t.name) for t in SOURCES]
         count_consumed_from(self.kafka, topics)

@@ -14,8 +14,7 @@ partitions in a rebalance, or was frozen while another took over, fails that che
 nothing. Kafka's own committed offsets are only a hint for tools; the stored ones are the truth.
 """
 
-import hashlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -24,19 +23,11 @@ from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.metrics import dedupe
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, doc_id
 from services.metrics.kpis import Milestone
 
 CONTROL_ID = "store"
-DIGEST_BYTES = 16  # 128-bit digests of event identities: a collision is not a practical concern
-
-
-def digest(source: str, event_id: str) -> bytes:
-    """An event's identity as CloudEvents defines it (its id is unique within its source only),
-    digested. The source's length first keeps (source, id) pairs apart whatever they contain.
-    Stores written before identities included the source hold id-only digests: rebuild them
-    (`backbone kpis rebuild`)."""
-    return hashlib.blake2b(f"{len(source)}:{source} {event_id}".encode(), digest_size=DIGEST_BYTES).digest()
 
 
 def _tp(tp: TopicPartition) -> str:
@@ -102,12 +93,18 @@ class MetricsStore:
         docs = await self._offsets(version).find({"_id": {"$in": list(by_id)}}).to_list()
         return {by_id[d["_id"]]: d["next"] for d in docs}
 
-    async def seen(self, version: int, tp: TopicPartition) -> set[bytes]:
-        ids: set[bytes] = set()
+    async def seen(self, version: int, tp: TopicPartition) -> AsyncIterator[bytes]:
+        """The digests of the identities applied on a partition, concatenated, a stored batch at a time."""
         async for doc in self._seen(version).find({"tp": _tp(tp)}, {"ids": 1}):
-            packed = bytes(doc["ids"])
-            ids.update(packed[i:i + DIGEST_BYTES] for i in range(0, len(packed), DIGEST_BYTES))
-        return ids
+            yield bytes(doc["ids"])
+
+    async def stored_among(self, version: int, tp: TopicPartition, digests: set[bytes]) -> set[bytes]:
+        """Those of `digests` applied on the partition already (a read of all its identities:
+        the rollup asks only for what its filter cannot rule out)."""
+        found: set[bytes] = set()
+        async for packed in self.seen(version, tp):
+            found |= dedupe.among(packed, digests)
+        return found
 
     async def apply(self, version: int, role: str, batch: Batch) -> None:
         """Store a batch exactly once, or raise Fenced and store nothing."""

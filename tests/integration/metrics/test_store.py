@@ -8,8 +8,9 @@ import pytest
 from aiokafka import TopicPartition
 from pymongo import AsyncMongoClient
 
+from services.metrics.dedupe import digest
 from services.metrics.domain import Cells, record
-from services.metrics.store import Batch, Fenced, MetricsStore, digest
+from services.metrics.store import Batch, Fenced, MetricsStore
 from shared.contracts.outcomes import HireRecorded
 from shared.envelope import new_event
 
@@ -44,15 +45,18 @@ async def store(mongo_settings):
 
 
 async def test_a_stale_consumer_stores_nothing(store):
-    await store.apply(1, "current", batch(None, 3, "h1", "h2"))
+    first, last = batch(None, 3, "h1", "h2"), batch(3, 4, "h3")
+    await store.apply(1, "current", first)
     # Another consumer that also believed nothing was stored yet, or that the partition was at 1:
-    for stale in (batch(None, 5, "x1"), batch(1, 5, "x2")):
+    stale = [batch(None, 5, "x1"), batch(1, 5, "x2")]
+    for attempt in stale:
         with pytest.raises(Fenced):
-            await store.apply(1, "current", stale)
-    await store.apply(1, "current", batch(3, 4, "h3"))
+            await store.apply(1, "current", attempt)
+    await store.apply(1, "current", last)
     assert await store.positions(1, [TP]) == {TP: 4}
     assert await hires(store, 1) == 3
-    assert len(await store.seen(1, TP)) == 3
+    applied = {*first.seen[TP], *last.seen[TP]}
+    assert await store.stored_among(1, TP, applied | {*stale[0].seen[TP], *stale[1].seen[TP]}) == applied
 
 
 async def test_a_switched_version_fences_the_old_writer_and_the_rebuild(store):
