@@ -50,31 +50,34 @@ PY_START = date(2025, 7, 1)
 KINDS = ["employer"] * 6 + ["education", "training_provider", "chamber", "workforce_board"]
 
 
-def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
-    """A program year of events in time order: roster first, then activities and outcomes."""
+def scenario(n: int, partnerships: int, seed: int = 7, year_start: date = PY_START) -> list[CloudEvent]:
+    """A program year of events in time order: roster first, then activities and outcomes. Ids
+    carry the year, so the scenarios of several years are one history."""
     rnd = random.Random(seed)
+    year = f"{year_start.year}-"
     pids = [f"rsp-{i:02d}" for i in range(partnerships)]
     events: list[CloudEvent] = []
 
     def emit(data, when: datetime) -> None:
         events.append(new_event(data, source="/bench", time=when))
 
-    t0 = datetime(2025, 7, 1, 8, tzinfo=UTC)
+    t0 = datetime(year_start.year, 7, 1, 8, tzinfo=UTC)
     for i, pid in enumerate(pids):
         emit(mem.PartnershipCreated(partnership_id=pid, name=f"Partnership {i}", region_id=f"region-{i % 4}",
                                     sector_id=f"sector-{i % 3}", stage="launched"), t0)
         for m in range(30):
             emit(mem.MemberJoined(partnership_id=pid, membership_id=f"m-{m}", organisation_id=f"org-{i}-{m}",
                                   organisation_kind=KINDS[m % len(KINDS)], role="member",
-                                  joined_on=date(2024, 1, 1) + timedelta(days=m * 17)), t0)
-        emit(mem.TargetSet(partnership_id=pid, kpi="hires", period="PY2025", value=n // partnerships // 8), t0)
+                                  joined_on=date(year_start.year - 1, 1, 1) + timedelta(days=m * 17)), t0)
+        emit(mem.TargetSet(partnership_id=pid, kpi="hires", period=f"PY{year_start.year}",
+                           value=n // partnerships // 8), t0)
     hires: dict[str, list[tuple[str, date]]] = {pid: [] for pid in pids}
     mix = [("hire", 20), ("retention", 15), ("separation", 2), ("placement", 7), ("enrolled", 8), ("completed", 7),
            ("credential", 5), ("apprenticeship", 3), ("activity", 10), ("attendance", 15), ("survey", 5), ("resend", 3)]
     kinds, weights = zip(*mix, strict=True)
     count = n - len(events)
     for k in range(count):
-        day = PY_START + timedelta(days=364 * k // count)
+        day = year_start + timedelta(days=364 * k // count)
         when = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         pid = rnd.choice(pids)
         p = rnd.randrange(10_000)
@@ -83,7 +86,7 @@ def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
         if kind == "resend" and events:
             events.append(events[rnd.randrange(max(0, len(events) - 2000), len(events))])
         elif kind == "hire" or (kind in ("retention", "separation") and not hires[pid]):
-            hire_id = f"h-{k}"
+            hire_id = f"h-{year}{k}"
             hires[pid].append((hire_id, day))
             emit(out.HireRecorded(partnership_id=pid, hire_id=hire_id, person_id=f"p-{p}", employer_id=org,
                                   soc_code="51-4041", start_date=day, hourly_wage=15 + rnd.randrange(100) / 4,
@@ -97,7 +100,7 @@ def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
                 emit(out.SeparationRecorded(partnership_id=pid, hire_id=hire_id, person_id=f"p-{p}",
                                             employer_id=org, separated_on=day), when)
         elif kind == "placement":
-            emit(out.PlacementRecorded(partnership_id=pid, placement_id=f"pl-{k}", person_id=f"p-{p}",
+            emit(out.PlacementRecorded(partnership_id=pid, placement_id=f"pl-{year}{k}", person_id=f"p-{p}",
                                        programme_id="mpi", provider_id="college", employer_id=org,
                                        soc_code="51-2092", start_date=day), when)
         elif kind == "enrolled":
@@ -114,16 +117,17 @@ def scenario(n: int, partnerships: int, seed: int = 7) -> list[CloudEvent]:
                                            soc_code="51-4041", started_on=day), when)
         elif kind == "activity":
             activity = rnd.choice(["plant_tour", "career_day", "hiring_event", "partnership_meeting"])
-            emit(act.ActivityCompleted(partnership_id=pid, activity_id=f"a-{k}", kind=activity, completed_at=when,
+            emit(act.ActivityCompleted(partnership_id=pid, activity_id=f"a-{year}{k}", kind=activity, completed_at=when,
                                        participant_ids=[org, f"org-{pids.index(pid)}-{rnd.randrange(30)}"]), when)
         elif kind == "attendance":
             activity = rnd.choice(["plant_tour", "career_day", "hiring_event", "partnership_meeting"])
-            emit(act.AttendanceRecorded(partnership_id=pid, activity_id=f"a-{k}", kind=activity,
+            emit(act.AttendanceRecorded(partnership_id=pid, activity_id=f"a-{year}{k}", kind=activity,
                                         counts={"students": rnd.randrange(40), "employers": rnd.randrange(8),
                                                 "public_partners": rnd.randrange(5)},
                                         organisation_ids=[org]), when)
         else:
-            emit(dem.DemandSurveyResponded(partnership_id=pid, survey_round="2026-spring", employer_id=org,
+            emit(dem.DemandSurveyResponded(partnership_id=pid, survey_round=f"{year_start.year + 1}-spring",
+                                           employer_id=org,
                                            responded_on=day, openings=[dem.ExpectedOpenings(
                                                soc_code=rnd.choice(["51-4041", "51-2092", "17-2112"]),
                                                openings=rnd.randrange(1, 9))]), when)
