@@ -129,6 +129,8 @@ def _run_command(args: argparse.Namespace) -> int:
     # Notify reads KPI figures for digests from the metrics service.
     env.setdefault("NOTIFY_METRICS_URL", f"http://127.0.0.1:{services['metrics']}")
     env.setdefault("NOTIFY_METRICS_API_KEY", env["BACKBONE_AUTH_OPERATOR_KEY"])
+    # The KPI pages' recording forms go through the events service's API.
+    env.setdefault("METRICS_EVENTS_URL", f"http://127.0.0.1:{services['events']}")
     if not external:
         print(f"starting the local stack (Tansu for Kafka, SecantusDB for MongoDB), data in {data_dir.resolve()} ...",
               flush=True)

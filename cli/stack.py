@@ -165,11 +165,16 @@ class LocalStack:
                 "AWS_SECRET_ACCESS_KEY": "backbone", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
 
     def mongo_command(self, port: int) -> list[str]:
-        storage = ":memory:"
+        # In memory, everything must fit WiredTiger's cache (1G by default: WT_CACHE_FULL after about a
+        # million events); it is only taken as it fills. On disk it is a cache and the default serves.
+        storage, cache = ":memory:", "8G"
         if self.data_dir:
             (self.data_dir / "mongo").mkdir(parents=True, exist_ok=True)
-            storage = str(self.data_dir / "mongo")
-        return [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
+            storage, cache = str(self.data_dir / "mongo"), "1G"
+        # Backbone reads no change streams, so the oplog need not keep its default hour and 100,000
+        # entries, each a whole KPI fact document.
+        return [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
+                "--cache-size", cache, "--oplog-max-entries", "1000", "--oplog-retention-seconds", "60"]
 
     def s3_command(self, port: int) -> list[str]:
         assert self.data_dir, "the object store holds Kafka's data: only run with a data_dir"

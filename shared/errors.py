@@ -45,6 +45,12 @@ class TooLarge(DomainError):
     status = 413
 
 
+class Unavailable(DomainError):
+    """Something this use case needs cannot be reached now; nothing was done, try again."""
+
+    status = 503
+
+
 class Invalid(DomainError):
     """A refused input, with the field it is about (`data.hourly_wage`, `organisation_id`)."""
 

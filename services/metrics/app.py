@@ -9,6 +9,7 @@ from services.metrics.api import routes
 from services.metrics.milestones import Milestones
 from services.metrics.pages import pages
 from services.metrics.queries import KpiService
+from services.metrics.recording import EventsGateway
 from services.metrics.rollup import SOURCES, MetricsConsumer
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.store import MetricsStore
@@ -39,6 +40,9 @@ class MetricsSettings(ServiceSettings):
     # when several replicas serve the pages.
     session_secret: SecretStr | None = None
     session_hours: float = 8.0
+    # The events service's address, for the pages' recording forms (they call its API as the
+    # person signed in); unset, the forms say recording is not set up.
+    events_url: str | None = None
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -76,7 +80,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                      "backbone.membership, .activities, .outcomes and .demand with its own batch consumer "
                      "(group backbone-metrics), so those reads are not listed as FastStream subscribers."),
         publishes=(SIGNALS,),
-        routers=[routes(kpi_service), pages(kpi_service, runtime.keys, sessions, LoginThrottle())],
+        routers=[routes(kpi_service), pages(kpi_service, runtime.keys, sessions, LoginThrottle(),
+                                                     EventsGateway(settings.events_url))],
         on_startup=[start],
         on_shutdown=[stop],
         workers=metrics_workers(consumer, milestones, settings.milestone_interval_seconds),

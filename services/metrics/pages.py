@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.metrics import views
 from services.metrics.queries import KpiService, landing
+from services.metrics.recording import EventsGateway, recording_routes
 from services.metrics.sessions import LoginThrottle, Sessions
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
@@ -42,7 +43,8 @@ PAGE_HEADERS = {
     "cache-control": "no-store",  # a partnership's figures stay out of shared caches
 }
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ERROR_TITLES = {400: "Bad request", 404: "Not found", 422: "Please check what you typed", 500: "Something went wrong"}
+ERROR_TITLES = {400: "Bad request", 404: "Not found", 422: "Please check what you typed", 500: "Something went wrong",
+                503: "Not now"}
 log = logging.getLogger(__name__)
 
 
@@ -130,7 +132,8 @@ def after_sign_in(who: Principal, asked: str) -> str:
     return f"/ui/partnerships/{home}" if home else "/ui/"
 
 
-def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle) -> APIRouter:
+def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle,
+          gateway: EventsGateway) -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False, route_class=PageRoute,
                        dependencies=[Depends(same_origin)])
 
@@ -165,7 +168,7 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
             throttle.failed(client)
             return render("login.html", status=401, next=target, error="That API key is not valid.")
         response = RedirectResponse(after_sign_in(who, target), status_code=303)
-        response.set_cookie(COOKIE, await sessions.open(who.key_id), max_age=sessions.seconds, httponly=True,
+        response.set_cookie(COOKIE, await sessions.open(who.key_id, key), max_age=sessions.seconds, httponly=True,
                             samesite="lax", secure=request.url.scheme == "https", path="/ui")
         return response
 
@@ -208,6 +211,11 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
                        who: Principal = Depends(signed_in)) -> Response:
         data = await kpi_service.kpi_page(who, kpi, period or program_year(date.today()), partnership)
         return table_or_page(request, "kpi.html", who=who, **data)
+
+    async def key_of(request: Request) -> str | None:
+        return await sessions.key(request.cookies.get(COOKIE))
+
+    recording_routes(router, signed_in, key_of, gateway, render)
 
     @router.get("/{unknown:path}", response_class=HTMLResponse)
     async def not_found(request: Request, unknown: str, who: Principal = Depends(signed_in)) -> Response:

@@ -1,7 +1,9 @@
 """Signing in to the KPI pages: server-side sessions and login throttling.
 
-A session is a random id kept (as its SHA-256) in the metrics database with the key id and an
-expiry; the cookie carries the id and an HMAC of it, never the key. Signing out deletes the
+A session is a random id kept (as its SHA-256) in the metrics database with the key id, the key
+itself sealed (Fernet, with a key derived from the session secret: the pages record through the
+events service's API as the person who signed in) and an expiry; the cookie carries the id and an
+HMAC of it, never the key. A database dump alone opens nothing. Signing out deletes the
 record, so a copied cookie stops working at once; revoking the key ends its sessions as well,
 because every request looks the key up again (KeyRing.principal)."""
 
@@ -15,6 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from cryptography.fernet import Fernet, InvalidToken
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -23,6 +26,7 @@ class Sessions:
         self.sessions = db["ui_sessions"]
         self.secret = secret or secrets.token_bytes(32)  # without one, sessions end with the process
         self.seconds = int(hours * 3600)
+        self.seal = Fernet(base64.urlsafe_b64encode(hmac.new(self.secret, b"sealed keys", hashlib.sha256).digest()))
 
     async def setup(self) -> None:
         await self.sessions.create_index("expires", expireAfterSeconds=0)  # the database drops expired ones
@@ -39,21 +43,32 @@ class Sessions:
         session_id, _, signature = (cookie or "").partition(".")
         return session_id if session_id and hmac.compare_digest(signature, self._sign(session_id)) else None
 
-    async def open(self, key_id: str) -> str:
+    async def open(self, key_id: str, key: str) -> str:
         """A new session of the key; returns the cookie value."""
         session_id = secrets.token_urlsafe(32)
         await self.sessions.insert_one({"_id": self._stored_id(session_id), "key_id": key_id,
+                                        "sealed_key": self.seal.encrypt(key.encode()),
                                         "expires": datetime.now(UTC) + timedelta(seconds=self.seconds)})
         return f"{session_id}.{self._sign(session_id)}"
 
-    async def key_id(self, cookie: str | None) -> str | None:
-        """The key behind a live session, or None."""
+    async def _live(self, cookie: str | None) -> dict | None:
         if (session_id := self._session_id(cookie)) is None:
             return None
-        found = await self.sessions.find_one(
-            {"_id": self._stored_id(session_id), "expires": {"$gt": datetime.now(UTC)}}
-        )
+        return await self.sessions.find_one({"_id": self._stored_id(session_id), "expires": {"$gt": datetime.now(UTC)}})
+
+    async def key_id(self, cookie: str | None) -> str | None:
+        """The key behind a live session, or None."""
+        found = await self._live(cookie)
         return found["key_id"] if found else None
+
+    async def key(self, cookie: str | None) -> str | None:
+        """The signed-in key itself, to act as its holder; None without a live session (or one
+        sealed under another secret)."""
+        found = await self._live(cookie)
+        try:
+            return self.seal.decrypt(found["sealed_key"]).decode() if found and "sealed_key" in found else None
+        except InvalidToken:
+            return None
 
     async def close(self, cookie: str | None) -> None:
         if (session_id := self._session_id(cookie)) is not None:

@@ -216,6 +216,10 @@ def page_paths(period: str) -> list[str]:
             f"/ui/partnerships/sw-mp/print?period={period}", f"/ui/kpis/hires?period={period}", "/ui/kpis"]
 
 
+RECORDING = ["/ui/partnerships/sw-mp/record", "/ui/partnerships/sw-mp/record/activity-scheduled",
+             "/ui/partnerships/sw-mp/record/attendance-recorded", "/ui/partnerships/sw-mp/record/hire-recorded"]
+
+
 def every_kind_of_period() -> list[str]:
     today = date.today()
     return [PY, f"{today.year}-Q{(today.month - 1) // 3 + 1}", f"{today.year}-{today.month:02d}"]
@@ -283,7 +287,7 @@ async def test_every_page_fits_a_phone_without_scrolling_sideways(served, browse
     service, _ = served
     page = await login(browser, service.url, OPERATOR)
     await page.set_viewport_size({"width": 375, "height": 800})
-    for path in page_paths(PY) + ["/ui/nowhere", "/ui/?period=typo"]:
+    for path in page_paths(PY) + ["/ui/nowhere", "/ui/?period=typo"] + RECORDING:
         await page.goto(service.url + path)
         width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], (path, width)
@@ -313,3 +317,6 @@ async def test_every_page_has_no_serious_accessibility_violation(served, browser
     admin = await login(browser, service.url, ADMIN, **axe_may_run)
     await admin.goto(service.url + "/ui/partnerships/nw-mp")  # the page saying no
     assert await serious_violations(admin) == [], "denied"
+    for path in RECORDING:
+        await admin.goto(service.url + path)
+        assert await serious_violations(admin) == [], path

@@ -1,0 +1,175 @@
+"""The recording forms as pure data: the fields of each kind of record a partnership keeps
+(activities, outcomes, demand survey responses), how what was typed becomes the record's data, and
+which field a refusal names. Derived from the event contracts in shared/contracts, so a field added
+to a contract shows on its form without a template change."""
+
+import enum
+import types
+import typing
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pydantic import BaseModel
+
+from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES, EventType
+
+# What each form is called, in the order the workspace lists them.
+TITLES = {
+    "activity.scheduled": "Schedule an activity",
+    "activity.rescheduled": "Reschedule an activity",
+    "activity.cancelled": "Cancel an activity",
+    "activity.completed": "Complete an activity",
+    "attendance.recorded": "Record attendance",
+    "hire.recorded": "Record a hire",
+    "placement.recorded": "Record a placement",
+    "training.enrolled": "Record a training enrolment",
+    "training.completed": "Record a completed training",
+    "credential.earned": "Record a credential",
+    "apprenticeship.started": "Record an apprenticeship",
+    "retention.checked": "Record a retention check",
+    "separation.recorded": "Record a separation",
+    "demand.survey_responded": "Record a demand survey response",
+}
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str
+    label: str
+    input: str  # text, date, datetime-local, number, checkbox, select, multiple, list, counts
+    required: bool
+    options: tuple[str, ...] = ()
+    step: str = "1"  # for numbers: "any" for amounts
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    slug: str  # in the address: hire-recorded
+    title: str
+    event_type: EventType
+    fields: tuple[FormField, ...]
+
+
+def _label(name: str) -> str:
+    words = name.removesuffix("_ids").removesuffix("_id").replace("_", " ")
+    label = words[:1].upper() + words[1:]
+    return label + (" (UTC)" if name.endswith("_at") else "")
+
+
+def _bare(annotation) -> tuple[object, bool]:
+    """The annotation without `| None` and constraints (Annotated), and whether None was allowed."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation, optional
+
+
+def _field(name: str, info) -> FormField | None:
+    """The form field of a contract field; None for what a form cannot ask (nested records)."""
+    annotation, optional = _bare(info.annotation)
+    required = info.is_required() and not optional
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list:
+        item = args[0] if args else str
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return None  # e.g. follow-ups: the API takes them
+        if isinstance(item, type) and issubclass(item, enum.Enum):
+            return FormField(name, _label(name), "multiple", required, tuple(m.value for m in item))
+        return FormField(name, _label(name), "list", required)
+    if origin is dict:
+        key = args[0] if args else str
+        audiences = tuple(m.value for m in key) if isinstance(key, type) and issubclass(key, enum.Enum) else ()
+        return FormField(name, _label(name), "counts", required, audiences)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return FormField(name, _label(name), "select", required, tuple(m.value for m in annotation))
+    if annotation is bool:
+        return FormField(name, _label(name), "checkbox", False)
+    if annotation is datetime:
+        return FormField(name, _label(name), "datetime-local", required)
+    if annotation is date:
+        return FormField(name, _label(name), "date", required)
+    if annotation in (int, float):
+        return FormField(name, _label(name), "number", required, step="1" if annotation is int else "any")
+    return FormField(name, _label(name), "text", required)
+
+
+def _kind(event_type: EventType) -> RecordKind | None:
+    """The form of an event type; None if a field it requires cannot be typed into a form."""
+    short = event_type.type.removeprefix("org.backbone.").rsplit(".v", 1)[0]
+    fields = []
+    for name, info in event_type.model.model_fields.items():
+        if name == "partnership_id":
+            continue
+        if (form_field := _field(name, info)) is None:
+            if info.is_required():
+                return None  # e.g. a demand survey's openings: the API and CSV import take them
+            continue
+        fields.append(form_field)
+    return RecordKind(short.replace(".", "-").replace("_", "-"), TITLES[short], event_type, tuple(fields))
+
+
+_FORMS = [_kind(t) for t in EVENT_TYPES if t.topic in (ACTIVITIES, OUTCOMES, DEMAND)]
+RECORDS: dict[str, RecordKind] = {
+    kind.slug: kind for kind in sorted((k for k in _FORMS if k is not None),
+                                       key=lambda kind: list(TITLES.values()).index(kind.title))
+}
+
+
+def _number(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the events service says what is wrong with it
+
+
+def data_of(kind: RecordKind, form: dict[str, list[str]], partnership_id: str) -> dict:
+    """The record's data from what was typed (parse_qs form): empty fields left out, so the
+    contract's defaults and its refusals apply exactly as for any other client."""
+    data: dict = {"partnership_id": partnership_id}
+    for f in kind.fields:
+        values = [v.strip() for v in form.get(f.name, []) if v.strip()]
+        if f.input == "checkbox":
+            data[f.name] = bool(values)
+        elif f.input == "multiple":
+            if values:
+                data[f.name] = values
+        elif f.input == "list":
+            if values:
+                data[f.name] = [item.strip() for v in values for item in v.replace(",", "\n").splitlines()
+                                if item.strip()]
+        elif f.input == "counts":
+            counts = {option: _number(v) for option in f.options
+                      if (v := form.get(f"{f.name}.{option}", [""])[0].strip())}
+            if counts:
+                data[f.name] = counts
+        elif values:
+            text = values[0]
+            if f.input == "number":
+                data[f.name] = _number(text)
+            elif f.input == "datetime-local":
+                data[f.name] = text if ("+" in text[10:] or text.endswith("Z")) else text + "Z"
+            else:
+                data[f.name] = text
+    return data
+
+
+def field_errors(kind: RecordKind, errors: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """An API refusal's errors by the form field they name, and those naming none of them."""
+    names = {f.name for f in kind.fields}
+    by_field: dict[str, str] = {}
+    other: list[str] = []
+    for error in errors:
+        path = error.get("field", "").removeprefix("data.").split(".")
+        message = error.get("message", "not valid")
+        if path[0] in names:
+            by_field.setdefault(path[0], message)
+        else:
+            other.append(message)
+    return by_field, other
