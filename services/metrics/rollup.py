@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
 
 from services.metrics import domain
-from services.metrics.dedupe import SeenFilter, digest
+from services.metrics.dedupe import RecentIdentities, SeenFilter, digest
 from services.metrics.domain import Cells
 from services.metrics.store import Batch, Fenced, MetricsStore
 from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
@@ -97,6 +97,7 @@ class Rollup:
         # Every identity applied on the partitions this rollup has held (and, after a resync, what it
         # held before): an identity it says were never applied was not, the others are looked up.
         self.seen = SeenFilter(seen_filter_mib)
+        self.recent = RecentIdentities()  # of what this rollup stored itself: exact, bounded
         self.refused = 0  # records no one can accept (parse errors, failing recorders)
         self.stopping = False
 
@@ -124,6 +125,7 @@ class Rollup:
             self.version = await _retrying(self.store.version, self)
             STORE_VERSION.set(self.version)
         self.positions.clear()  # the filter keeps what it holds: it may only say "maybe" more often
+        self.recent.clear()  # the store's version may have changed
         await self.resume(set(self.assigned))
 
     async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -167,6 +169,7 @@ class Rollup:
             for tp, (_, after) in batch.moves.items():
                 self.positions[tp] = after
                 self.seen.add(b"".join(batch.seen[tp]))
+                self.recent.add(batch.seen[tp])
             self.refused += len(refused)
         for (topic, outcome), n in outcomes.items():
             EVENTS_CONSUMED.labels(topic, outcome).inc(n)
@@ -202,12 +205,13 @@ class Rollup:
         """The identities among `rows` stored as applied: those the filter cannot rule out, looked up."""
         keys = [key for _, _, key in rows if key]
         maybe = {key for key, flagged in zip(keys, self.seen.maybe_seen(keys), strict=True) if flagged}
-        if not maybe:
-            return set()
-        applied = await self.store.stored_among(self.version, tp, maybe)
+        recent = {key for key in maybe if key in self.recent}
+        if not (unsure := maybe - recent):
+            return recent
+        applied = await self.store.stored_among(self.version, tp, unsure)
         CONFIRMATIONS.labels("duplicate").inc(len(applied))
-        CONFIRMATIONS.labels("new").inc(len(maybe) - len(applied))
-        return applied
+        CONFIRMATIONS.labels("new").inc(len(unsure) - len(applied))
+        return recent | applied
 
     def _fold(self, parsed: dict[TopicPartition, list[Parsed]], applied: dict[TopicPartition, set[bytes]],
               failed: dict) -> tuple[Batch, Tally, list]:

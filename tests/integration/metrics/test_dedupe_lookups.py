@@ -69,8 +69,9 @@ async def test_a_filter_that_rules_nothing_out_counts_exactly_and_restarts_find_
         before = lookups("duplicate"), lookups("new")
         await fold_everything(kafka_settings, store, everything_maybe=True)
         assert await hires_counted(store) == HIRES
-        looked_up = lookups("duplicate") - before[0], lookups("new") - before[1]
-        assert looked_up[0] > 0 and looked_up[1] > 0  # both answers came from the store
+        # Copies in later batches were answered by the recent identities; new events the filter
+        # could not rule out were looked up and found new.
+        assert lookups("new") - before[1] >= HIRES - 100 and lookups("duplicate") == before[0]
 
         # A restart: a fresh filter, filled from the store, and every event sent once more.
         async with make_producer(kafka_settings, "dedupe-test") as producer:
@@ -79,5 +80,6 @@ async def test_a_filter_that_rules_nothing_out_counts_exactly_and_restarts_find_
         await fold_everything(kafka_settings, store, everything_maybe=False)
         assert await hires_counted(store) == HIRES
         assert lookups("duplicate") - before_restart == HIRES  # each copy found among the stored identities
+        # (a fresh rollup remembers no recent identities: the filter sent each to the store)
     finally:
         await client.close()

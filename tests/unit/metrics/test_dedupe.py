@@ -2,7 +2,7 @@
 
 import os
 
-from services.metrics.dedupe import DIGEST_BYTES, SeenFilter, among, digest
+from services.metrics.dedupe import DIGEST_BYTES, RecentIdentities, SeenFilter, among, digest
 
 
 def digests(n: int) -> list[bytes]:
@@ -48,3 +48,14 @@ def test_an_identity_is_its_source_and_id():
     assert digest("/ats/a", "1") != digest("/ats/b", "1")
     assert digest("/a", "b c") != digest("/a b", "c")  # the source's length keeps them apart
     assert len(digest("/a", "1")) == DIGEST_BYTES
+
+
+def test_recent_identities_are_the_last_ones_exactly_and_no_more():
+    recent = RecentIdentities(capacity=1000)
+    first, later = digests(600), digests(600)
+    recent.add(first)
+    recent.add(later + first[:10])  # a copy added again takes no second place
+    assert all(d in recent for d in later) and not any(d in recent for d in first[:200])
+    assert len(recent.held) == len(recent.order) == 1000
+    recent.clear()
+    assert later[0] not in recent
