@@ -217,7 +217,7 @@ def _sample_command(args: argparse.Namespace) -> int:
 def _roster_command(args: argparse.Namespace) -> int:
     with _membership_client(args.url, args.key) as client:
         if args.action == "export":
-            sys.stdout.write(export_roster(client, args.partnership))
+            export_roster(client, args.partnership, sys.stdout)
             return 0
         if not args.file:
             raise ClientError("roster import needs a FILE")

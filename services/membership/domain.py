@@ -14,7 +14,7 @@ from shared.contracts.base import AccessRole, Day, MembershipRole
 from shared.errors import Conflict, Invalid, NotAllowed
 from shared.kpi_names import unknown_kpi
 from shared.periods import parse_target_period
-from shared.spreadsheet import FORMULA_STARTS, csv_text
+from shared.spreadsheet import FORMULA_STARTS, csv_lines, csv_text
 
 # --- targets -------------------------------------------------------------------------------------
 
@@ -223,7 +223,20 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
 def roster_csv(rows: Iterable[dict]) -> str:
     """Rows (organisation fields + role, joined_on, left_on) as CSV that parse_roster reads back;
     no cell runs as a formula in a spreadsheet."""
-    return csv_text(ROSTER_COLUMNS, ([_cell(row.get(c)) for c in ROSTER_COLUMNS] for row in rows))
+    return csv_text(ROSTER_COLUMNS, _roster_cells(rows))
+
+
+def roster_csv_header() -> str:
+    return csv_lines([ROSTER_COLUMNS])
+
+
+def roster_csv_rows(rows: Iterable[dict]) -> str:
+    """roster_csv without its header: one slice of a streamed roster."""
+    return csv_lines(_roster_cells(rows))
+
+
+def _roster_cells(rows: Iterable[dict]) -> Iterable[list[str]]:
+    return ([_cell(row.get(c)) for c in ROSTER_COLUMNS] for row in rows)
 
 
 def _cell(value) -> str:
