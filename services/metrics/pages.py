@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.metrics import views
 from services.metrics.queries import KpiService, landing
 from services.metrics.sessions import LoginThrottle, Sessions
+from services.metrics.shares import ShareLinks
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
 from shared.errors import DomainError, Invalid, NotAllowed
@@ -130,7 +131,8 @@ def after_sign_in(who: Principal, asked: str) -> str:
     return f"/ui/partnerships/{home}" if home else "/ui/"
 
 
-def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle) -> APIRouter:
+def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle,
+          links: ShareLinks) -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False, route_class=PageRoute,
                        dependencies=[Depends(same_origin)])
 
@@ -197,6 +199,17 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
         data = await kpi_service.partnership_page(who, partnership_id, period or program_year(date.today()),
                                                   "quarter")
         return render("print.html", who=who, **data)
+
+    @router.get("/shared/{token}", response_class=HTMLResponse)
+    async def shared_infographic(request: Request, token: str, period: str | None = None) -> Response:
+        """The infographic behind a share link, for anyone holding it; no session, no navigation."""
+        visitor = await links.visitor(token)
+        if visitor is None:
+            return error_page(request, 404, "This link is not valid: it may have been revoked or have expired.")
+        (partnership_id,) = visitor.partnership_ids
+        data = await kpi_service.partnership_page(visitor, partnership_id, period or program_year(date.today()),
+                                                  "quarter")
+        return render("print.html", who=None, **data)
 
     @router.get("/kpis", response_class=HTMLResponse)
     async def kpi_index(who: Principal = Depends(signed_in)) -> Response:
