@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.membership.schemas import Input, OrganisationIn
 from shared.contracts import membership as mem
-from shared.contracts.base import AccessRole, Day, MembershipRole
+from shared.contracts.base import AccessRole, Day, MembershipRole, OrganisationKind
 from shared.errors import Conflict, Invalid, NotAllowed
 from shared.kpi_names import unknown_kpi
 from shared.periods import parse_target_period
@@ -163,12 +163,29 @@ class RowError(BaseModel):
     reason: str
 
 
+def _one_of(values: Iterable) -> str:
+    return "one of " + ", ".join(str(v.value) for v in values)
+
+
+DATE = "a date written YYYY-MM-DD, e.g. 2024-07-01"
+EXPECTED = {  # what a roster column holds, in words (never the pattern that checks it)
+    "organisation_id": "an id of letters and digits (also . _ : -), at most 128, starting with a letter or digit",
+    "name": "a name of 1 to 200 characters", "kind": _one_of(OrganisationKind),
+    "size_band": "at most 20 characters", "naics": "a NAICS code of 2 to 6 digits", "county": "at most 100 characters",
+    "state": "a two-letter state code in capitals, e.g. CT", "role": _one_of(MembershipRole),
+    "joined_on": DATE, "left_on": DATE,
+}
+
+
 def _reason(exc: ValidationError) -> str:
+    """Each bad cell as `column X: found ..., expected ...`."""
     parts = []
     for error in exc.errors():
         loc = tuple(error["loc"])
-        field = "organisation_id" if loc == ("organisation", "id") else ".".join(str(p) for p in loc[-1:])
-        parts.append(f"{field}: {error['msg']}" if field else error["msg"])
+        column = "organisation_id" if loc == ("organisation", "id") else str(loc[-1]) if loc else ""
+        found = error.get("input")
+        found_text = "nothing" if found in (None, "") or error["type"] == "missing" else repr(str(found)[:40])
+        parts.append(f"column {column}: found {found_text}, expected {EXPECTED.get(column, error['msg'])}")
     return "; ".join(parts)
 
 
@@ -209,7 +226,8 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
             errors.append(RowError(line=line, reason=_reason(exc)))
             continue
         if row.left_on and row.left_on < row.joined_on:
-            errors.append(RowError(line=line, reason="left_on: before joined_on"))
+            errors.append(RowError(line=line, reason=f"column left_on: found {row.left_on}, expected a date "
+                                                     f"on or after joined_on ({row.joined_on})"))
             continue
         key = (row.organisation.id, row.joined_on)
         if key in seen:
