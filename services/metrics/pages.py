@@ -229,9 +229,16 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
     return router
 
 
+def may_write(who: Principal | None, partnership_id: str) -> bool:
+    """The one place deciding whether a page shows write controls (forms, correct, void) for a
+    partnership: operators, and its admins and partner systems; never viewers or share-link
+    visitors (who=None). The use cases check again on every submission."""
+    return who is not None and who.may_write(partnership_id)
+
+
 def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
 
 TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label,
-                         json=json)
+                         may_write=may_write, json=json)
