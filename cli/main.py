@@ -32,6 +32,7 @@ import httpx
 
 from cli.archive import ArchiveError
 from cli.membership_client import ClientError, export_roster, import_roster, load_sample
+from cli.sample_history import load_history
 from cli.stack import LocalStack, stop_process
 from shared.auth import new_key
 from shared.service import ServiceSpec
@@ -162,7 +163,8 @@ def _run_command(args: argparse.Namespace) -> int:
         if new_operator_key:
             print(f"  operator key: {env['BACKBONE_AUTH_OPERATOR_KEY']}  (Authorization: Bearer <key>; "
                   f"kept in {data_dir / 'operator-key'})")
-        _load_sample_if_empty(f"http://127.0.0.1:{services['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"])
+        _load_sample_if_empty(f"http://127.0.0.1:{services['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"],
+                              f"http://127.0.0.1:{services['events']}")
         print(flush=True)
         while not stopping:
             if not external:
@@ -194,7 +196,7 @@ def _membership_client(url: str | None, key: str | None) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60.0)
 
 
-def _load_sample_if_empty(url: str, key: str, attempts: int = 3) -> None:
+def _load_sample_if_empty(url: str, key: str, events_url: str, attempts: int = 3) -> None:
     with _membership_client(url, key) as client:
         if client.get("/partnerships", params={"limit": 1}).json()["total"] == 0:
             print("loading the sample state ...", flush=True)
@@ -207,6 +209,8 @@ def _load_sample_if_empty(url: str, key: str, attempts: int = 3) -> None:
                         raise
                     print("  the membership service is slow to answer; loading again ...", flush=True)
             print("  " + ", ".join(f"{n} {kind}" for kind, n in created.items()), flush=True)
+            print("loading two program years of sample history ...", flush=True)
+            print(f"  {load_history(client, events_url)} events", flush=True)
 
 
 def _sample_command(args: argparse.Namespace) -> int:
@@ -219,7 +223,7 @@ def _sample_command(args: argparse.Namespace) -> int:
 def _roster_command(args: argparse.Namespace) -> int:
     with _membership_client(args.url, args.key) as client:
         if args.action == "export":
-            sys.stdout.write(export_roster(client, args.partnership))
+            export_roster(client, args.partnership, sys.stdout)
             return 0
         if not args.file:
             raise ClientError("roster import needs a FILE")

@@ -3,9 +3,12 @@ deployment): roster import/export with a progress bar, and loading the sample st
 
 import csv
 import io
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -45,14 +48,24 @@ def _check(response: httpx.Response, allow: tuple[int, ...] = ()) -> httpx.Respo
     return response
 
 
+def _chunks(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """The header and the file's rows ROWS_PER_REQUEST at a time, read as they are sent."""
+    with path.open(encoding="utf-8-sig") as lines:
+        header = next(lines, "")
+        chunk = list(itertools.islice(lines, ROWS_PER_REQUEST))
+        yield header, chunk
+        while chunk := list(itertools.islice(lines, ROWS_PER_REQUEST)):
+            yield header, chunk
+
+
 def import_roster(client: httpx.Client, partnership_id: str, path: Path) -> dict:
-    """Send the file in chunks (each with the header), keeping the file's own line numbers."""
-    lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-    header, body = lines[0], lines[1:]
-    chunks = [body[i:i + ROWS_PER_REQUEST] for i in range(0, len(body), ROWS_PER_REQUEST)] or [[]]
+    """Send the file in chunks (each with the header), keeping the file's own line numbers. Each
+    chunk is stored, with its events in the outbox, before its answer; a refused chunk stops here."""
+    with path.open(encoding="utf-8-sig") as counted:
+        rows = max(sum(1 for _ in counted) - 1, 0)
     total: dict = {"errors": []}
-    progress = Progress("importing", len(body))
-    for number, chunk in enumerate(chunks):
+    progress = Progress("importing", rows)
+    for number, (header, chunk) in enumerate(_chunks(path)):
         first_line = 1 + number * ROWS_PER_REQUEST  # the header stands just before the chunk's rows
         report = _check(client.post(f"/partnerships/{partnership_id}/roster", params={"first_line": first_line},
                                     content="".join([header, *chunk]).encode(),
@@ -64,8 +77,16 @@ def import_roster(client: httpx.Client, partnership_id: str, path: Path) -> dict
     return total
 
 
-def export_roster(client: httpx.Client, partnership_id: str) -> str:
-    return _check(client.get(f"/partnerships/{partnership_id}/roster.csv")).text
+def export_roster(client: httpx.Client, partnership_id: str, out: TextIO) -> int:
+    """Write the roster CSV to `out` as it arrives; the number of characters written."""
+    written = 0
+    with client.stream("GET", f"/partnerships/{partnership_id}/roster.csv") as response:
+        if response.status_code >= 400:
+            response.read()
+            _check(response)
+        for text in response.iter_text():
+            written += out.write(text)
+    return written
 
 
 def _roster(sample: dict, partnership_id: str, organisations: dict) -> str:

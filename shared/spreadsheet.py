@@ -21,8 +21,11 @@ def safe_cell(value: Any) -> Any:
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A CSV document whose every string cell is safe to open in a spreadsheet."""
+    return csv_lines([header]) + csv_lines(rows)
+
+
+def csv_lines(rows: Iterable[Sequence[Any]]) -> str:
+    """CSV lines, safe like csv_text's: a streamed document is its header's lines, then its rows'."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([safe_cell(h) for h in header])
-    writer.writerows([safe_cell(cell) for cell in row] for row in rows)
+    csv.writer(out, lineterminator="\n").writerows([safe_cell(cell) for cell in row] for row in rows)
     return out.getvalue()

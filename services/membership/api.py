@@ -6,6 +6,7 @@ from enum import Enum
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from services.membership import schemas as s
 from services.membership.service import REGIONS, SECTORS, MembershipService, Page, Reference
@@ -218,8 +219,8 @@ async def change_team(partnership_id: str, team_id: str, body: s.ActionTeamPatch
 
 @router.get("/partnerships/{partnership_id}/roster.csv", tags=["members"], response_class=Response,
             summary="The roster as CSV: organisations with their memberships, current and past")
-async def export_roster(partnership_id: str, caller: Caller, service: Service) -> Response:
-    return Response(await service.export_roster(caller, partnership_id), media_type="text/csv",
+async def export_roster(partnership_id: str, caller: Caller, service: Service) -> StreamingResponse:
+    return StreamingResponse(await service.export_roster(caller, partnership_id), media_type="text/csv",
                     headers={"content-disposition": f'attachment; filename="{partnership_id}-roster.csv"'})
 
 

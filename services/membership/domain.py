@@ -10,11 +10,11 @@ from pydantic import BaseModel, ValidationError
 
 from services.membership.schemas import Input, OrganisationIn
 from shared.contracts import membership as mem
-from shared.contracts.base import AccessRole, Day, MembershipRole
+from shared.contracts.base import AccessRole, Day, MembershipRole, OrganisationKind
 from shared.errors import Conflict, Invalid, NotAllowed
 from shared.kpi_names import unknown_kpi
 from shared.periods import parse_target_period
-from shared.spreadsheet import FORMULA_STARTS, csv_text
+from shared.spreadsheet import FORMULA_STARTS, csv_lines, csv_text
 
 # --- targets -------------------------------------------------------------------------------------
 
@@ -163,12 +163,29 @@ class RowError(BaseModel):
     reason: str
 
 
+def _one_of(values: Iterable) -> str:
+    return "one of " + ", ".join(str(v.value) for v in values)
+
+
+DATE = "a date written YYYY-MM-DD, e.g. 2024-07-01"
+EXPECTED = {  # what a roster column holds, in words (never the pattern that checks it)
+    "organisation_id": "an id of letters and digits (also . _ : -), at most 128, starting with a letter or digit",
+    "name": "a name of 1 to 200 characters", "kind": _one_of(OrganisationKind),
+    "size_band": "at most 20 characters", "naics": "a NAICS code of 2 to 6 digits", "county": "at most 100 characters",
+    "state": "a two-letter state code in capitals, e.g. CT", "role": _one_of(MembershipRole),
+    "joined_on": DATE, "left_on": DATE,
+}
+
+
 def _reason(exc: ValidationError) -> str:
+    """Each bad cell as `column X: found ..., expected ...`."""
     parts = []
     for error in exc.errors():
         loc = tuple(error["loc"])
-        field = "organisation_id" if loc == ("organisation", "id") else ".".join(str(p) for p in loc[-1:])
-        parts.append(f"{field}: {error['msg']}" if field else error["msg"])
+        column = "organisation_id" if loc == ("organisation", "id") else str(loc[-1]) if loc else ""
+        found = error.get("input")
+        found_text = "nothing" if found in (None, "") or error["type"] == "missing" else repr(str(found)[:40])
+        parts.append(f"column {column}: found {found_text}, expected {EXPECTED.get(column, error['msg'])}")
     return "; ".join(parts)
 
 
@@ -209,7 +226,8 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
             errors.append(RowError(line=line, reason=_reason(exc)))
             continue
         if row.left_on and row.left_on < row.joined_on:
-            errors.append(RowError(line=line, reason="left_on: before joined_on"))
+            errors.append(RowError(line=line, reason=f"column left_on: found {row.left_on}, expected a date "
+                                                     f"on or after joined_on ({row.joined_on})"))
             continue
         key = (row.organisation.id, row.joined_on)
         if key in seen:
@@ -223,7 +241,20 @@ def parse_roster(text: str, first_line: int = 1) -> tuple[list[RosterRow], list[
 def roster_csv(rows: Iterable[dict]) -> str:
     """Rows (organisation fields + role, joined_on, left_on) as CSV that parse_roster reads back;
     no cell runs as a formula in a spreadsheet."""
-    return csv_text(ROSTER_COLUMNS, ([_cell(row.get(c)) for c in ROSTER_COLUMNS] for row in rows))
+    return csv_text(ROSTER_COLUMNS, _roster_cells(rows))
+
+
+def roster_csv_header() -> str:
+    return csv_lines([ROSTER_COLUMNS])
+
+
+def roster_csv_rows(rows: Iterable[dict]) -> str:
+    """roster_csv without its header: one slice of a streamed roster."""
+    return csv_lines(_roster_cells(rows))
+
+
+def _roster_cells(rows: Iterable[dict]) -> Iterable[list[str]]:
+    return ([_cell(row.get(c)) for c in ROSTER_COLUMNS] for row in rows)
 
 
 def _cell(value) -> str:

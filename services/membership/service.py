@@ -28,6 +28,7 @@ Who owns what (the rule docs/security.md states):
   the same system may reuse it); `/keys/...` and `/backbone/...` are never issued.
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -340,11 +341,17 @@ class MembershipService:
 
     # --- rosters (CSV) --------------------------------------------------------------------------
 
-    async def export_roster(self, principal: Principal, partnership_id: str) -> str:
+    async def export_roster(self, principal: Principal, partnership_id: str) -> AsyncIterator[str]:
+        """Checked at once; the CSV then comes a slice of members at a time, so a roster of any
+        size starts answering at once and never sits in memory whole."""
         await self._partnership(principal, partnership_id)
-        members = await self.store.roster_of(partnership_id)
-        organisations = await self.store.organisations({m["organisation_id"] for m in members})
-        return d.roster_csv({**organisations.get(m["organisation_id"], {}), **m} for m in members)
+        return self._roster_csv(partnership_id)
+
+    async def _roster_csv(self, partnership_id: str) -> AsyncIterator[str]:
+        yield d.roster_csv_header()
+        async for members in self.store.roster_slices(partnership_id):
+            organisations = await self.store.organisations({m["organisation_id"] for m in members})
+            yield d.roster_csv_rows({**organisations.get(m["organisation_id"], {}), **m} for m in members)
 
     async def import_roster(self, principal: Principal, partnership_id: str, text: str, first_line: int) -> dict:
         """Good rows are stored in one change; each bad or refused row is reported with its line."""

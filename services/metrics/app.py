@@ -12,6 +12,7 @@ from services.metrics.queries import KpiService
 from services.metrics.recording import EventsGateway
 from services.metrics.rollup import SOURCES, MetricsConsumer
 from services.metrics.sessions import LoginThrottle, Sessions
+from services.metrics.shares import ShareLinks, ShareStore, share_routes
 from services.metrics.store import MetricsStore
 from services.metrics.workers import metrics_workers
 from shared.catalog import SIGNALS
@@ -59,6 +60,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     kpi_service = KpiService(store)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
     sessions = Sessions(runtime.db, secret, settings.session_hours)
+    share_store = ShareStore(runtime.db)
+    links = ShareLinks(share_store)
     consumer = MetricsConsumer(store, settings.kafka, max_batch_events=settings.max_batch_events,
                                poll_timeout_ms=settings.poll_timeout_ms, dead_letter=refuse,
                                on_stored=milestones.stored, seen_filter_mib=settings.dedupe_filter_mib)
@@ -67,6 +70,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     async def start(_: Runtime) -> None:
         await store.setup()
         await sessions.setup()
+        await share_store.setup()
         await runtime.broker.connect()  # dead letters and milestones need the producer from the first batch on
         await consumer.start()
 
@@ -80,8 +84,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                      "backbone.membership, .activities, .outcomes and .demand with its own batch consumer "
                      "(group backbone-metrics), so those reads are not listed as FastStream subscribers."),
         publishes=(SIGNALS,),
-        routers=[routes(kpi_service), pages(kpi_service, runtime.keys, sessions, LoginThrottle(),
-                                                     EventsGateway(settings.events_url))],
+        routers=[routes(kpi_service), share_routes(links),
+                 pages(kpi_service, runtime.keys, sessions, LoginThrottle(), links,
+                       EventsGateway(settings.events_url))],
         on_startup=[start],
         on_shutdown=[stop],
         workers=metrics_workers(consumer, milestones, settings.milestone_interval_seconds),

@@ -23,6 +23,7 @@ from services.metrics import views
 from services.metrics.queries import KpiService, landing
 from services.metrics.recording import EventsGateway, recording_routes
 from services.metrics.sessions import LoginThrottle, Sessions
+from services.metrics.shares import ShareLinks
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
 from shared.errors import DomainError, Invalid, NotAllowed
@@ -133,7 +134,7 @@ def after_sign_in(who: Principal, asked: str) -> str:
 
 
 def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle,
-          gateway: EventsGateway) -> APIRouter:
+          links: ShareLinks, gateway: EventsGateway) -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False, route_class=PageRoute,
                        dependencies=[Depends(same_origin)])
 
@@ -201,6 +202,17 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
                                                   "quarter")
         return render("print.html", who=who, **data)
 
+    @router.get("/shared/{token}", response_class=HTMLResponse)
+    async def shared_infographic(request: Request, token: str, period: str | None = None) -> Response:
+        """The infographic behind a share link, for anyone holding it; no session, no navigation."""
+        visitor = await links.visitor(token)
+        if visitor is None:
+            return error_page(request, 404, "This link is not valid: it may have been revoked or have expired.")
+        (partnership_id,) = visitor.partnership_ids
+        data = await kpi_service.partnership_page(visitor, partnership_id, period or program_year(date.today()),
+                                                  "quarter")
+        return render("print.html", who=None, **data)
+
     @router.get("/kpis", response_class=HTMLResponse)
     async def kpi_index(who: Principal = Depends(signed_in)) -> Response:
         return render("kpis.html", who=who, catalogue=list(views.DEFINITIONS.values()),
@@ -224,9 +236,16 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
     return router
 
 
+def may_write(who: Principal | None, partnership_id: str) -> bool:
+    """The one place deciding whether a page shows write controls (forms, correct, void) for a
+    partnership: operators, and its admins and partner systems; never viewers or share-link
+    visitors (who=None). The use cases check again on every submission."""
+    return who is not None and who.may_write(partnership_id)
+
+
 def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
 
 TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label,
-                         json=json)
+                         may_write=may_write, json=json)

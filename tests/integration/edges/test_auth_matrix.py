@@ -160,6 +160,9 @@ MATRIX: dict[str, dict[tuple[str, str], Rule]] = {
         ("GET", "/kpis/series"): Rule(EVERYONE, kpi_query, scoped=True),
         ("GET", "/kpis/compare"): Rule(EVERYONE),  # non-operators: their own rows only
         ("GET", "/kpis/lineage"): Rule(EVERYONE, kpi_query, scoped=True),
+        ("POST", "/partnerships/{partnership_id}/shares"): Rule(ADMINS, body({"label": "Funder"})),
+        ("GET", "/partnerships/{partnership_id}/shares"): Rule(ADMINS),
+        ("DELETE", "/partnerships/{partnership_id}/shares/{share_id}"): Rule(ADMINS),
     },
     "notify": {
         ("GET", "/whoami"): Rule(EVERYONE),

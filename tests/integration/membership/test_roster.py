@@ -1,10 +1,14 @@
 """Roster CSV import and export through the API and the CLI, and the sample state."""
 
+import io
 from collections import Counter
 
+import httpx
 import pytest
 
 from cli import main as cli
+from cli.membership_client import export_roster, import_roster
+from services.membership.store import ROSTER_SLICE
 from tests.integration.membership.conftest import OPERATOR_KEY
 
 pytestmark = pytest.mark.integration
@@ -34,7 +38,13 @@ async def test_roster_import_reports_bad_rows_imports_good_ones_and_is_idempoten
     report = (await operator.post(f"/partnerships/{partnership}/roster", content=ROSTER,
                                   headers={"content-type": "text/csv"})).json()
     assert [(e["line"], e["reason"].split(":")[0]) for e in report["errors"]] == [
-        (4, "organisation_id"), (5, "kind"), (6, "joined_on"), (7, "left_on"), (8, "duplicate of line 2")]
+        (4, "column organisation_id"), (5, "column kind"), (6, "column joined_on"), (7, "column left_on"),
+        (8, "duplicate of line 2")]
+    reasons = {e["line"]: e["reason"] for e in report["errors"]}
+    assert reasons[6] == "column joined_on: found '2022-13-01', expected a date written YYYY-MM-DD, e.g. 2024-07-01"
+    assert reasons[5].startswith("column kind: found 'school', expected one of employer, ")
+    assert reasons[4].startswith("column organisation_id: found 'bad id', expected an id of letters and digits")
+    assert not any(c in r for r in reasons.values() for c in ("^", "$", "[", "invalid character"))
     assert (report["rows"], report["imported"], report["organisations_registered"], report["members_joined"],
             report["members_left"]) == (8, 3, 3, 3, 1)
 
@@ -64,10 +74,31 @@ async def test_cli_imports_in_chunks_with_file_line_numbers_and_exports(
     args = ["--url", membership.url, "--key", OPERATOR_KEY, "-p", partnership]
     assert cli.main(["roster", "import", str(path), *args]) == 2  # some rows were refused
     out, err = capsys.readouterr()
-    assert "line 4: organisation_id" in err and "line 8: duplicate of line 2" not in err  # other chunk
-    assert "line 7: left_on" in err and "imported: 4" in out  # row 8 re-states line 2's member in its own chunk
+    assert "line 4: column organisation_id" in err and "line 8: duplicate of line 2" not in err  # other chunk
+    assert "line 7: column left_on" in err and "imported: 4" in out  # row 8 re-states line 2's member in its own chunk
     assert cli.main(["roster", "export", *args]) == 0
     assert capsys.readouterr().out.count("\n") == 4  # header + the 3 memberships stored
+
+
+async def test_a_roster_larger_than_one_slice_streams_out_whole_and_back_in_unchanged(
+    membership, partnership, tmp_path
+):
+    rows = ROSTER_SLICE * 2 + 7  # three slices of the export, several requests of the import
+    path = tmp_path / "big.csv"
+    path.write_text(ROSTER.splitlines()[0] + "\n" + "".join(
+        f"org-{i:04d},Maker {i},employer,,,,CT,,member,2024-01-{1 + i % 28:02d},\n" for i in range(rows)))
+    with httpx.Client(base_url=membership.url, headers={"authorization": f"Bearer {OPERATOR_KEY}"},
+                      timeout=60) as http:
+        report = import_roster(http, partnership, path)
+        assert (report["members_joined"], report["errors"]) == (rows, [])
+        out = io.StringIO()
+        export_roster(http, partnership, out)
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith("organisation_id,") and len(lines) == rows + 1
+        assert [line.split(",")[0] for line in lines[1:]] == [f"org-{i:04d}" for i in range(rows)]
+        (tmp_path / "exported.csv").write_text(out.getvalue())
+        again = import_roster(http, partnership, tmp_path / "exported.csv")
+        assert (again["unchanged"], again["members_joined"], again["errors"]) == (rows, 0, [])
 
 
 async def test_sample_state_loads_once_and_again_without_changes(membership, operator):

@@ -41,6 +41,9 @@ class FakeStore:
         return self._all("memberships", lambda m: m["partnership_id"] == partnership_id
                          and (organisation_ids is None or m["organisation_id"] in organisation_ids))
 
+    async def roster_slices(self, partnership_id: str):
+        yield await self.roster_of(partnership_id)
+
     async def active_membership(self, partnership_id: str, organisation_id: str) -> dict | None:
         found = self._all("memberships", lambda m: (m["partnership_id"], m["organisation_id"], m["left_on"])
                           == (partnership_id, organisation_id, None))

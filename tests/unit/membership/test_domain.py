@@ -20,12 +20,15 @@ def test_roster_rows_are_parsed_with_their_file_line_numbers():
 
 
 @pytest.mark.parametrize("line, reason", [
-    ("acme,Acme,employer,member,2024-01-01,2023-01-01", "left_on: before joined_on"),
-    ("acme,Acme,factory,member,2024-01-01,", "kind: Input should be"),
-    ("acme,Acme,employer,boss,2024-01-01,", "role: Input should be"),
-    ("acme,,employer,member,2024-01-01,", "name: Field required"),
-    ("a b,Acme,employer,member,2024-01-01,", "organisation_id: String should match pattern"),
-    ("acme,Acme,employer,member,,", "joined_on: Input should be a valid date"),
+    ("acme,Acme,employer,member,2024-01-01,2023-01-01",
+     "column left_on: found 2023-01-01, expected a date on or after joined_on (2024-01-01)"),
+    ("acme,Acme,factory,member,2024-01-01,", "column kind: found 'factory', expected one of employer, "),
+    ("acme,Acme,employer,boss,2024-01-01,", "column role: found 'boss', expected one of "),
+    ("acme,,employer,member,2024-01-01,", "column name: found nothing, expected a name of 1 to 200 characters"),
+    ("a b,Acme,employer,member,2024-01-01,", "column organisation_id: found 'a b', expected an id of letters"),
+    ("acme,Acme,employer,member,,", "column joined_on: found nothing, expected a date written YYYY-MM-DD"),
+    ("acme,Acme,employer,member,1/7/2024,", "column joined_on: found '1/7/2024', expected a date written YYYY-MM-DD"),
+    ("acme,Acme,employer,member,2024-01-01,,extra", "more fields than columns"),
     ("acme,Acme,employer,member,2024-01-01,,extra", "more fields than columns"),
 ])
 def test_a_bad_row_is_reported_with_its_reason(line, reason):

@@ -185,7 +185,7 @@ async def test_viewers_read_their_partnership(world):
     assert (await world.list_teams(VIEWER_A, "a", ALL)).total == 1
     assert (await world.get_team(VIEWER_A, "a", "t"))["name"] == "Team"
     assert (await world.list_targets(VIEWER_A, "a", ALL)).total == 1
-    assert (await world.export_roster(VIEWER_A, "a")).count("\n") == 3
+    assert (await _exported(world, VIEWER_A, "a")).count("\n") == 3
 
 
 async def test_admins_issue_viewer_and_partner_system_keys_with_their_sources(world):
@@ -218,9 +218,13 @@ async def test_admins_issue_viewer_and_partner_system_keys_with_their_sources(wo
     assert (await world.list_keys(ADMIN_A, ALL, revoked=True)).total == 1
 
 
+async def _exported(world, principal, partnership_id: str) -> str:
+    return "".join([part async for part in await world.export_roster(principal, partnership_id)])
+
+
 async def test_the_roster_export_reimports_to_the_same_values(world):
     await world.update_organisation(OPERATOR, "mine", s.OrganisationPatch(name='=HYPERLINK("http://x.example","Mine")'))
-    exported = await world.export_roster(ADMIN_A, "a")
+    exported = await _exported(world, ADMIN_A, "a")
     assert "'=HYPERLINK" in exported
     report = await world.import_roster(ADMIN_A, "a", exported, 1)
     assert (report["unchanged"], report["organisations_updated"], report["errors"]) == (2, 0, [])

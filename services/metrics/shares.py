@@ -1,0 +1,121 @@
+"""Share links: a revocable, read-only link to one partnership's print infographic, for people
+without an account (a funder, a board). The partnership's admins and operators create, list and
+revoke them. The token is in the creating answer only; the database keeps its SHA-256, so a dump
+holds no usable link. Every visit looks the link up again, so a revocation takes effect at once.
+
+A visitor is a viewer of that one partnership (SharedViewer), so the page's own use case decides
+what is shown and nothing else of the partnership or of others is reachable through the link."""
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import AwareDatetime, BaseModel, Field
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.auth import Principal, authenticated
+from shared.contracts.base import AccessRole
+from shared.errors import Conflict, Invalid, NotFound
+
+SHARE_PATH = "/ui/shared/"  # + the token: the public page
+
+
+class ShareIn(BaseModel):
+    label: str = Field(min_length=1, max_length=200, description="who it is for, e.g. 'State funder'")
+    expires_at: AwareDatetime | None = Field(default=None, description="none: until revoked")
+
+
+def _hashed(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _out(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], **{k: v for k, v in doc.items() if k not in ("_id", "token_hash")}}
+
+
+class ShareStore:
+    def __init__(self, db: AsyncDatabase):
+        self.shares = db["share_links"]
+
+    async def setup(self) -> None:
+        await self.shares.create_index([("token_hash", ASCENDING)], unique=True)
+        await self.shares.create_index([("partnership_id", ASCENDING)])
+
+    async def add(self, doc: dict) -> None:
+        await self.shares.insert_one(doc)
+
+    async def live(self, token_hash: str, now: datetime) -> dict | None:
+        """The link with this token if it is neither revoked nor expired."""
+        return await self.shares.find_one({"token_hash": token_hash, "revoked_at": None,
+                                           "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]})
+
+    async def of_partnership(self, partnership_id: str) -> list[dict]:
+        return await self.shares.find({"partnership_id": partnership_id}).sort("created_at", ASCENDING).to_list()
+
+    async def revoke(self, partnership_id: str, share_id: str, now: datetime) -> dict | None:
+        """The link as revoked, or None if it is not this partnership's or was revoked before."""
+        return await self.shares.find_one_and_update(
+            {"_id": share_id, "partnership_id": partnership_id, "revoked_at": None},
+            {"$set": {"revoked_at": now}}, return_document=True)
+
+
+class ShareLinks:
+    """The use cases: who may manage a partnership's links is decided here."""
+
+    def __init__(self, store: ShareStore):
+        self.store = store
+
+    async def create(self, principal: Principal, partnership_id: str, body: ShareIn) -> dict:
+        principal.require_writer(partnership_id, AccessRole.PARTNERSHIP_ADMIN)
+        now = datetime.now(UTC)
+        if body.expires_at and body.expires_at <= now:
+            raise Invalid("expires_at", "is in the past: give a later time, or none for no expiry")
+        token = secrets.token_urlsafe(32)
+        doc = {"_id": secrets.token_hex(8), "partnership_id": partnership_id, "label": body.label,
+               "token_hash": _hashed(token), "created_at": now, "created_by": principal.key_id,
+               "expires_at": body.expires_at, "revoked_at": None}
+        await self.store.add(doc)
+        return {**_out(doc), "token": token, "path": SHARE_PATH + token}
+
+    async def list(self, principal: Principal, partnership_id: str) -> dict:
+        principal.require_writer(partnership_id, AccessRole.PARTNERSHIP_ADMIN)
+        return {"items": [_out(doc) for doc in await self.store.of_partnership(partnership_id)]}
+
+    async def revoke(self, principal: Principal, partnership_id: str, share_id: str) -> dict:
+        principal.require_writer(partnership_id, AccessRole.PARTNERSHIP_ADMIN)
+        revoked = await self.store.revoke(partnership_id, share_id, datetime.now(UTC))
+        if revoked is None:
+            if not any(doc["_id"] == share_id for doc in await self.store.of_partnership(partnership_id)):
+                raise NotFound(f"no share link {share_id!r} of partnership {partnership_id!r}")
+            raise Conflict(f"share link {share_id!r} is already revoked")
+        return _out(revoked)
+
+    async def visitor(self, token: str) -> Principal | None:
+        """A viewer of the link's one partnership, or None if the link is unknown, revoked or expired."""
+        found = await self.store.live(_hashed(token), datetime.now(UTC))
+        if found is None:
+            return None
+        return Principal(key_id=f"share:{found['_id']}", role=AccessRole.VIEWER,
+                         partnership_ids=frozenset({found["partnership_id"]}))
+
+
+def share_routes(links: ShareLinks) -> APIRouter:
+    router = APIRouter(prefix="/partnerships/{partnership_id}/shares", tags=["share links"])
+
+    @router.post("", status_code=201, summary="Create a read-only link to the partnership's infographic; "
+                                             "its token is in this answer only")
+    async def create(partnership_id: str, body: ShareIn, principal: Principal = Depends(authenticated)) -> dict:
+        return await links.create(principal, partnership_id, body)
+
+    @router.get("", summary="The partnership's share links (never their tokens)")
+    async def list_(partnership_id: str, principal: Principal = Depends(authenticated)) -> dict:
+        return await links.list(principal, partnership_id)
+
+    @router.delete("/{share_id}", summary="Revoke a share link: it stops working at once")
+    async def revoke(partnership_id: str, share_id: str, principal: Principal = Depends(authenticated)) -> dict:
+        return await links.revoke(principal, partnership_id, share_id)
+
+    return router
