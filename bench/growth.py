@@ -14,22 +14,20 @@ smallest size: per-event time and memory are given relative to it. Starts its ow
 
 import argparse
 import asyncio
-import gc
 import re
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
-import httpx
-from harness import Service  # noqa: E402  (bench/harness.py)
-from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
+from harness import Service, until_stored  # noqa: E402  (bench/harness.py)
+from rollup import produce_chunks, scenario  # noqa: E402  (bench/rollup.py)
 
 from cli.stack import LocalStack  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
 
-STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 BUSY = re.compile(r"^backbone_metrics_batch_seconds_sum (\S+)$", re.M)
 CHUNK = 1_000_000  # events generated and produced at a time: the bench's own memory stays bounded
 BATCHES = re.compile(r"^backbone_metrics_batch_events_count (\S+)$", re.M)
@@ -41,23 +39,12 @@ async def one_size(n: int, endpoints, workdir: Path, startup: float = 0.0) -> tu
     namespace = f"grow{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
     await ensure_topics(kafka)
-    total = 0
-    for chunk, start in enumerate(range(0, n, CHUNK)):
-        events = scenario(min(CHUNK, n - start), 12, seed=7 + chunk)
-        await produce(kafka, events)
-        total += len(events)
-        del events
-        gc.collect()
+    total = await produce_chunks(kafka, (partial(scenario, min(CHUNK, n - start), 12, seed=7 + chunk)
+                                         for chunk, start in enumerate(range(0, n, CHUNK))))
     started = time.perf_counter()
     service = Service("metrics", endpoints, namespace, workdir / f"metrics-{n}.log")
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            while True:
-                exposition = (await http.get(service.url + "/metrics")).text
-                found = STORED.search(exposition)
-                if float(found.group(1) if found else 0) >= total:
-                    break
-                await asyncio.sleep(0.1)
+        exposition = await until_stored(service, total)
         busy, batches = BUSY.search(exposition), BATCHES.search(exposition)
         if batches and total:
             print(f"  {total:>9,} events in {float(batches.group(1)):,.0f} batches", flush=True)

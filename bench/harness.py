@@ -1,7 +1,9 @@
 """Shared by the benchmarks that run real service processes: a local stack, a service process on
 a free port with its own namespace, its peak memory, and a roster the events service accepts."""
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,3 +75,17 @@ async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> No
         return
     async with httpx.AsyncClient(base_url=events_url, headers=AUTH) as http:
         await until_roster_known(http, example(out.HireRecorded, hire_id="probe"), timeout=30)
+
+
+STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
+
+
+async def until_stored(service: Service, total: int) -> str:
+    """Waits until the metrics service has stored `total` records; its /metrics exposition then."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        while True:
+            exposition = (await http.get(service.url + "/metrics")).text
+            found = STORED.search(exposition)
+            if float(found.group(1) if found else 0) >= total:
+                return exposition
+            await asyncio.sleep(0.1)

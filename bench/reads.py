@@ -15,25 +15,23 @@ most 1.5x, and every page's p95 under 300 ms). Starts its own local stack.
 
 import argparse
 import asyncio
-import gc
-import re
 import statistics
 import tempfile
 import time
 import uuid
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import httpx
-from harness import AUTH, OPERATOR_KEY, Service  # noqa: E402  (bench/harness.py)
-from rollup import produce, scenario  # noqa: E402  (bench/rollup.py)
+from harness import AUTH, OPERATOR_KEY, Service, until_stored  # noqa: E402  (bench/harness.py)
+from rollup import produce_chunks, scenario  # noqa: E402  (bench/rollup.py)
 
 from cli.stack import LocalStack  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import KafkaSettings  # noqa: E402
 
 PARTNERSHIPS, YEARS, LAST_YEAR = 25, 5, 2025
-STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 GRAINS = {"month": "2025-09", "quarter": "2025-Q3", "program year": f"PY{LAST_YEAR}"}
 SCOPES = {"partnership": "rsp-03", "region": "region-1", "sector": "sector-2", "state": None}
 
@@ -61,21 +59,12 @@ async def load(n: int, endpoints, workdir: Path) -> Service:
     namespace = f"reads{uuid.uuid4().hex[:6]}."
     kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False, namespace=namespace)
     await ensure_topics(kafka)
-    total = 0
-    for year in range(LAST_YEAR - YEARS + 1, LAST_YEAR + 1):
-        events = scenario(n // YEARS, PARTNERSHIPS, seed=year, year_start=date(year, 7, 1))
-        await produce(kafka, events)
-        total += len(events)
-        del events
-        gc.collect()
+    total = await produce_chunks(kafka, (partial(scenario, n // YEARS, PARTNERSHIPS, seed=year,
+                                                 year_start=date(year, 7, 1))
+                                         for year in range(LAST_YEAR - YEARS + 1, LAST_YEAR + 1)))
     started = time.perf_counter()
     service = Service("metrics", endpoints, namespace, workdir / f"metrics-{n}.log")
-    async with httpx.AsyncClient(timeout=10) as http:
-        while True:
-            found = STORED.search((await http.get(service.url + "/metrics")).text)
-            if float(found.group(1) if found else 0) >= total:
-                break
-            await asyncio.sleep(0.2)
+    await until_stored(service, total)
     print(f"  {total:>9,} events rolled up in {time.perf_counter() - started:.0f} s", flush=True)
     return service
 

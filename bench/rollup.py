@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -132,6 +132,19 @@ def scenario(n: int, partnerships: int, seed: int = 7, year_start: date = PY_STA
                                                soc_code=rnd.choice(["51-4041", "51-2092", "17-2112"]),
                                                openings=rnd.randrange(1, 9))]), when)
     return events
+
+
+async def produce_chunks(kafka: KafkaSettings, chunks: Iterable[Callable[[], list[CloudEvent]]]) -> int:
+    """Generates and produces one chunk of events at a time (the bench's own memory stays bounded);
+    returns how many were produced."""
+    total = 0
+    for chunk in chunks:
+        events = chunk()
+        await produce(kafka, events)
+        total += len(events)
+        del events
+        gc.collect()
+    return total
 
 
 async def produce(kafka: KafkaSettings, events: list[CloudEvent]) -> None:

@@ -62,10 +62,15 @@ async def hires(metrics) -> int | None:
     return answer.json()["values"]["hires"] if answer.status_code == 200 else None
 
 
+@pytest.fixture
+def metrics(start_service, events_service):  # noqa: F811
+    """The metrics service with its recording forms pointed at the events service."""
+    return start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY,
+                                     "METRICS_EVENTS_URL": events_service.url})
+
+
 async def test_a_coordinator_records_a_hire_in_the_browser_and_the_kpi_moves_once(
-        start_service, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
-    metrics = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY,
-                                        "METRICS_EVENTS_URL": events_service.url})
+        metrics, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
     admin = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, P, metrics, events_service)
     http = await signed_in(metrics, admin)
     try:
@@ -96,9 +101,7 @@ async def test_a_coordinator_records_a_hire_in_the_browser_and_the_kpi_moves_onc
 
 
 async def test_a_refusal_is_shown_next_to_the_field_with_what_was_typed_kept(
-        start_service, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
-    metrics = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY,
-                                        "METRICS_EVENTS_URL": events_service.url})
+        metrics, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
     admin = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, P, metrics, events_service)
     http = await signed_in(metrics, admin)
     try:
@@ -116,9 +119,7 @@ async def test_a_refusal_is_shown_next_to_the_field_with_what_was_typed_kept(
 
 
 async def test_viewers_other_partnerships_and_other_sites_cannot_record(
-        start_service, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
-    metrics = start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY,
-                                        "METRICS_EVENTS_URL": events_service.url})
+        metrics, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
     viewer = await issue(membership_broker, kafka_settings, AccessRole.VIEWER, P, metrics, events_service)
     stranger = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, OTHER, metrics,
                            events_service)
