@@ -41,5 +41,5 @@ async def test_membership_dates_within_the_window(operator, partnership):
               "kubtec,KUB Technologies,employer,member,2024-02-01\n")
     report = (await operator.post("/partnerships/sw-mp/roster", content=roster,
                                   headers={"content-type": "text/csv"})).json()
-    assert [(e["line"], e["reason"].split(":")[0]) for e in report["errors"]] == [(2, "joined_on")]
+    assert [(e["line"], e["reason"].split(":")[0]) for e in report["errors"]] == [(2, "column joined_on")]
     assert report["imported"] == 1
