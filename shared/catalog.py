@@ -109,6 +109,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(_P + "apprenticeship.started.v1", out.ApprenticeshipStarted, OUTCOMES),
     EventType(_P + "retention.checked.v1", out.RetentionChecked, OUTCOMES),
     EventType(_P + "separation.recorded.v1", out.SeparationRecorded, OUTCOMES),
+    EventType(_P + "outcome.voided.v1", out.OutcomeVoided, OUTCOMES),
     EventType(_P + "demand.survey_responded.v1", dem.DemandSurveyResponded, DEMAND),
     # metrics and notify services
     EventType(_P + "kpi.milestone_reached.v1", sig.MilestoneReached, SIGNALS),
@@ -135,6 +136,7 @@ WEBHOOK_TYPES: tuple[WebhookType, ...] = (
 BY_TYPE: dict[str, EventType] = {e.type: e for e in EVENT_TYPES}
 BY_MODEL: dict[type[EventData], EventType] = {e.model: e for e in EVENT_TYPES}
 WEBHOOK_BY_MODEL: dict[type[EventData], WebhookType] = {e.model: e for e in WEBHOOK_TYPES}
+VOIDABLE_TYPES = frozenset(BY_MODEL[model].type for model in out.VOIDABLE)  # what an outcome.voided may name
 
 
 def event_type_of(data: EventData) -> EventType:

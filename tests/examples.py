@@ -74,6 +74,8 @@ EXAMPLES: dict[type[EventData], EventData] = {
                                                still_employed=True),
     out.SeparationRecorded: out.SeparationRecorded(partnership_id=P, hire_id="h-1", person_id="p-81",
                                                    employer_id="microboard", separated_on=date(2026, 9, 1)),
+    out.OutcomeVoided: out.OutcomeVoided(partnership_id=P, voided_source="/ats", voided_id="hire-1",
+                                         reason="recorded twice under two ids"),
     dem.DemandSurveyResponded: dem.DemandSurveyResponded(
         partnership_id=P, survey_round="2026-spring", employer_id="microboard", responded_on=date(2026, 3, 2),
         openings=[dem.ExpectedOpenings(soc_code="51-4041", openings=6, skills=["CNC setup", "blueprint reading"])]),

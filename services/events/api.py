@@ -55,6 +55,7 @@ ENDPOINTS = {
     out.ApprenticeshipStarted: ("/outcomes/apprenticeships", "Record a started apprenticeship"),
     out.RetentionChecked: ("/outcomes/retention-checks", "Record a retention check of a hire"),
     out.SeparationRecorded: ("/outcomes/separations", "Record a separation after a hire"),
+    out.OutcomeVoided: ("/outcomes/voids", "Void a recorded outcome (it stays in history; KPIs leave it out)"),
     dem.DemandSurveyResponded: ("/demand/survey-responses", "Record an employer's demand survey response"),
 }
 
@@ -75,6 +76,17 @@ class BatchResult(BaseModel):
     rejected: int
     pending: int = Field(description="held until what they name arrives, then decided by themselves")
     results: list[EventResult]  # in the order of the submitted events
+
+
+class RecordRow(BaseModel):
+    """An accepted event, as lineage rows and the records page show it."""
+
+    source: str = Field(description="who sent it: `/keys/<key_id>` for keys, or a partner system's source")
+    id: str
+    type: str
+    time: datetime = Field(description="when it happened, as its sender said")
+    data: dict[str, Any]
+    voided_by: str | None = Field(default=None, description="the id of the void that took it back, if any")
 
 
 class EventStatus(BaseModel):
@@ -222,6 +234,19 @@ def routes(service: EventsService, intake: Intake, max_batch_events: int, max_ba
                            principal: Annotated[Principal, Depends(authenticated)]) -> EventStatus:
         found = await service.status(principal, partnership_id, source, id)
         return EventStatus.model_validate(found | {"membership_lag": membership_lag()})
+
+    @router.get("/partnerships/{partnership_id}/records", tags=["CloudEvents ingest"],
+                summary="The partnership's accepted events, newest first: those named by `id`, or a page of them",
+                description="With `id` (repeatable, up to 200): those events, whatever their source (lineage "
+                            "lists ids only). Else the newest `limit`, of `type` if given, before `before` "
+                            "(the `time` of the last row of the previous page).")
+    async def records(partnership_id: str, principal: Annotated[Principal, Depends(authenticated)],
+                      id: Annotated[list[str] | None, Query(max_length=200)] = None,
+                      type: Annotated[str | None, Query(max_length=200)] = None,
+                      before: datetime | None = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[RecordRow]:
+        found = await service.records(principal, partnership_id, ids=id, event_type=type, before=before, limit=limit)
+        return [RecordRow.model_validate(row) for row in found]
 
     @router.get("/partnerships/{partnership_id}/activities/{activity_id}", tags=["activities"],
                 summary="An activity's lifecycle as accepted so far",

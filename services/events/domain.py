@@ -10,17 +10,18 @@ such an event (held, decided again when the roster moves) from one that can neve
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.catalog import event_type_of
+from shared.catalog import BY_MODEL, VOIDABLE_TYPES, event_type_of
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus, ActivityKind, EventData, PartnershipEvent
+from shared.envelope import CloudEvent
 
 FieldError = dict[str, str]  # {"field": "data.host_ids.0", "message": "..."}, as in shared.envelope
 
@@ -73,6 +74,7 @@ class References:
     action_teams: set[Key] = field(default_factory=set)
     activities: set[Key] = field(default_factory=set)
     hires: set[Key] = field(default_factory=set)
+    records: set[str] = field(default_factory=set)  # accepted events (by `identity`) that voids name
 
 
 @dataclass
@@ -85,8 +87,11 @@ class Facts:
     action_teams: dict[Key, ActionTeamStatus] = field(default_factory=dict)
     activities: dict[Key, Activity] = field(default_factory=dict)
     hires: dict[Key, Hire] = field(default_factory=dict)
+    records: dict[str, dict] = field(default_factory=dict)  # identity -> the accepted event, as stored
     changed_activities: set[Key] = field(default_factory=set)
     new_hires: list[Hire] = field(default_factory=list)
+    voided: dict[str, str] = field(default_factory=dict)  # identity of a voided record -> id of its void
+    removed_hires: set[Key] = field(default_factory=set)  # hires voided: their ids may be recorded again
 
 
 class Waiting(StrEnum):
@@ -106,6 +111,14 @@ def identity(source: str, event_id: str) -> str:
     two senders' equal ids are two events. The source's length first keeps the joined string
     unambiguous whatever either contains; a string is an exact index lookup as a Mongo _id."""
     return f"{len(source)}:{source} {event_id}"
+
+
+def record_of(event: CloudEvent) -> dict:
+    """An accepted event as the store keeps it: who sent it, when, and what it says (lineage rows
+    and voids read it back). Its identity is the _id: each event is accepted once."""
+    return {"_id": identity(event.source, event.id), "source": event.source, "id": event.id, "type": event.type,
+            "time": event.time, "partnership_id": partnership_of(event.data),
+            "data": event.data.model_dump(mode="json", exclude_none=True)}
 
 
 def references(events: Iterable[EventData]) -> References:
@@ -128,6 +141,8 @@ def references(events: Iterable[EventData]) -> References:
             refs.hires.add((pid, hire))
         if team := fields.get("action_team_id"):
             refs.action_teams.add((pid, team))
+        if isinstance(data, out.OutcomeVoided):
+            refs.records.add(identity(data.voided_source, data.voided_id))
         refs.members.update((pid, host) for host in fields.get("host_ids", ()))
     return refs
 
@@ -255,6 +270,35 @@ def _placement_recordable(data: out.PlacementRecorded, facts: Facts) -> list[Fie
             + _unknown_organisation("provider_id", data.provider_id, facts))
 
 
+HIRE_TYPE = BY_MODEL[out.HireRecorded].type
+
+
+def _voidable(data: out.OutcomeVoided, facts: Facts) -> list[FieldError]:
+    """A void names an outcome of its own partnership, accepted and not voided yet."""
+    if data.voided is not None:
+        return [_error("voided", "set by the events service from the record named: leave it out")]
+    record_identity = identity(data.voided_source, data.voided_id)
+    record = facts.records.get(record_identity)
+    if record is None or record["partnership_id"] != data.partnership_id:
+        return [_error("voided_id", "no record with this source and id was accepted in this partnership")]
+    if record["type"] not in VOIDABLE_TYPES:
+        return [_error("voided_id", "only hires, placements, training, credentials and apprenticeships can be voided")]
+    if "data" not in record:
+        return [_error("voided_id", "recorded before the events service kept what records say: it cannot be voided")]
+    if record.get("voided_by") or record_identity in facts.voided:
+        return [_error("voided_id", "this record is voided already")]
+    return []
+
+
+def completed(data: EventData, facts: Facts) -> EventData:
+    """The event as published: a void carries what the record it takes back said."""
+    if not isinstance(data, out.OutcomeVoided):
+        return data
+    record = facts.records[identity(data.voided_source, data.voided_id)]
+    time = record["time"] if record["time"].tzinfo else record["time"].replace(tzinfo=UTC)  # MongoDB's are naive UTC
+    return data.model_copy(update={"voided": out.VoidedRecord(type=record["type"], time=time, data=record["data"])})
+
+
 def _provider_known(data, facts: Facts) -> list[FieldError]:
     return _unknown_organisation("provider_id", data.provider_id, facts)
 
@@ -279,6 +323,7 @@ RULES: dict[type[EventData], Callable[[Any, Facts], list[FieldError]]] = {
     out.ApprenticeshipStarted: _employer_known,
     out.RetentionChecked: _retention_checkable,
     out.SeparationRecorded: _separation_recordable,
+    out.OutcomeVoided: _voidable,
     dem.DemandSurveyResponded: _employer_known,
 }
 
@@ -324,6 +369,16 @@ def apply(data: EventData, facts: Facts) -> None:
                         employer_id=data.employer_id, start_date=data.start_date)
             facts.hires[(hire.partnership_id, hire.hire_id)] = hire
             facts.new_hires.append(hire)
+            return
+        case out.OutcomeVoided():
+            record_identity = identity(data.voided_source, data.voided_id)
+            facts.voided[record_identity] = data.voided_id
+            voided = facts.records[record_identity]
+            if voided["type"] == HIRE_TYPE:
+                key = (data.partnership_id, voided["data"]["hire_id"])
+                facts.hires.pop(key, None)
+                facts.new_hires = [h for h in facts.new_hires if (h.partnership_id, h.hire_id) != key]
+                facts.removed_hires.add(key)
             return
         case _:
             return  # attendance, other outcomes and demand change no state of this service

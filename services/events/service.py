@@ -6,9 +6,10 @@ who may submit, record and read what, whatever the transport (HTTP or a partner'
   source and id, so binding the source to the key is what keeps one sender from colliding with
   or probing another's ids.
 - Reading an activity, or what became of an event, needs read access to its partnership
-  (viewers included).
+  (viewers included); reading its records (what each said) needs write access to it.
 """
 
+from datetime import datetime
 from typing import Protocol
 
 from services.events.domain import Activity, identity
@@ -29,6 +30,9 @@ class Activities(Protocol):
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None: ...
 
     async def status(self, partnership_id: str, event_identity: str) -> dict | None: ...
+
+    async def records(self, partnership_id: str, ids: list[str] | None, event_type: str | None,
+                      before: datetime | None, limit: int) -> list[dict]: ...
 
 
 def authorise(caller: Principal, event: CloudEvent) -> None:
@@ -74,6 +78,13 @@ class EventsService:
         if found is None:
             raise NotFound("no such event accepted or held in this partnership")
         return found
+
+    async def records(self, caller: Principal, partnership_id: str, *, ids: list[str] | None = None,
+                      event_type: str | None = None, before: datetime | None = None, limit: int = 50) -> list[dict]:
+        """The partnership's accepted events (what, when, who sent it, voided or not): record-level data,
+        for those who keep the partnership's records (viewers see its figures, not its records)."""
+        caller.require_writer(partnership_id)
+        return await self.activities.records(partnership_id, ids, event_type, before, limit)
 
     async def submit_inbound(self, caller: Principal | None, key_id: str, events: list[CloudEvent],
                              origins: list[dict] | None = None) -> list[EventResult | DomainError]:

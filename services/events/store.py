@@ -17,7 +17,7 @@ from enum import StrEnum
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of
+from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of, record_of
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
@@ -84,6 +84,8 @@ class EventsStore:
 
     async def create_indexes(self) -> None:
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
+        await self.accepted.create_index([("partnership_id", 1), ("time", -1)])
+        await self.accepted.create_index([("partnership_id", 1), ("id", 1)])
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
@@ -163,6 +165,7 @@ class EventsStore:
             ids(self.activities, [_id(k) for k in refs.activities]),
             ids(self.hires, [_id(k) for k in refs.hires]),
         )
+        records = await ids(self.accepted, refs.records)  # voids only: no query without one
         return Facts(
             partnerships={d["_id"] for d in partnerships},
             organisations={d["_id"] for d in organisations},
@@ -172,6 +175,7 @@ class EventsStore:
             activities={(a.partnership_id, a.activity_id): a
                         for a in (Activity.model_validate(d["state"]) for d in activities)},
             hires={(h.partnership_id, h.hire_id): h for h in (Hire.model_validate(d["hire"]) for d in hires)},
+            records={d["_id"]: d for d in records},
         )
 
     async def record(self, events: list[CloudEvent], facts: Facts, holds: Holds | None = None) -> None:
@@ -184,9 +188,12 @@ class EventsStore:
             async with await session.start_transaction():
                 if events:
                     await self.accepted.insert_many(
-                        [{"_id": identity(e.source, e.id), "source": e.source, "id": e.id, "type": e.type,
-                          "partnership_id": partnership_of(e.data)} for e in events],
+                        [facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],
                         session=session)
+                if facts.voided:
+                    await self.accepted.bulk_write(
+                        [UpdateOne({"_id": record, "voided_by": {"$exists": False}}, {"$set": {"voided_by": void_id}})
+                         for record, void_id in facts.voided.items()], session=session)
                 if holds:
                     await self._store_holds(holds, session)
                 if facts.changed_activities:
@@ -195,6 +202,9 @@ class EventsStore:
                                     {"state": facts.activities[key].model_dump(mode="json")}, upsert=True)
                          for key in facts.changed_activities],
                         session=session)
+                if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
+                    await self.hires.delete_many({"_id": {"$in": [_id(key) for key in facts.removed_hires]}},
+                                                 session=session)
                 if facts.new_hires:
                     await self.hires.insert_many(
                         [{"_id": _id((h.partnership_id, h.hire_id)), "hire": h.model_dump(mode="json")}
@@ -251,6 +261,19 @@ class EventsStore:
         if accepted:
             return {"source": accepted["source"], "id": accepted["id"], "status": HeldStatus.ACCEPTED}
         return await self.held.find_one({"_id": event_identity, "partnership_id": partnership_id}, {"event": 0})
+
+    async def records(self, partnership_id: str, ids: list[str] | None, event_type: str | None,
+                      before: datetime | None, limit: int) -> list[dict]:
+        """Accepted events of the partnership, newest first (by their time): those with these ids, or a page."""
+        query: dict = {"partnership_id": partnership_id}
+        if ids is not None:
+            query["id"] = {"$in": ids}
+        if event_type is not None:
+            query["type"] = event_type
+        if before is not None:
+            query["time"] = {"$lt": before}
+        rows = await self.accepted.find(query, {"_id": 0}).sort([("time", -1), ("id", 1)]).limit(limit).to_list()
+        return [row | {"time": row["time"].replace(tzinfo=UTC), "data": row.get("data", {})} for row in rows]
 
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None:
         doc = await self.activities.find_one({"_id": _id((partnership_id, activity_id))})

@@ -29,7 +29,7 @@ from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, EventData
-from shared.envelope import PlainEvent
+from shared.envelope import PlainEvent, parse_plain
 from shared.periods import Grain, month_of, period_of
 
 # --- facts -----------------------------------------------------------------------------------
@@ -112,6 +112,18 @@ class Facts:
                 known = set(entry[1])
                 entry[1].extend([i for i in ids if i not in known][:room])
         return self
+
+    def taken_back(self, order: str, event_id: str) -> "Facts":
+        """What undoes these facts (of one voided record) when merged: counts and histograms
+        negated, "latest" entries replaced by nothing as of the void, and the void itself in the
+        lineage of each fact, beside the record it takes back. Sets and dates only ever grow: a
+        record with such facts is not voidable (shared.contracts.outcomes.VOIDABLE)."""
+        if self.sets or self.maxima or self.minima:
+            raise ValueError("a record with set or date facts cannot be taken back")
+        return Facts(counts=Counter({name: -n for name, n in self.counts.items()}),
+                     histograms={name: Counter({v: -n for v, n in h.items()}) for name, h in self.histograms.items()},
+                     latest={key: [order, event_id, None] for key in self.latest},
+                     lineage={fact: [1, [event_id]] for fact in self.lineage})
 
     def pack(self) -> bytes:
         """Everything but the counters, compactly: the local MongoDB server's cost grows with
@@ -330,6 +342,20 @@ def _survey(e: PlainEvent, d: Payload, cells: Cells) -> None:  # dem.DemandSurve
     facts.trace("demand", e["id"])
 
 
+def _voided(e: PlainEvent, d: Payload, cells: Cells) -> None:  # out.OutcomeVoided
+    # The void carries what the record said (the events service added it): its facts are
+    # recomputed, then taken back where they were recorded. Sums commute, so a redelivered or
+    # reordered record and void still add up, and the events service accepts one void per record.
+    voided = d["voided"]
+    record_event = parse_plain(orjson.dumps({"specversion": "1.0", "id": d["voided_id"], "source": d["voided_source"],
+                                             "type": voided["type"], "time": voided["time"], "data": voided["data"]}))
+    undone = Cells()
+    record(record_event, undone)
+    order = max(order_of(e), order_of(record_event))  # a sender's clock never lets the record outlive its void
+    for key, facts in undone.items():
+        cells.at(*key).merge(facts.taken_back(order, e["id"]))
+
+
 RECORDERS: dict[type[EventData], Recorder] = {
     mem.RegionDefined: _region,
     mem.SectorDefined: _sector,
@@ -356,6 +382,7 @@ RECORDERS: dict[type[EventData], Recorder] = {
     out.TrainingCompleted: _counted("training_completions", "completed_on"),
     out.CredentialEarned: _counted("credentials", "earned_on"),
     out.ApprenticeshipStarted: _counted("apprenticeships", "started_on"),
+    out.OutcomeVoided: _voided,
     dem.DemandSurveyResponded: _survey,
 }
 _BY_TYPE: dict[str, Recorder] = {BY_MODEL[model].type: recorder for model, recorder in RECORDERS.items()}

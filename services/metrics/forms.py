@@ -11,7 +11,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel
 
-from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES, EventType
+from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES, VOIDABLE_TYPES, EventType
+from shared.contracts.outcomes import OutcomeVoided
 
 # What each form is called, in the order the workspace lists them.
 TITLES = {
@@ -112,7 +113,8 @@ def _kind(event_type: EventType) -> RecordKind | None:
     return RecordKind(short.replace(".", "-").replace("_", "-"), TITLES[short], event_type, tuple(fields))
 
 
-_FORMS = [_kind(t) for t in EVENT_TYPES if t.topic in (ACTIVITIES, OUTCOMES, DEMAND)]
+# A void has no form of its own: it is sent from the record it takes back (the records page).
+_FORMS = [_kind(t) for t in EVENT_TYPES if t.topic in (ACTIVITIES, OUTCOMES, DEMAND) and t.model is not OutcomeVoided]
 RECORDS: dict[str, RecordKind] = {
     kind.slug: kind for kind in sorted((k for k in _FORMS if k is not None),
                                        key=lambda kind: list(TITLES.values()).index(kind.title))
@@ -173,3 +175,69 @@ def field_errors(kind: RecordKind, errors: list[dict]) -> tuple[dict[str, str], 
         else:
             other.append(message)
     return by_field, other
+
+
+def typed_of(kind: RecordKind, data: dict) -> dict[str, list[str]]:
+    """A record's data as its form's fields (what `data_of` reads back): to correct it, the form
+    starts from what it said."""
+    typed: dict[str, list[str]] = {}
+    for f in kind.fields:
+        value = data.get(f.name)
+        if value is None:
+            continue
+        if f.input == "checkbox":
+            typed[f.name] = ["yes"] if value else []
+        elif f.input == "multiple":
+            typed[f.name] = [str(v) for v in value]
+        elif f.input == "list":
+            typed[f.name] = ["\n".join(str(v) for v in value)]
+        elif f.input == "counts":
+            typed |= {f"{f.name}.{option}": [str(n)] for option, n in value.items()}
+        elif f.input == "datetime-local":
+            typed[f.name] = [str(value)[:16]]  # UTC as recorded, to the minute
+        else:
+            typed[f.name] = [str(value)]
+    return typed
+
+
+_BY_TYPE = {kind.event_type.type: kind for kind in RECORDS.values()}
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """An accepted event as a person reads it (records page, lineage)."""
+
+    source: str
+    id: str
+    what: str  # "Hire recorded"
+    when: str  # "2026-03-04 14:05 UTC"
+    who: str  # "key ab12cd" or the partner system's source
+    details: str  # its fields, in words
+    voided_by: str | None
+    voidable: bool  # may still be voided
+    correct_slug: str | None  # the form that corrects it, if any
+
+
+def row_of(record: dict) -> RecordRow:
+    """A row of the events service's records (`GET /partnerships/{id}/records`)."""
+    short = record["type"].removeprefix("org.backbone.").rsplit(".v", 1)[0]
+    what = short.replace(".", " ").replace("_", " ")
+    source = record["source"]
+    details = " · ".join(f"{_label(name).removesuffix(' (UTC)').lower()} {_shown(value)}"
+                         for name, value in record.get("data", {}).items()
+                         if name not in ("partnership_id", "voided") and value not in (None, [], {}))
+    voidable = record["type"] in VOIDABLE_TYPES and not record.get("voided_by")
+    kind = _BY_TYPE.get(record["type"])
+    return RecordRow(source, record["id"], what[:1].upper() + what[1:], str(record["time"])[:16].replace("T", " ")
+                     + " UTC", "key " + source.removeprefix("/keys/") if source.startswith("/keys/") else source,
+                     details, record.get("voided_by"), voidable, kind.slug if kind and voidable else None)
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
+    return str(value)

@@ -82,7 +82,7 @@ class View:
         day = timedelta(days=1)
         cohort = []
         for key, entry in self.flow.latest.items():
-            if key.startswith("hire:"):
+            if key.startswith("hire:") and entry[2] is not None:  # None: the hire was voided
                 hire = key[5:]
                 separated, absent = ends.get(f"separated:{hire}"), ends.get(f"absent:{hire}")
                 ended = min(separated, absent) if separated and absent else separated or absent

@@ -9,6 +9,7 @@ Content-Security-Policy that allows nothing but this site (pages have no script)
 
 import json
 import logging
+import uuid
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -19,14 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.metrics import views
+from services.metrics import forms, views
 from services.metrics.queries import KpiService, landing
 from services.metrics.recording import EventsGateway, recording_routes
 from services.metrics.sessions import LoginThrottle, Sessions
-from services.metrics.shares import ShareLinks
+from services.metrics.shares import ShareLinks, share_pages
 from shared.auth import KeyRing, Principal
 from shared.contracts.base import AccessRole
-from shared.errors import DomainError, Invalid, NotAllowed
+from shared.errors import DomainError, Invalid, NotAllowed, Unavailable
 from shared.periods import program_year
 
 COOKIE = "backbone_session"
@@ -222,12 +223,25 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
     async def kpi_page(request: Request, kpi: str, period: str | None = None, partnership: str | None = None,
                        who: Principal = Depends(signed_in)) -> Response:
         data = await kpi_service.kpi_page(who, kpi, period or program_year(date.today()), partnership)
-        return table_or_page(request, "kpi.html", who=who, **data)
+        return table_or_page(request, "kpi.html", who=who, lineage_rows=await lineage_rows(request, who, data), **data)
+
+    async def lineage_rows(request: Request, who: Principal, data: dict) -> list:
+        """The lineage's events as readable rows, for those who may read a partnership's records; the
+        bare ids otherwise, or when the events service cannot answer now (the figures still show)."""
+        scope_id, ids = data["scope_id"], data["lineage"]["event_ids"]
+        if not (scope_id and ids and may_write(who, scope_id)) or (key := await key_of(request)) is None:
+            return []
+        try:
+            found = await gateway.records(key, scope_id, ids=ids[:200])
+        except (Unavailable, NotAllowed):
+            return []
+        return [forms.row_of(r) for r in found]
 
     async def key_of(request: Request) -> str | None:
         return await sessions.key(request.cookies.get(COOKIE))
 
     recording_routes(router, signed_in, key_of, gateway, render)
+    share_pages(router, signed_in, links, render)
 
     @router.get("/{unknown:path}", response_class=HTMLResponse)
     async def not_found(request: Request, unknown: str, who: Principal = Depends(signed_in)) -> Response:
@@ -243,9 +257,17 @@ def may_write(who: Principal | None, partnership_id: str) -> bool:
     return who is not None and who.may_write(partnership_id)
 
 
+def may_share(who: Principal | None, partnership_id: str) -> bool:
+    """Whether the page offers the partnership's share links: its admins and operators (as ShareLinks decides)."""
+    return who is not None and may_write(who, partnership_id) and (
+        who.is_operator or who.role is AccessRole.PARTNERSHIP_ADMIN)
+
+
 def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
 
-TEMPLATES.globals.update(fmt=views.fmt, cell=views.cell, progress_bar=views.progress_bar, role_label=role_label,
-                         may_write=may_write, json=json)
+# uuid: void forms draw their event id when shown, so sending one twice voids once
+TEMPLATES.globals.update(uuid=lambda: str(uuid.uuid4()), fmt=views.fmt, cell=views.cell,
+                         progress_bar=views.progress_bar, role_label=role_label, may_write=may_write,
+                         may_share=may_share, json=json)

@@ -17,10 +17,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.metrics import forms
 from shared.auth import Principal
+from shared.catalog import BY_MODEL
+from shared.contracts.outcomes import OutcomeVoided
 from shared.errors import NotAllowed, NotFound, Unavailable
 
 STRUCTURED = "application/cloudevents+json"
-DONE = {"accepted": "Recorded.", "pending": "Received: it waits for the member or activity it names, and "
+BATCH = "application/cloudevents-batch+json"
+PAGE_ROWS = 50  # the events service's page of records
+VOID_TYPE = BY_MODEL[OutcomeVoided].type
+DONE = {"voided": "Voided: it stays in the history, and the KPIs leave it out within seconds.",
+        "corrected": "Corrected: the record is voided and the corrected one recorded.",
+        "accepted": "Recorded.", "pending": "Received: it waits for the member or activity it names, and "
         "counts once that is recorded.", "duplicate": "Already recorded: this form was sent before."}
 
 
@@ -31,18 +38,37 @@ class EventsGateway:
         self.url = url
         self.timeout = timeout
 
-    async def submit(self, key: str, event: dict) -> tuple[int, dict]:
+    async def _call(self, method: str, path: str, key: str, **request) -> httpx.Response:
         if self.url is None:
             raise Unavailable("recording is not set up here (METRICS_EVENTS_URL is not set)")
         try:
             async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
-                answer = await http.post("/events", json=event, headers={
-                    "authorization": f"Bearer {key}", "content-type": STRUCTURED})
+                answer = await http.request(method, path, headers={"authorization": f"Bearer {key}",
+                                                                  **request.pop("headers", {})}, **request)
         except httpx.HTTPError as exc:
             raise Unavailable("the events service could not be reached: nothing was recorded, try again") from exc
         if answer.status_code >= 500:
             raise Unavailable("the events service could not record it now: nothing was recorded, try again")
+        return answer
+
+    async def submit(self, key: str, event: dict | list[dict]) -> tuple[int, dict]:
+        """One event, or a batch decided in order (a correction: the void, then the corrected record)."""
+        batch = isinstance(event, list)
+        answer = await self._call("POST", "/events", key, json=event,
+                                  headers={"content-type": BATCH if batch else STRUCTURED})
         return answer.status_code, answer.json()
+
+    async def records(self, key: str, partnership_id: str, *, ids: list[str] | None = None,
+                      event_type: str | None = None, before: str | None = None) -> list[dict]:
+        """The partnership's accepted events, newest first (the events service decides who may read them)."""
+        params = {"id": ids} if ids is not None else {"type": event_type, "before": before}
+        answer = await self._call("GET", f"/partnerships/{partnership_id}/records", key,
+                                  params={k: v for k, v in params.items() if v})
+        if answer.status_code == 403:
+            raise NotAllowed(answer.json().get("detail") or "this key may not read these records")
+        if answer.status_code != 200:
+            raise Unavailable(f"the events service answered {answer.status_code}: try again")
+        return answer.json()
 
 
 def may_record(who: Principal, partnership_id: str) -> None:
@@ -57,16 +83,39 @@ def kind_named(slug: str) -> forms.RecordKind:
     return kind
 
 
+def cloud_event(who: Principal, event_id: str, event_type: str, data: dict) -> dict:
+    """A structured CloudEvent sent as the signed-in key's own source."""
+    return {"specversion": "1.0", "id": event_id, "source": f"/keys/{who.key_id}", "type": event_type,
+            "time": datetime.now(UTC).isoformat(), "datacontenttype": "application/json", "data": data}
+
+
 def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Principal]], key_of,
                      gateway: EventsGateway, render: Callable[..., HTMLResponse]) -> None:
     """Adds the recording pages to the /ui router (its page errors, headers and same-origin rule)."""
 
+    async def session_key(request: Request) -> str:
+        if (key := await key_of(request)) is None:  # a session opened before sessions kept keys: sign in again
+            raise NotAllowed("sign out and in again to record")
+        return key
+
     def form_page(who: Principal, partnership_id: str, kind: forms.RecordKind, *, status: int = 200,
                   typed: dict | None = None, errors: dict | None = None, problems: list | None = None,
-                  done: str | None = None, event_id: str | None = None) -> HTMLResponse:
+                  done: str | None = None, event_id: str | None = None,
+                  correcting: forms.RecordRow | None = None) -> HTMLResponse:
+        typed = typed or {}
         return render("record.html", status=status, who=who, partnership_id=partnership_id, kind=kind,
-                      typed=typed or {}, errors=errors or {}, problems=problems or [], done=DONE.get(done or ""),
-                      event_id=event_id or str(uuid.uuid4()), kinds=forms.RECORDS.values())
+                      typed=typed, errors=errors or {}, problems=problems or [], done=DONE.get(done or ""),
+                      event_id=event_id or str(uuid.uuid4()), kinds=forms.RECORDS.values(), correcting=correcting,
+                      void_id=_one(typed, "void_id") or str(uuid.uuid4()))
+
+    async def records_page(request: Request, who: Principal, partnership_id: str, *, status: int = 200,
+                           event_type: str | None = None, before: str | None = None, done: str | None = None,
+                           problems: list | None = None) -> HTMLResponse:
+        found = await gateway.records(await session_key(request), partnership_id, event_type=event_type, before=before)
+        return render("records.html", status=status, who=who, partnership_id=partnership_id,
+                      rows=[forms.row_of(r) for r in found], event_type=event_type or "",
+                      kinds=forms.RECORDS.values(), older=found[-1]["time"] if len(found) == PAGE_ROWS else None,
+                      done=DONE.get(done or ""), problems=problems or [])
 
     @router.get("/partnerships/{partnership_id}/record", response_class=HTMLResponse)
     async def record_index(partnership_id: str, who: Principal = Depends(signed_in)) -> Response:
@@ -75,10 +124,22 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
                       kinds=forms.RECORDS.values())
 
     @router.get("/partnerships/{partnership_id}/record/{slug}", response_class=HTMLResponse)
-    async def record_form(partnership_id: str, slug: str, done: str | None = None,
+    async def record_form(request: Request, partnership_id: str, slug: str, done: str | None = None,
+                          correct: str | None = None, source: str | None = None,
                           who: Principal = Depends(signed_in)) -> Response:
+        """The form of a record kind; with `correct` (and `source`), filled with that record, to correct it."""
         may_record(who, partnership_id)
-        return form_page(who, partnership_id, kind_named(slug), done=done)
+        kind = kind_named(slug)
+        if correct is None:
+            return form_page(who, partnership_id, kind, done=done)
+        found = [r for r in await gateway.records(await session_key(request), partnership_id, ids=[correct])
+                 if r["source"] == source and r["type"] == kind.event_type.type]
+        if not found:
+            raise NotFound("there is no such record of this kind in the partnership")
+        row = forms.row_of(found[0])
+        if not row.voidable:
+            raise NotFound("this record is voided already")
+        return form_page(who, partnership_id, kind, typed=forms.typed_of(kind, found[0]["data"]), correcting=row)
 
     @router.post("/partnerships/{partnership_id}/record/{slug}", response_class=HTMLResponse)
     async def record(request: Request, partnership_id: str, slug: str,
@@ -86,19 +147,56 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
         may_record(who, partnership_id)
         kind = kind_named(slug)
         typed = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
-        event_id = (typed.get("event_id") or [""])[0][:100] or str(uuid.uuid4())
-        key = await key_of(request)
-        if key is None:  # a session opened before sessions kept keys: sign in again
-            raise NotAllowed("sign out and in again to record")
-        event = {"specversion": "1.0", "id": event_id, "source": f"/keys/{who.key_id}",
-                 "type": kind.event_type.type, "time": datetime.now(UTC).isoformat(),
-                 "datacontenttype": "application/json", "data": forms.data_of(kind, typed, partnership_id)}
-        status, answer = await gateway.submit(key, event)
+        event_id = _one(typed, "event_id")[:100] or str(uuid.uuid4())
+        event = cloud_event(who, event_id, kind.event_type.type, forms.data_of(kind, typed, partnership_id))
+        correcting = None
+        if corrected_id := _one(typed, "correct_id"):  # the void first, then the corrected record, in one batch
+            correcting = forms.RecordRow(_one(typed, "correct_source"), corrected_id, kind.title, "", "", "",
+                                         None, True, slug)
+            void = cloud_event(who, _one(typed, "void_id")[:100] or str(uuid.uuid4()), VOID_TYPE,
+                               {"partnership_id": partnership_id, "voided_source": correcting.source,
+                                "voided_id": corrected_id, "reason": "corrected from the workspace"})
+            status, answer = await gateway.submit(await session_key(request), [void, event])
+            if status in (200, 202) and all(r["status"] != "rejected" for r in answer["results"]):
+                return RedirectResponse(f"/ui/partnerships/{partnership_id}/records?done=corrected", status_code=303)
+            if status in (200, 202):
+                void_result, record_result = answer["results"]
+                answer = {"errors": record_result["errors"] + [
+                    {"message": f"the record corrected: {e['message']}"} for e in void_result["errors"]]}
+        else:
+            status, answer = await gateway.submit(await session_key(request), event)
         if status == 403:
             raise NotAllowed(answer.get("detail") or "this key may not record this")
-        if status in (200, 202):
+        if status in (200, 202) and correcting is None:
             return RedirectResponse(f"/ui/partnerships/{partnership_id}/record/{slug}?done={answer['status']}",
                                     status_code=303)
         by_field, other = forms.field_errors(kind, answer.get("errors") or [{"message": str(answer.get("detail"))}])
         return form_page(who, partnership_id, kind, status=422, typed=typed, errors=by_field, problems=other,
-                         event_id=event_id)
+                         event_id=event_id, correcting=correcting)
+
+    @router.get("/partnerships/{partnership_id}/records", response_class=HTMLResponse)
+    async def records(request: Request, partnership_id: str, type: str | None = None, before: str | None = None,
+                      done: str | None = None, who: Principal = Depends(signed_in)) -> Response:
+        """What the partnership recorded, newest first, each with who recorded it; void or correct from here."""
+        may_record(who, partnership_id)
+        return await records_page(request, who, partnership_id, event_type=type, before=before, done=done)
+
+    @router.post("/partnerships/{partnership_id}/records/void", response_class=HTMLResponse)
+    async def void(request: Request, partnership_id: str, who: Principal = Depends(signed_in)) -> Response:
+        may_record(who, partnership_id)
+        typed = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
+        event = cloud_event(who, _one(typed, "event_id")[:100] or str(uuid.uuid4()), VOID_TYPE,
+                            {"partnership_id": partnership_id, "voided_source": _one(typed, "voided_source"),
+                             "voided_id": _one(typed, "voided_id"), "reason": _one(typed, "reason")})
+        status, answer = await gateway.submit(await session_key(request), event)
+        if status == 403:
+            raise NotAllowed(answer.get("detail") or "this key may not void this")
+        if status in (200, 202):
+            return RedirectResponse(f"/ui/partnerships/{partnership_id}/records?done=voided", status_code=303)
+        problems = [("Why: " if e.get("field") == "data.reason" else "") + e.get("message", "not valid")
+                    for e in answer.get("errors") or [{"message": str(answer.get("detail"))}]]
+        return await records_page(request, who, partnership_id, status=422, problems=problems)
+
+
+def _one(typed: dict[str, list[str]], name: str) -> str:
+    return (typed.get(name) or [""])[0].strip()

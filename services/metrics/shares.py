@@ -8,10 +8,13 @@ what is shown and nothing else of the partnership or of others is reachable thro
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time
 from typing import Any
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -119,3 +122,43 @@ def share_routes(links: ShareLinks) -> APIRouter:
         return await links.revoke(principal, partnership_id, share_id)
 
     return router
+
+
+def share_pages(router: APIRouter, signed_in: Callable[..., Awaitable[Principal]], links: ShareLinks,
+                render: Callable[..., HTMLResponse]) -> None:
+    """The share links' page on the /ui router: list, create (the link is shown once) and revoke,
+    through the same use cases as the API."""
+
+    async def page(request: Request, who: Principal, partnership_id: str, *, status: int = 200,
+                   created: dict | None = None, error: str | None = None, typed: dict | None = None) -> HTMLResponse:
+        found = await links.list(who, partnership_id)
+        now = datetime.now(UTC)
+        for link in found["items"]:
+            ends = link["expires_at"] and link["expires_at"].replace(tzinfo=UTC)
+            link["state"] = ("revoked" if link["revoked_at"] else "expired" if ends and ends <= now else "live")
+        return render("shares.html", status=status, who=who, partnership_id=partnership_id, links=found["items"],
+                      created=created, error=error, typed=typed or {},
+                      base=str(request.base_url).rstrip("/"))
+
+    @router.get("/partnerships/{partnership_id}/shares", response_class=HTMLResponse)
+    async def shares(request: Request, partnership_id: str, who: Principal = Depends(signed_in)) -> Response:
+        return await page(request, who, partnership_id)
+
+    @router.post("/partnerships/{partnership_id}/shares", response_class=HTMLResponse)
+    async def create(request: Request, partnership_id: str, who: Principal = Depends(signed_in)) -> Response:
+        typed = {k: v[0].strip() for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        try:
+            expires = typed.get("expires_on")
+            body = ShareIn(label=typed.get("label", ""),
+                           expires_at=datetime.combine(date.fromisoformat(expires), time.max, UTC) if expires else None)
+        except ValueError:  # pydantic's ValidationError included
+            return await page(request, who, partnership_id, status=422, typed=typed,
+                              error="Give who the link is for (up to 200 characters) and, if it should expire, "
+                                    "a date like 2027-06-30.")
+        created = await links.create(who, partnership_id, body)
+        return await page(request, who, partnership_id, status=201, created=created)  # the token, this once
+
+    @router.post("/partnerships/{partnership_id}/shares/{share_id}/revoke", response_class=HTMLResponse)
+    async def revoke(partnership_id: str, share_id: str, who: Principal = Depends(signed_in)) -> Response:
+        await links.revoke(who, partnership_id, share_id)
+        return RedirectResponse(f"/ui/partnerships/{partnership_id}/shares", status_code=303)

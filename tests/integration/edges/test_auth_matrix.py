@@ -93,6 +93,7 @@ def _events() -> dict[tuple[str, str], Rule]:
     return {("POST", path): Rule(WRITERS, event_body(model), scoped=True) for model, (path, _) in ENDPOINTS.items()} | {
         ("POST", "/events"): Rule(WRITERS, event_batch, scoped=True),
         ("GET", "/partnerships/{partnership_id}/activities/{activity_id}"): Rule(EVERYONE),
+        ("GET", "/partnerships/{partnership_id}/records"): Rule(WRITERS),  # record-level data: not for viewers
         ("GET", "/events/status"): Rule(EVERYONE, event_status, scoped=True),
         ("GET", "/whoami"): Rule(EVERYONE),
     }

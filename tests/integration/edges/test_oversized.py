@@ -66,6 +66,20 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
     partner, _ = await issue_partner_key(broker, kafka_settings, [P])
     await broker.stop()
     readers = READERS | {inbound_of(partner): ("events",)}
+    # The events service reads a new key's topic once its consumer group has rebalanced onto it: a
+    # first good event read there says it has, so no rebalance re-reads (and re-letters) what follows.
+    async with asyncio.timeout(60), httpx.AsyncClient(timeout=10) as http:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(kafka_settings.topic(inbound_of(partner).name),
+                                         good_event(inbound_of(partner)), key=P.encode())
+        finally:
+            await producer.stop()
+        while not any(v for (t, _), v in samples(await exposition(http, running["events"]),
+                                                 "backbone_events_consumed_total", namespace).items()
+                      if t == topic_label(inbound_of(partner).name)):
+            await asyncio.sleep(0.3)
 
     async with httpx.AsyncClient(timeout=10) as http:
         for name, service in running.items():  # every series there from the start, at 0
@@ -100,7 +114,8 @@ async def test_oversized_records_on_every_topic_are_dead_lettered_once_and_consu
                         consumed = samples(await exposition(http, running[name]), "backbone_events_consumed_total",
                                            namespace)
                         outcomes = {o: v for (t, o), v in consumed.items() if t == topic_label(topic.name)}
-                        if sum(outcomes.values()) - outcomes.get("retried", 0) >= len(SIZES) + 1:
+                        first = 1 if topic.name.startswith("backbone.inbound.") else 0  # the good event above
+                        if sum(outcomes.values()) - outcomes.get("retried", 0) >= len(SIZES) + 1 + first:
                             break
                         await asyncio.sleep(0.3)
 

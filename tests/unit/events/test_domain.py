@@ -1,16 +1,27 @@
 """The events service's rules, as pure code: each rule, and a submission seeing its own effects."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
-from services.events.domain import RULES, ActivityStatus, Facts, apply, check, references
+from services.events.domain import (
+    RULES,
+    ActivityStatus,
+    Facts,
+    apply,
+    check,
+    completed,
+    identity,
+    record_of,
+    references,
+)
 from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus
+from shared.envelope import new_event
 from tests.examples import EXAMPLES, T0, T1, P, example
 
 HOUR = timedelta(hours=1)
@@ -128,3 +139,50 @@ def test_references_name_what_the_rules_will_look_up():
     assert refs.activities == {(P, "tour-1"), (P, "fair-9")}
     assert refs.hires == {(P, "h-1")}
     assert refs.organisations == {"microboard", "qvcc"}
+
+
+def recorded(facts: Facts, data, source: str = "/ats", event_id: str = "hire-1") -> str:
+    """Accept `data` as the intake does, so later voids can name it; its identity."""
+    assert check(data, facts) == []
+    apply(data, facts)
+    event = new_event(data, source=source, id=event_id)
+    facts.records[identity(source, event_id)] = record_of(event)
+    return identity(source, event_id)
+
+
+def test_a_void_names_an_accepted_outcome_of_its_partnership_once(facts):
+    hire = recorded(facts, EXAMPLES[out.HireRecorded])
+    void = example(out.OutcomeVoided, voided_source="/ats", voided_id="hire-1")
+    assert references([void]).records == {hire}
+    assert fields(example(out.OutcomeVoided, voided_id="never-sent"), facts) == ["data.voided_id"]
+    assert fields(example(out.OutcomeVoided, voided_source="/other-ats"), facts) == ["data.voided_id"]
+    assert check(void, facts) == []
+    # What the record said travels with the void, so the metrics service undoes exactly that.
+    published = completed(void, facts)
+    assert published.voided.type == "org.backbone.hire.recorded.v1"
+    assert published.voided.data["hire_id"] == "h-1" and published.voided.time.tzinfo is not None
+    apply(published, facts)
+    assert facts.voided == {hire: "hire-1"}
+    assert "already" in check(void, facts)[0]["message"]  # voided once, however often it is asked
+
+
+def test_a_voided_hire_may_be_recorded_again_and_later_outcomes_wait_for_it(facts):
+    recorded(facts, EXAMPLES[out.HireRecorded])
+    apply(completed(example(out.OutcomeVoided, voided_id="hire-1"), facts), facts)
+    assert (P, "h-1") in facts.removed_hires and (P, "h-1") not in facts.hires
+    assert fields(EXAMPLES[out.RetentionChecked], facts) == ["data.hire_id"]
+    assert check(example(out.HireRecorded, start_date=date(2026, 4, 2)), facts) == []  # the corrected hire
+
+
+def test_only_outcomes_that_add_to_counts_are_voidable_and_only_in_their_partnership(facts):
+    scheduled(facts)
+    facts.records[identity("/ats", "tour")] = record_of(new_event(EXAMPLES[act.ActivityScheduled], source="/ats",
+                                                                  id="tour"))
+    assert "only hires" in check(example(out.OutcomeVoided, voided_id="tour"), facts)[0]["message"]
+    recorded(facts, EXAMPLES[out.HireRecorded])
+    other = Facts(partnerships={"scmip"}, records=facts.records)
+    assert [e["field"] for e in check(example(out.OutcomeVoided, partnership_id="scmip", voided_id="hire-1"),
+                                      other)] == ["data.voided_id"]
+    sent_with_data = example(out.OutcomeVoided, voided_id="hire-1").model_copy(
+        update={"voided": out.VoidedRecord(type="x", time=T0, data={})})
+    assert fields(sent_with_data, facts) == ["data.voided"]

@@ -386,3 +386,50 @@ def test_every_kpi_is_declared_with_a_version_and_its_feeds():
         described = k.describe()
         assert described["version"] >= 1 and described["feeds"] and described["description"]
         assert all(f.startswith("org.backbone.") for f in described["feeds"])
+
+
+# --- voids -----------------------------------------------------------------------------------
+
+def void(of: CloudEvent, when: datetime = datetime(2025, 9, 1, tzinfo=UTC)) -> CloudEvent:
+    """The void of a record as the events service publishes it: with what the record said."""
+    said = out.VoidedRecord(type=of.type, time=of.time, data=of.data.model_dump(mode="json", exclude_none=True))
+    return ev(out.OutcomeVoided(partnership_id=of.data.partnership_id, voided_source=of.source, voided_id=of.id,
+                                reason="entered twice", voided=said), when)
+
+
+def test_a_voided_outcome_leaves_every_kpi_it_fed_and_a_correction_counts_once():
+    start = date(2025, 7, 1)
+    wrong = hire("h-2", date(2025, 9, 30), wage=30.0, resident=False, career_changer=True)
+    placement = ev(out.PlacementRecorded(partnership_id=P, placement_id="pl-1", person_id="p", programme_id="mpi",
+                                         provider_id="qvcc", employer_id="acme", soc_code="51-2092",
+                                         start_date=date(2025, 12, 31)))
+    kept = [hire("h-1", start, wage=20.0), hire("h-3", date(2025, 10, 1), wage=25.0),
+            check("h-1", start + timedelta(days=200), True)]
+    before = values([*kept, wrong, placement, check("h-2", date(2026, 3, 1), True)], "PY2025")
+    assert (before["hires"], before["career_changers_hired"], before["placements"]) == (3, 1, 1)
+    corrected = hire("h-2", date(2025, 11, 2), wage=26.0, resident=True)  # same hire id, in another month
+    events = [*kept, wrong, placement, check("h-2", date(2026, 3, 1), True), void(wrong), void(placement),
+              corrected]
+    after = values(events, "PY2025")
+    assert (after["hires"], after["local_hire_rate"], after["career_changers_hired"]) == (3, 1.0, 0)
+    assert after["median_starting_wage"] == 25.0 and after["placements"] == 0
+    assert values(events, "2025-Q3")["hires"] == 1 and values(events, "2025-Q4")["hires"] == 2
+    # Records and voids in any order (the events service accepts one void per record) give the same.
+    assert values(list(reversed(events)), "PY2025") == after
+    assert values([*kept, wrong, void(wrong)], "PY2025") == values(kept, "PY2025")
+
+
+def test_a_void_is_in_the_lineage_beside_the_record_it_takes_back():
+    wrong = hire("h-1", date(2025, 9, 30))
+    taken_back = void(wrong)
+    cells = Cells()
+    for e in (wrong, taken_back):
+        record(e.model_dump(), cells)
+    total, ids = kpis.lineage(kpis.BY_NAME["hires"], parse_period("PY2025"), [(k[2], f) for k, f in cells.items()],
+                              [], limit=100)
+    assert (total, set(ids)) == (2, {wrong.id, taken_back.id})
+
+
+def test_records_with_facts_that_only_grow_cannot_be_taken_back():
+    with pytest.raises(ValueError):
+        Facts(sets={"respondents": {"acme"}}).taken_back("2025-09-01", "v-1")

@@ -1,0 +1,122 @@
+"""A partnership coordinator's workspace, as a person uses it in Chromium on the real stack
+(metrics pages, events service, broker, database): sign in, schedule a plant tour, complete it,
+record its attendance and a hire, correct the hire, share the infographic with a funder and
+revoke the link; a viewer sees the figures but no way to record. The KPIs are read back from the
+JSON API, so what the browser did is what Backbone counts.
+
+BACKBONE_WRITE_SCREENSHOTS=1 also writes the workspace screenshots the README shows."""
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from shared.contracts.base import AccessRole
+from shared.periods import program_year
+from tests.e2e.test_pages import SHOTS, browser, login, serious_violations  # noqa: F401 - fixtures
+from tests.examples import P
+from tests.integration.events.conftest import (  # noqa: F401 - fixtures
+    OPERATOR_KEY,
+    events_service,
+    membership_broker,
+    roster,
+)
+from tests.integration.metrics.test_recording import issue, metrics  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+MINUTE = "%Y-%m-%dT%H:%M"
+
+
+async def kpis(service, period: str) -> dict:
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+        answer = await http.get("/kpis/values", params={"scope_id": P, "period": period},
+                                headers={"authorization": f"Bearer {OPERATOR_KEY}"})
+    return answer.json()["values"] if answer.status_code == 200 else {}
+
+
+async def until_kpis(service, period: str, **expected) -> None:
+    async with asyncio.timeout(30):
+        while {k: (await kpis(service, period)).get(k) for k in expected} != expected:
+            await asyncio.sleep(0.2)
+
+
+async def record(page, form: str, fields: dict[str, str], selects: dict[str, str] = {}) -> None:  # noqa: B006
+    """Open a form from the record index, fill it as a person would, send it; it must say Recorded."""
+    await page.get_by_role("link", name=form).first.click()  # in the index, or "something else to record"
+    for name, value in fields.items():
+        await page.locator(f'[id="{name}"]').fill(value)
+    for name, value in selects.items():
+        await page.locator(f'[id="{name}"]').select_option(value)
+    await page.get_by_role("button", name=form).click()
+    await page.get_by_role("status").filter(has_text="Recorded.").wait_for()
+
+
+async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads(
+        metrics, events_service, roster, membership_broker, kafka_settings, browser):  # noqa: F811
+    admin = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, P, metrics, events_service)
+    viewer = await issue(membership_broker, kafka_settings, AccessRole.VIEWER, P, metrics, events_service)
+    page = await login(browser, metrics.url, admin, bypass_csp=True)  # bypass_csp: axe runs as a script
+    async with asyncio.timeout(30):  # until the metrics service has rolled up the roster
+        while (await page.goto(metrics.url + f"/ui/partnerships/{P}")).status != 200:
+            await asyncio.sleep(0.2)
+
+    # Schedule a plant tour two days ago, complete it, record who came, and a hire that came of it.
+    starts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
+    await page.get_by_role("link", name="Record an activity or outcome").click()
+    await record(page, "Schedule an activity",
+                 {"activity_id": "tour-web-1", "title": "Plant tour at Microboard", "starts_at": starts.strftime(MINUTE),
+                  "ends_at": (starts + timedelta(hours=2)).strftime(MINUTE), "host_ids": "microboard"},
+                 {"kind": "plant_tour"})
+    await record(page, "Complete an activity",
+                 {"activity_id": "tour-web-1", "completed_at": (starts + timedelta(hours=2)).strftime(MINUTE),
+                  "participant_ids": "microboard"}, {"kind": "plant_tour"})
+    await record(page, "Record attendance", {"activity_id": "tour-web-1", "counts.students": "24"},
+                 {"kind": "plant_tour"})
+    await record(page, "Record a hire",
+                 {"hire_id": "h-web-1", "person_id": "p-web-1", "employer_id": "microboard", "soc_code": "51-4041",
+                  "start_date": starts.date().isoformat(), "hourly_wage": "21", "source_activity_id": "tour-web-1"})
+    period = program_year(starts.date())
+    await until_kpis(metrics, period, tours_held=1, students_reached=24, hires=1, median_starting_wage=21.0)
+
+    # The wage was typed wrong: correct the hire from the records page.
+    await page.goto(metrics.url + f"/ui/partnerships/{P}/records")
+    assert await serious_violations(page) == [], "records"
+    hire_row = page.locator("tr[data-record]").filter(has_text="hire h-web-1")
+    await hire_row.get_by_role("link", name="Correct").click()
+    assert await page.locator('[id="hourly_wage"]').input_value() == "21.0"  # filled with what it said
+    assert await serious_violations(page) == [], "correction form"
+    await page.locator('[id="hourly_wage"]').fill("23.5")
+    await page.get_by_role("button", name="Save the correction").click()
+    await page.get_by_role("status").filter(has_text="Corrected").wait_for()
+    await until_kpis(metrics, period, hires=1, median_starting_wage=23.5)
+    assert await page.locator("tr[data-record]").filter(has_text="Outcome voided").count() == 1
+    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=SHOTS / "records.png", full_page=True)
+
+    # Share the infographic with a funder, who opens it without an account; then revoke it.
+    await page.goto(metrics.url + f"/ui/partnerships/{P}")
+    await page.get_by_role("link", name="Share links").click()
+    await page.locator('[id="label"]').fill("State funder")
+    await page.get_by_role("button", name="Create a share link").click()
+    link = await page.locator('[id="new-link"]').input_value()
+    assert await serious_violations(page) == [], "share links"
+    funder = await (await browser.new_context()).new_page()
+    assert (await funder.goto(link)).status == 200 and "Hires" in await funder.content()
+    await page.get_by_role("button", name="Revoke the link for State funder").click()
+    await page.locator("tr[data-share]").filter(has_text="revoked").wait_for()
+    refused = await funder.goto(link)
+    assert refused.status == 404 and "revoked" in await funder.content()
+
+    # A viewer (a board member) reads the figures and is offered no way to change them.
+    reader = await login(browser, metrics.url, viewer)
+    await reader.goto(metrics.url + f"/ui/partnerships/{P}")
+    assert await reader.get_by_role("link", name="Record an activity or outcome").count() == 0
+    assert await reader.get_by_role("link", name="Share links").count() == 0
+    for path in ("/record/hire-recorded", "/records", "/shares"):
+        answer = await reader.goto(metrics.url + f"/ui/partnerships/{P}{path}")
+        assert answer.status == 403, path
+    await until_kpis(metrics, period, hires=1, median_starting_wage=23.5)
