@@ -67,8 +67,9 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
     starts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
     await page.get_by_role("link", name="Record an activity or outcome").click()
     await record(page, "Schedule an activity",
-                 {"activity_id": "tour-web-1", "title": "Plant tour at Microboard", "starts_at": starts.strftime(MINUTE),
-                  "ends_at": (starts + timedelta(hours=2)).strftime(MINUTE), "host_ids": "microboard"},
+                 {"activity_id": "tour-web-1", "title": "Plant tour at Microboard",
+                  "starts_at": starts.strftime(MINUTE), "ends_at": (starts + timedelta(hours=2)).strftime(MINUTE),
+                  "host_ids": "microboard"},
                  {"kind": "plant_tour"})
     await record(page, "Complete an activity",
                  {"activity_id": "tour-web-1", "completed_at": (starts + timedelta(hours=2)).strftime(MINUTE),
