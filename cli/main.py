@@ -130,8 +130,10 @@ def _run_command(args: argparse.Namespace) -> int:
     # Notify reads KPI figures for digests from the metrics service.
     env.setdefault("NOTIFY_METRICS_URL", f"http://127.0.0.1:{services['metrics']}")
     env.setdefault("NOTIFY_METRICS_API_KEY", env["BACKBONE_AUTH_OPERATOR_KEY"])
-    # The KPI pages' recording forms go through the events service's API.
+    # The KPI pages' recording and roster forms go through the events, membership and notify APIs.
     env.setdefault("METRICS_EVENTS_URL", f"http://127.0.0.1:{services['events']}")
+    env.setdefault("METRICS_MEMBERSHIP_URL", f"http://127.0.0.1:{services['membership']}")
+    env.setdefault("METRICS_NOTIFY_URL", f"http://127.0.0.1:{services['notify']}")
     if not external:
         print(f"starting the local stack (Tansu for Kafka, SecantusDB for MongoDB), data in {data_dir.resolve()} ...",
               flush=True)

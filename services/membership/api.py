@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services.membership import schemas as s
 from services.membership.service import REGIONS, SECTORS, MembershipService, Page, Reference
 from services.membership.store import Window
 from shared.auth import Principal, authenticated
 from shared.contracts import membership as mem
+from shared.contracts import requests as s
 from shared.errors import Invalid
 
 Caller = Annotated[Principal, Depends(authenticated)]

@@ -8,9 +8,9 @@ from datetime import date
 
 from pydantic import BaseModel, ValidationError
 
-from services.membership.schemas import Input, OrganisationIn
 from shared.contracts import membership as mem
 from shared.contracts.base import AccessRole, Day, MembershipRole, OrganisationKind
+from shared.contracts.requests import Input, OrganisationIn
 from shared.errors import Conflict, Invalid, NotAllowed
 from shared.kpi_names import unknown_kpi
 from shared.periods import parse_target_period

@@ -36,11 +36,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from services.membership import domain as d
-from services.membership import schemas as s
 from services.membership.roster import plan_import
 from services.membership.store import Change, MembershipStore, Window
 from shared.auth import Principal, hash_key, new_key
 from shared.contracts import membership as mem
+from shared.contracts import requests as s
 from shared.contracts.base import AccessRole, EventData
 from shared.envelope import CloudEvent, new_event
 from shared.errors import Conflict, Invalid, NotAllowed, NotFound

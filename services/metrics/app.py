@@ -1,8 +1,11 @@
 """Metrics service: shared measurement: rolls every domain event into KPIs stored in MongoDB."""
 
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.metrics.api import routes
@@ -11,6 +14,7 @@ from services.metrics.pages import pages
 from services.metrics.queries import KpiService
 from services.metrics.recording import EventsGateway
 from services.metrics.rollup import SOURCES, MetricsConsumer
+from services.metrics.roster import roster_gateways
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.shares import ShareLinks, ShareStore, share_routes
 from services.metrics.store import MetricsStore
@@ -41,9 +45,20 @@ class MetricsSettings(ServiceSettings):
     # when several replicas serve the pages.
     session_secret: SecretStr | None = None
     session_hours: float = 8.0
-    # The events service's address, for the pages' recording forms (they call its API as the
-    # person signed in); unset, the forms say recording is not set up.
+    # The events, membership and notify services' addresses, for the pages' recording and roster
+    # forms (they call those APIs as the person signed in); unset, the forms say they are not set up.
     events_url: str | None = None
+    membership_url: str | None = None
+    notify_url: str | None = None
+    # The time zone the pages show times in and forms take them in (the state's: America/Denver).
+    time_zone: Annotated[ZoneInfo, BeforeValidator(lambda name: _zone(name))] = ZoneInfo("UTC")
+
+
+def _zone(name: str | ZoneInfo) -> ZoneInfo:
+    try:
+        return name if isinstance(name, ZoneInfo) else ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"no time zone {name!r}: give an IANA name such as America/Denver") from None
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -57,7 +72,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                           source_topic=record.topic, partition=record.partition, offset=record.offset,
                           service=NAME, reason=reason, detail=detail, headers=record.headers)
 
-    kpi_service = KpiService(store)
+    kpi_service = KpiService(store, zone=settings.time_zone)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
     sessions = Sessions(runtime.db, secret, settings.session_hours)
     share_store = ShareStore(runtime.db)
@@ -86,7 +101,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         publishes=(SIGNALS,),
         routers=[routes(kpi_service), share_routes(links),
                  pages(kpi_service, runtime.keys, sessions, LoginThrottle(), links,
-                       EventsGateway(settings.events_url))],
+                       EventsGateway(settings.events_url),
+                       roster_gateways(settings.membership_url, settings.notify_url), settings.time_zone)],
         on_startup=[start],
         on_shutdown=[stop],
         workers=metrics_workers(consumer, milestones, settings.milestone_interval_seconds),

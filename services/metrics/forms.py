@@ -4,13 +4,15 @@ which field a refusal names. Derived from the event contracts in shared/contract
 to a contract shows on its form without a template change."""
 
 import enum
+import re
 import types
 import typing
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 
 from pydantic import BaseModel
 
+from services.metrics.views import local_time
 from shared.catalog import ACTIVITIES, DEMAND, EVENT_TYPES, OUTCOMES, VOIDABLE_TYPES, EventType
 from shared.contracts.outcomes import OutcomeVoided
 
@@ -51,22 +53,27 @@ class RecordKind:
     fields: tuple[FormField, ...]
 
 
-def _label(name: str) -> str:
-    words = name.removesuffix("_ids").removesuffix("_id").replace("_", " ")
-    label = words[:1].upper() + words[1:]
-    return label + (" (UTC)" if name.endswith("_at") else "")
+def label(name: str) -> str:
+    """A field's name in words: `host_ids` is "Hosts", `employer_id` "Employer"."""
+    words = name.removesuffix("_ids").removesuffix("_id").replace("_", " ") + ("s" if name.endswith("_ids") else "")
+    return words[:1].upper() + words[1:]
 
 
 def _bare(annotation) -> tuple[object, bool]:
-    """The annotation without `| None` and constraints (Annotated), and whether None was allowed."""
+    """The annotation without `| None` and constraints (Annotated, at any depth), and whether None was allowed."""
     optional = False
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(annotation))
-        annotation = args[0] if len(args) == 1 else annotation
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation, optional
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            optional = optional or len(args) < len(typing.get_args(annotation))
+            if len(args) != 1:
+                return annotation, optional
+            annotation = args[0]
+        else:
+            return annotation, optional
 
 
 def _field(name: str, info) -> FormField | None:
@@ -79,38 +86,46 @@ def _field(name: str, info) -> FormField | None:
         if isinstance(item, type) and issubclass(item, BaseModel):
             return None  # e.g. follow-ups: the API takes them
         if isinstance(item, type) and issubclass(item, enum.Enum):
-            return FormField(name, _label(name), "multiple", required, tuple(m.value for m in item))
-        return FormField(name, _label(name), "list", required)
+            return FormField(name, label(name), "multiple", required, tuple(m.value for m in item))
+        return FormField(name, label(name), "list", required)
     if origin is dict:
         key = args[0] if args else str
         audiences = tuple(m.value for m in key) if isinstance(key, type) and issubclass(key, enum.Enum) else ()
-        return FormField(name, _label(name), "counts", required, audiences)
+        return FormField(name, label(name), "counts", required, audiences)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return FormField(name, _label(name), "select", required, tuple(m.value for m in annotation))
+        return FormField(name, label(name), "select", required, tuple(m.value for m in annotation))
     if annotation is bool:
-        return FormField(name, _label(name), "checkbox", False)
+        return FormField(name, label(name), "checkbox", False)
     if annotation is datetime:
-        return FormField(name, _label(name), "datetime-local", required)
+        return FormField(name, label(name), "datetime-local", required)
     if annotation is date:
-        return FormField(name, _label(name), "date", required)
+        return FormField(name, label(name), "date", required)
     if annotation in (int, float):
-        return FormField(name, _label(name), "number", required, step="1" if annotation is int else "any")
-    return FormField(name, _label(name), "text", required)
+        return FormField(name, label(name), "number", required, step="1" if annotation is int else "any")
+    return FormField(name, label(name), "text", required)
 
 
-def _kind(event_type: EventType) -> RecordKind | None:
-    """The form of an event type; None if a field it requires cannot be typed into a form."""
-    short = event_type.type.removeprefix("org.backbone.").rsplit(".v", 1)[0]
+def fields_of(model: type[BaseModel], skip: tuple[str, ...] = ()) -> tuple[FormField, ...] | None:
+    """The form fields of a model; None if a field it requires cannot be typed into a form."""
     fields = []
-    for name, info in event_type.model.model_fields.items():
-        if name == "partnership_id":
+    for name, info in model.model_fields.items():
+        if name in skip:
             continue
         if (form_field := _field(name, info)) is None:
             if info.is_required():
                 return None  # e.g. a demand survey's openings: the API and CSV import take them
             continue
         fields.append(form_field)
-    return RecordKind(short.replace(".", "-").replace("_", "-"), TITLES[short], event_type, tuple(fields))
+    return tuple(fields)
+
+
+def _kind(event_type: EventType) -> RecordKind | None:
+    """The form of an event type; None if a field it requires cannot be typed into a form."""
+    short = event_type.type.removeprefix("org.backbone.").rsplit(".v", 1)[0]
+    fields = fields_of(event_type.model, skip=("partnership_id",))
+    if fields is None:
+        return None
+    return RecordKind(short.replace(".", "-").replace("_", "-"), TITLES[short], event_type, fields)
 
 
 # A void has no form of its own: it is sent from the record it takes back (the records page).
@@ -131,11 +146,17 @@ def _number(text: str) -> int | float | str:
             return text  # the events service says what is wrong with it
 
 
-def data_of(kind: RecordKind, form: dict[str, list[str]], partnership_id: str) -> dict:
-    """The record's data from what was typed (parse_qs form): empty fields left out, so the
-    contract's defaults and its refusals apply exactly as for any other client."""
-    data: dict = {"partnership_id": partnership_id}
-    for f in kind.fields:
+def data_of(kind: RecordKind, form: dict[str, list[str]], partnership_id: str, zone: tzinfo = UTC) -> dict:
+    """The record's data from what was typed (parse_qs form), in the page's partnership."""
+    return {"partnership_id": partnership_id, **values_of(kind.fields, form, zone)}
+
+
+def values_of(fields: tuple[FormField, ...], form: dict[str, list[str]], zone: tzinfo = UTC) -> dict:
+    """What was typed into `fields` (parse_qs form) as data: empty fields left out, so the
+    contract's defaults and its refusals apply exactly as for any other client. Times are typed
+    in the installation's time zone `zone`."""
+    data: dict = {}
+    for f in fields:
         values = [v.strip() for v in form.get(f.name, []) if v.strip()]
         if f.input == "checkbox":
             data[f.name] = bool(values)
@@ -156,15 +177,25 @@ def data_of(kind: RecordKind, form: dict[str, list[str]], partnership_id: str) -
             if f.input == "number":
                 data[f.name] = _number(text)
             elif f.input == "datetime-local":
-                data[f.name] = text if ("+" in text[10:] or text.endswith("Z")) else text + "Z"
+                data[f.name] = _moment(text, zone)
             else:
                 data[f.name] = text
     return data
 
 
-def field_errors(kind: RecordKind, errors: list[dict]) -> tuple[dict[str, str], list[str]]:
+def _moment(text: str, zone: tzinfo) -> str:
+    """A typed time as the contracts take it, with its offset: wall-clock time in `zone` unless it
+    says its own offset. Unreadable text goes as typed: the API says what is wrong with it."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return (when if when.tzinfo else when.replace(tzinfo=zone)).isoformat()
+
+
+def field_errors(fields: tuple[FormField, ...], errors: list[dict]) -> tuple[dict[str, str], list[str]]:
     """An API refusal's errors by the form field they name, and those naming none of them."""
-    names = {f.name for f in kind.fields}
+    names = {f.name for f in fields}
     by_field: dict[str, str] = {}
     other: list[str] = []
     for error in errors:
@@ -177,7 +208,7 @@ def field_errors(kind: RecordKind, errors: list[dict]) -> tuple[dict[str, str], 
     return by_field, other
 
 
-def typed_of(kind: RecordKind, data: dict) -> dict[str, list[str]]:
+def typed_of(kind: RecordKind, data: dict, zone: tzinfo = UTC) -> dict[str, list[str]]:
     """A record's data as its form's fields (what `data_of` reads back): to correct it, the form
     starts from what it said."""
     typed: dict[str, list[str]] = {}
@@ -193,14 +224,18 @@ def typed_of(kind: RecordKind, data: dict) -> dict[str, list[str]]:
             typed[f.name] = ["\n".join(str(v) for v in value)]
         elif f.input == "counts":
             typed |= {f"{f.name}.{option}": [str(n)] for option, n in value.items()}
-        elif f.input == "datetime-local":
-            typed[f.name] = [str(value)[:16]]  # UTC as recorded, to the minute
+        elif f.input == "datetime-local":  # wall-clock time in `zone`, to the minute, as it is typed
+            typed[f.name] = [datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(zone)
+                             .strftime("%Y-%m-%dT%H:%M")]
         else:
             typed[f.name] = [str(value)]
     return typed
 
 
 _BY_TYPE = {kind.event_type.type: kind for kind in RECORDS.values()}
+
+
+_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 @dataclass(frozen=True)
@@ -218,22 +253,24 @@ class RecordRow:
     correct_slug: str | None  # the form that corrects it, if any
 
 
-def row_of(record: dict) -> RecordRow:
-    """A row of the events service's records (`GET /partnerships/{id}/records`)."""
+def row_of(record: dict, zone: tzinfo = UTC) -> RecordRow:
+    """A row of the events service's records (`GET /partnerships/{id}/records`), times in `zone`."""
     short = record["type"].removeprefix("org.backbone.").rsplit(".v", 1)[0]
     what = short.replace(".", " ").replace("_", " ")
     source = record["source"]
-    details = " · ".join(f"{_label(name).removesuffix(' (UTC)').lower()} {_shown(value)}"
+    details = " · ".join(f"{label(name).lower()} {_shown(value, zone)}"
                          for name, value in record.get("data", {}).items()
                          if name not in ("partnership_id", "voided") and value not in (None, [], {}))
     voidable = record["type"] in VOIDABLE_TYPES and not record.get("voided_by")
     kind = _BY_TYPE.get(record["type"])
-    return RecordRow(source, record["id"], what[:1].upper() + what[1:], str(record["time"])[:16].replace("T", " ")
-                     + " UTC", "key " + source.removeprefix("/keys/") if source.startswith("/keys/") else source,
+    return RecordRow(source, record["id"], what[:1].upper() + what[1:], local_time(record["time"], zone),
+                     "key " + source.removeprefix("/keys/") if source.startswith("/keys/") else source,
                      details, record.get("voided_by"), voidable, kind.slug if kind and voidable else None)
 
 
-def _shown(value) -> str:
+def _shown(value, zone: tzinfo) -> str:
+    if isinstance(value, str) and _MOMENT.match(value):
+        return local_time(value, zone)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):

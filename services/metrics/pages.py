@@ -10,7 +10,7 @@ Content-Security-Policy that allows nothing but this site (pages have no script)
 import json
 import logging
 import uuid
-from datetime import date
+from datetime import UTC, date, tzinfo
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.metrics import forms, views
 from services.metrics.queries import KpiService, landing
 from services.metrics.recording import EventsGateway, recording_routes
+from services.metrics.roster import RosterGateway, manages, roster_routes
 from services.metrics.sessions import LoginThrottle, Sessions
 from services.metrics.shares import ShareLinks, share_pages
 from shared.auth import KeyRing, Principal
@@ -44,6 +45,7 @@ PAGE_HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",  # a partnership's figures stay out of shared caches
 }
+LINEAGE_ROWS = 25  # of a KPI's lineage read as rows on its page; every id is listed below them
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ERROR_TITLES = {400: "Bad request", 404: "Not found", 422: "Please check what you typed", 500: "Something went wrong",
                 503: "Not now"}
@@ -135,9 +137,12 @@ def after_sign_in(who: Principal, asked: str) -> str:
 
 
 def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: LoginThrottle,
-          links: ShareLinks, gateway: EventsGateway) -> APIRouter:
+          links: ShareLinks, gateway: EventsGateway, roster_gateways: dict[str, RosterGateway],
+          zone: tzinfo = UTC) -> APIRouter:
     router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False, route_class=PageRoute,
                        dependencies=[Depends(same_origin)])
+    TEMPLATES.globals["zone"] = getattr(zone, "key", str(zone))  # forms say in which zone times are typed
+    TEMPLATES.globals["when"] = lambda moment: views.local_time(moment, zone)
 
     async def signed_in(request: Request) -> Principal:
         key_id = await sessions.key_id(request.cookies.get(COOKIE))
@@ -232,16 +237,17 @@ def pages(kpi_service: KpiService, keys: KeyRing, sessions: Sessions, throttle: 
         if not (scope_id and ids and may_write(who, scope_id)) or (key := await key_of(request)) is None:
             return []
         try:
-            found = await gateway.records(key, scope_id, ids=ids[:200])
+            found = await gateway.records(key, scope_id, ids=ids[:LINEAGE_ROWS])
         except (Unavailable, NotAllowed):
             return []
-        return [forms.row_of(r) for r in found]
+        return [forms.row_of(r, zone) for r in found]
 
     async def key_of(request: Request) -> str | None:
         return await sessions.key(request.cookies.get(COOKIE))
 
-    recording_routes(router, signed_in, key_of, gateway, render)
-    share_pages(router, signed_in, links, render)
+    recording_routes(router, signed_in, key_of, gateway, render, zone)
+    share_pages(router, signed_in, links, render, zone)
+    roster_routes(router, signed_in, key_of, roster_gateways, render)
 
     @router.get("/{unknown:path}", response_class=HTMLResponse)
     async def not_found(request: Request, unknown: str, who: Principal = Depends(signed_in)) -> Response:
@@ -257,12 +263,6 @@ def may_write(who: Principal | None, partnership_id: str) -> bool:
     return who is not None and who.may_write(partnership_id)
 
 
-def may_share(who: Principal | None, partnership_id: str) -> bool:
-    """Whether the page offers the partnership's share links: its admins and operators (as ShareLinks decides)."""
-    return who is not None and may_write(who, partnership_id) and (
-        who.is_operator or who.role is AccessRole.PARTNERSHIP_ADMIN)
-
-
 def role_label(who: Principal) -> str:
     return "statewide operator" if who.role is AccessRole.OPERATOR else who.role.value.replace("_", " ")
 
@@ -270,4 +270,4 @@ def role_label(who: Principal) -> str:
 # uuid: void forms draw their event id when shown, so sending one twice voids once
 TEMPLATES.globals.update(uuid=lambda: str(uuid.uuid4()), fmt=views.fmt, cell=views.cell,
                          progress_bar=views.progress_bar, role_label=role_label, may_write=may_write,
-                         may_share=may_share, json=json)
+                         may_manage=manages, json=json)

@@ -13,7 +13,7 @@ however many partnerships, periods or KPIs it shows."""
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
@@ -127,9 +127,10 @@ class Snapshot:
 
 
 class KpiService:
-    def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today):
+    def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today, zone: tzinfo = UTC):
         self.store = store
         self.today = today
+        self.zone = zone  # the installation's time zone: times on the pages are shown in it
 
     async def _snapshot(self) -> Snapshot:
         version = await self.store.version()
@@ -258,8 +259,8 @@ class KpiService:
                                                           ("status", "Status"), ("members", "Members")],
                         views.action_teams(roster.latest)),
             views.Table("upcoming-activities", "Upcoming activities",
-                        [("starts_at", "Starts (UTC)"), ("title", "Activity"), ("kind", "Kind")],
-                        views.upcoming_activities(roster.latest, datetime.now(UTC).isoformat())),
+                        [("starts_at", "Starts"), ("title", "Activity"), ("kind", "Kind")],
+                        views.upcoming_activities(roster.latest, datetime.now(UTC).isoformat(), self.zone)),
         ]
         definitions = views.DEFINITIONS
         return {"name": snap.name_of(partnership_id) or partnership_id, "partnership_id": partnership_id,

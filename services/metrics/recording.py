@@ -8,14 +8,14 @@ The event id is drawn when the form is shown, so sending the same form twice rec
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qs
 
-import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.metrics import forms
+from services.metrics.gateway import ServiceGateway
 from shared.auth import Principal
 from shared.catalog import BY_MODEL
 from shared.contracts.outcomes import OutcomeVoided
@@ -31,30 +31,16 @@ DONE = {"voided": "Voided: it stays in the history, and the KPIs leave it out wi
         "counts once that is recorded.", "duplicate": "Already recorded: this form was sent before."}
 
 
-class EventsGateway:
+class EventsGateway(ServiceGateway):
     """The events service's public API, called with the signed-in person's key."""
 
     def __init__(self, url: str | None, timeout: float = 10.0):
-        self.url = url
-        self.timeout = timeout
-
-    async def _call(self, method: str, path: str, key: str, **request) -> httpx.Response:
-        if self.url is None:
-            raise Unavailable("recording is not set up here (METRICS_EVENTS_URL is not set)")
-        try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
-                answer = await http.request(method, path, headers={"authorization": f"Bearer {key}",
-                                                                  **request.pop("headers", {})}, **request)
-        except httpx.HTTPError as exc:
-            raise Unavailable("the events service could not be reached: nothing was recorded, try again") from exc
-        if answer.status_code >= 500:
-            raise Unavailable("the events service could not record it now: nothing was recorded, try again")
-        return answer
+        super().__init__(url, "the events service", "METRICS_EVENTS_URL", timeout)
 
     async def submit(self, key: str, event: dict | list[dict]) -> tuple[int, dict]:
         """One event, or a batch decided in order (a correction: the void, then the corrected record)."""
         batch = isinstance(event, list)
-        answer = await self._call("POST", "/events", key, json=event,
+        answer = await self.call("POST", "/events", key, json=event,
                                   headers={"content-type": BATCH if batch else STRUCTURED})
         return answer.status_code, answer.json()
 
@@ -62,7 +48,7 @@ class EventsGateway:
                       event_type: str | None = None, before: str | None = None) -> list[dict]:
         """The partnership's accepted events, newest first (the events service decides who may read them)."""
         params = {"id": ids} if ids is not None else {"type": event_type, "before": before}
-        answer = await self._call("GET", f"/partnerships/{partnership_id}/records", key,
+        answer = await self.call("GET", f"/partnerships/{partnership_id}/records", key,
                                   params={k: v for k, v in params.items() if v})
         if answer.status_code == 403:
             raise NotAllowed(answer.json().get("detail") or "this key may not read these records")
@@ -83,15 +69,20 @@ def kind_named(slug: str) -> forms.RecordKind:
     return kind
 
 
-def cloud_event(who: Principal, event_id: str, event_type: str, data: dict) -> dict:
-    """A structured CloudEvent sent as the signed-in key's own source."""
+def cloud_event(who: Principal, event_id: str, event_type: str, data: dict, after: dict | None = None) -> dict:
+    """A structured CloudEvent sent as the signed-in key's own source; newer than `after` by at least
+    the millisecond the records keep (a corrected record is newer than its void)."""
+    now = datetime.now(UTC)
+    if after is not None:
+        now = max(now, datetime.fromisoformat(after["time"]) + timedelta(milliseconds=1))
     return {"specversion": "1.0", "id": event_id, "source": f"/keys/{who.key_id}", "type": event_type,
-            "time": datetime.now(UTC).isoformat(), "datacontenttype": "application/json", "data": data}
+            "time": now.isoformat(), "datacontenttype": "application/json", "data": data}
 
 
 def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Principal]], key_of,
-                     gateway: EventsGateway, render: Callable[..., HTMLResponse]) -> None:
-    """Adds the recording pages to the /ui router (its page errors, headers and same-origin rule)."""
+                     gateway: EventsGateway, render: Callable[..., HTMLResponse], zone: tzinfo = UTC) -> None:
+    """Adds the recording pages to the /ui router (its page errors, headers and same-origin rule);
+    times are typed and shown in `zone`."""
 
     async def session_key(request: Request) -> str:
         if (key := await key_of(request)) is None:  # a session opened before sessions kept keys: sign in again
@@ -113,7 +104,7 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
                            problems: list | None = None) -> HTMLResponse:
         found = await gateway.records(await session_key(request), partnership_id, event_type=event_type, before=before)
         return render("records.html", status=status, who=who, partnership_id=partnership_id,
-                      rows=[forms.row_of(r) for r in found], event_type=event_type or "",
+                      rows=[forms.row_of(r, zone) for r in found], event_type=event_type or "",
                       kinds=forms.RECORDS.values(), older=found[-1]["time"] if len(found) == PAGE_ROWS else None,
                       done=DONE.get(done or ""), problems=problems or [])
 
@@ -136,10 +127,10 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
                  if r["source"] == source and r["type"] == kind.event_type.type]
         if not found:
             raise NotFound("there is no such record of this kind in the partnership")
-        row = forms.row_of(found[0])
+        row = forms.row_of(found[0], zone)
         if not row.voidable:
             raise NotFound("this record is voided already")
-        return form_page(who, partnership_id, kind, typed=forms.typed_of(kind, found[0]["data"]), correcting=row)
+        return form_page(who, partnership_id, kind, typed=forms.typed_of(kind, found[0]["data"], zone), correcting=row)
 
     @router.post("/partnerships/{partnership_id}/record/{slug}", response_class=HTMLResponse)
     async def record(request: Request, partnership_id: str, slug: str,
@@ -148,14 +139,16 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
         kind = kind_named(slug)
         typed = parse_qs((await request.body()).decode(errors="replace"), keep_blank_values=True)
         event_id = _one(typed, "event_id")[:100] or str(uuid.uuid4())
-        event = cloud_event(who, event_id, kind.event_type.type, forms.data_of(kind, typed, partnership_id))
-        correcting = None
+        correcting, void = None, None
         if corrected_id := _one(typed, "correct_id"):  # the void first, then the corrected record, in one batch
             correcting = forms.RecordRow(_one(typed, "correct_source"), corrected_id, kind.title, "", "", "",
                                          None, True, slug)
             void = cloud_event(who, _one(typed, "void_id")[:100] or str(uuid.uuid4()), VOID_TYPE,
                                {"partnership_id": partnership_id, "voided_source": correcting.source,
                                 "voided_id": corrected_id, "reason": "corrected from the workspace"})
+        event = cloud_event(who, event_id, kind.event_type.type, forms.data_of(kind, typed, partnership_id, zone),
+                            after=void)
+        if void is not None:
             status, answer = await gateway.submit(await session_key(request), [void, event])
             if status in (200, 202) and all(r["status"] != "rejected" for r in answer["results"]):
                 return RedirectResponse(f"/ui/partnerships/{partnership_id}/records?done=corrected", status_code=303)
@@ -170,7 +163,8 @@ def recording_routes(router: APIRouter, signed_in: Callable[..., Awaitable[Princ
         if status in (200, 202) and correcting is None:
             return RedirectResponse(f"/ui/partnerships/{partnership_id}/record/{slug}?done={answer['status']}",
                                     status_code=303)
-        by_field, other = forms.field_errors(kind, answer.get("errors") or [{"message": str(answer.get("detail"))}])
+        errors = answer.get("errors") or [{"message": str(answer.get("detail"))}]
+        by_field, other = forms.field_errors(kind.fields, errors)
         return form_page(who, partnership_id, kind, status=422, typed=typed, errors=by_field, problems=other,
                          event_id=event_id, correcting=correcting)
 

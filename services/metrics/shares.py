@@ -9,7 +9,7 @@ what is shown and nothing else of the partnership or of others is reachable thro
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -125,9 +125,9 @@ def share_routes(links: ShareLinks) -> APIRouter:
 
 
 def share_pages(router: APIRouter, signed_in: Callable[..., Awaitable[Principal]], links: ShareLinks,
-                render: Callable[..., HTMLResponse]) -> None:
+                render: Callable[..., HTMLResponse], zone: tzinfo = UTC) -> None:
     """The share links' page on the /ui router: list, create (the link is shown once) and revoke,
-    through the same use cases as the API."""
+    through the same use cases as the API. A link expires at the end of its day in `zone`."""
 
     async def page(request: Request, who: Principal, partnership_id: str, *, status: int = 200,
                    created: dict | None = None, error: str | None = None, typed: dict | None = None) -> HTMLResponse:
@@ -148,9 +148,9 @@ def share_pages(router: APIRouter, signed_in: Callable[..., Awaitable[Principal]
     async def create(request: Request, partnership_id: str, who: Principal = Depends(signed_in)) -> Response:
         typed = {k: v[0].strip() for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         try:
-            expires = typed.get("expires_on")
-            body = ShareIn(label=typed.get("label", ""),
-                           expires_at=datetime.combine(date.fromisoformat(expires), time.max, UTC) if expires else None)
+            expires = typed.get("expires_on")  # the end of that day, here
+            ends = datetime.combine(date.fromisoformat(expires), time.max, zone) if expires else None
+            body = ShareIn(label=typed.get("label", ""), expires_at=ends)
         except ValueError:  # pydantic's ValidationError included
             return await page(request, who, partnership_id, status=422, typed=typed,
                               error="Give who the link is for (up to 200 characters) and, if it should expire, "

@@ -3,7 +3,7 @@ number formats, and bar charts as inline SVG (no chart library, nothing from a C
 
 import zlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from html import escape
 from typing import Any
 
@@ -87,14 +87,14 @@ def is_future(period_label: str, today: date) -> bool:
 def bar_chart(points: list[tuple[str, float | None]], title: str, unit: str, target: float | None = None,
               width: int = 560, height: int = 220) -> str:
     """An accessible SVG bar chart: role=img with a short title and summary (the table next to it
-    carries every number), axis labels large enough on a phone (at most 6, thinned out evenly), and
+    carries every number), axis labels large enough on a phone (at most 4, thinned out evenly), and
     a dashed target line when the partnership has a target for this KPI."""
     values = [v or 0 for _, v in points]
     top = max(values + [target or 0], default=0) or 1
     n = max(len(points), 1)
     gap, left, bottom = 4, 84, 40
     bar = (width - left) / n - gap
-    step = -(-n // 6)  # every step-th label: no overlap at 20 px (about 12 px on a phone)
+    step = -(-n // 4)  # every step-th label: 7 characters at 20 px never overlap (about 12 px on a phone)
     parts = []
     for i, (label, value) in enumerate(points):
         h = (height - bottom - 10) * (value or 0) / top
@@ -137,7 +137,16 @@ def progress_bar(percent: float | None, title: str) -> str:
             f'aria-valuenow="{shown:.0f}"><span style="width:{shown:.0f}%"></span></div>')
 
 
-def upcoming_activities(roster_latest: dict[str, list], today_iso: str, limit: int = 10) -> list[dict]:
+def local_time(moment: str | datetime, zone: tzinfo) -> str:
+    """A moment (ISO text, or aware, or naive UTC as MongoDB gives it) as people read it here: to
+    the minute, in the installation's time zone, with its abbreviation ("2026-03-04 09:05 EST")."""
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00")) if isinstance(moment, str) else moment
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def upcoming_activities(roster_latest: dict[str, list], today_iso: str, zone: tzinfo,
+                        limit: int = 10) -> list[dict]:
     """Scheduled activities that neither closed nor started yet, soonest first."""
     rows = []
     for key, (_, _, info) in roster_latest.items():
@@ -149,8 +158,8 @@ def upcoming_activities(roster_latest: dict[str, list], today_iso: str, limit: i
         starts_at = roster_latest.get(f"activity_time:{activity_id}", [None, None, None])[2]
         if starts_at and starts_at >= today_iso:
             rows.append({"activity_id": activity_id, "title": info["title"], "kind": info["kind"].replace("_", " "),
-                         "starts_at": starts_at[:16].replace("T", " ")})
-    return sorted(rows, key=lambda r: r["starts_at"])[:limit]
+                         "at": starts_at, "starts_at": local_time(starts_at, zone)})
+    return [{k: v for k, v in r.items() if k != "at"} for r in sorted(rows, key=lambda r: r["at"])[:limit]]
 
 
 def action_teams(roster_latest: dict[str, list]) -> list[dict]:

@@ -9,55 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic import BaseModel, Field
 
-from services.notify.domain import (
-    SUBSCRIBABLE,
-    Channel,
-    DeliveryStatus,
-    Mode,
-    Status,
-    unmatched_patterns,
-    valid_email,
-)
+from services.notify.domain import DeliveryStatus, Status
 from services.notify.service import Subscriptions
 from shared.auth import Principal, authenticated
-from shared.contracts.base import Id, Name
-
-
-class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    partnership_ids: list[Id] = Field(min_length=1, max_length=100)
-    event_types: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default=["*"], min_length=1, max_length=100,
-        description="CloudEvent types, * and ? as wildcards, e.g. org.backbone.member.* or "
-                    "org.backbone.notify.reminder.v1. Digest subscriptions get the whole partnership's week.")
-    channel: Channel
-    webhook_url: HttpUrl | None = Field(default=None, validate_default=True, description="for the webhook channel")
-    email: str | None = Field(default=None, max_length=254, validate_default=True,
-                              description="for the e-mail channel; kept here only, never logged or published")
-    organisation_id: Id | None = Field(default=None, description="the subscriber's organisation: meeting "
-                                                                 "follow-ups go to the attendees' organisations")
-    mode: Mode = Mode.IMMEDIATE
-    label: Name | None = None
-
-    @field_validator("event_types")
-    @classmethod
-    def _known_types(cls, patterns: list[str]) -> list[str]:
-        if unmatched := unmatched_patterns(patterns):
-            raise ValueError(f"no event type matches {', '.join(unmatched)}")
-        return patterns
-
-    @field_validator("webhook_url", "email")
-    @classmethod
-    def _target(cls, value, info: ValidationInfo):
-        channel = Channel.WEBHOOK if info.field_name == "webhook_url" else Channel.EMAIL
-        if (info.data.get("channel") == channel) != (value is not None):
-            raise ValueError(f"required for the {channel} channel, and only for it")
-        if channel == Channel.EMAIL and value is not None and not valid_email(value):
-            raise ValueError("not an e-mail address")
-        return value
+from shared.contracts.base import Id
+from shared.subscriptions import SUBSCRIBABLE, Channel, Mode, SubscriptionIn
 
 
 class SubscriptionOut(BaseModel):

@@ -20,7 +20,6 @@ from prometheus_client import Counter, Histogram
 
 from services.notify.channels import Mailer, SendFailed, Webhooks
 from services.notify.domain import (
-    Channel,
     DeliveryStatus,
     PausePolicy,
     RetryPolicy,
@@ -32,6 +31,7 @@ from services.notify.messages import organisations_in, render
 from services.notify.store import NotifyStore
 from shared.contracts.signals import NotificationDelivered, NotificationFailed
 from shared.envelope import CloudEvent, new_event
+from shared.subscriptions import Channel
 
 log = logging.getLogger(__name__)
 

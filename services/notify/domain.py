@@ -15,9 +15,10 @@ from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from shared.catalog import EVENT_TYPES, type_name
-from shared.contracts.base import ID_PATTERN, PartnershipEvent
+from shared.catalog import type_name
+from shared.contracts.base import ID_PATTERN
 from shared.contracts.notifications import ActivityReminder, MeetingFollowUp, WeeklyDigest
+from shared.subscriptions import SUBSCRIBABLE, Mode
 
 # What notify itself sends besides the topics' events (the catalogue's WEBHOOK_TYPES); webhooks
 # receive them as CloudEvents too.
@@ -25,25 +26,7 @@ REMINDER = type_name(ActivityReminder)
 DIGEST = type_name(WeeklyDigest)
 FOLLOW_UP = type_name(MeetingFollowUp)
 
-# Every partnership event can be subscribed to, except notify's own delivery results: a
-# subscription to "*" would otherwise be notified of its own notifications, without end.
-SUBSCRIBABLE: tuple[str, ...] = tuple(
-    e.type for e in EVENT_TYPES
-    if issubclass(e.model, PartnershipEvent) and not e.type.startswith("org.backbone.notification.")
-) + (REMINDER, FOLLOW_UP)
-
 _ID = re.compile(ID_PATTERN)
-_EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,63}$")
-
-
-class Channel(StrEnum):
-    WEBHOOK = "webhook"
-    EMAIL = "email"
-
-
-class Mode(StrEnum):
-    IMMEDIATE = "immediate"  # each matching event, reminder and follow-up as it happens
-    DIGEST = "digest"  # one summary per partnership and week instead
 
 
 class Status(StrEnum):
@@ -62,17 +45,8 @@ class DeliveryStatus(StrEnum):
 
 # --- subscriptions ----------------------------------------------------------------------------
 
-def unmatched_patterns(patterns: list[str]) -> list[str]:
-    """Patterns (with * and ? wildcards) that select no event type: surely a typo."""
-    return [p for p in patterns if not any(fnmatchcase(t, p) for t in SUBSCRIBABLE)]
-
-
 def matches(patterns: list[str], event_type: str) -> bool:
     return event_type in SUBSCRIBABLE and any(fnmatchcase(event_type, p) for p in patterns)
-
-
-def valid_email(address: str) -> bool:
-    return bool(_EMAIL.match(address))
 
 
 def recipient_hash(recipient: str) -> str:

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from services.notify.domain import (
-    Channel,
     DeliveryStatus,
     Status,
     delivery_id,
@@ -26,6 +25,7 @@ from services.notify.domain import (
 from shared.auth import Principal
 from shared.contracts.base import AccessRole
 from shared.errors import Conflict, Invalid, NotFound
+from shared.subscriptions import Channel
 
 MANAGERS = (AccessRole.PARTNERSHIP_ADMIN,)  # besides operators
 

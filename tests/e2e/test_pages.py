@@ -1,11 +1,8 @@
 """The KPI pages end to end: a real metrics service on the real stack, fed catalogue events for
 two partnerships, driven by Playwright in Debian's headless Chromium. The numbers shown equal
-the JSON API's; sorting, filters, exports, the one-page print view and access all work.
-
-BACKBONE_WRITE_SCREENSHOTS=1 also writes the screenshots the README shows (docs/screenshots/)."""
+the JSON API's; sorting, filters, exports, the one-page print view and access all work."""
 
 import asyncio
-import os
 import re
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -142,9 +139,6 @@ async def test_overview_numbers_sorting_and_exports_equal_the_api(served, browse
     assert list(await cells(page, "overview", "hires")) == ["nw-mp", "sw-mp"]
     exported = await (await page.request.get(service.url + f"/ui/?period={PY}&format=csv")).text()
     assert re.search(r"^sw-mp,.*,5(\.0)?,", exported, re.M) and exported.splitlines()[0].startswith("Partnership,")
-    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=SHOTS / "overview.png", full_page=True)
 
 
 async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
@@ -167,8 +161,6 @@ async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
         await page.request.get(service.url + f"/ui/partnerships/sw-mp?period={PY}&table=kpis&format=json")
     ).json()
     assert {r["kpi"]: r["value"] for r in exported["rows"]}["hires"] == answer["values"]["hires"]
-    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
-        await page.screenshot(path=SHOTS / "partnership.png", full_page=True)
 
     await page.goto(service.url + f"/ui/partnerships/sw-mp/print?period={PY}")
     pdf = await page.pdf(format="Letter", print_background=True, prefer_css_page_size=True)
@@ -183,11 +175,6 @@ async def test_partnership_page_kpi_page_and_one_page_print(served, browser):
     lineage = (await api.get("/kpis/lineage", params={"kpi": "hires", "period": PY, "scope": "state"})).json()
     assert int(await page.locator("[data-events]").get_attribute("data-events")) == lineage["events"] == 7
     assert "version 1" in await page.locator("h1").inner_text()
-    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
-        await page.screenshot(path=SHOTS / "kpi.png", full_page=True)
-        await page.set_viewport_size({"width": 390, "height": 844})
-        await page.goto(service.url + f"/ui/partnerships/sw-mp?period={PY}")
-        await page.screenshot(path=SHOTS / "partnership-phone.png")
 
 
 async def test_a_partnership_admin_sees_its_own_partnership_only(served, browser):

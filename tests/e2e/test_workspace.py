@@ -8,11 +8,13 @@ BACKBONE_WRITE_SCREENSHOTS=1 also writes the workspace screenshots the README sh
 
 import asyncio
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from services.metrics.roster import FORMS
 from shared.contracts.base import AccessRole
 from shared.periods import program_year
 from tests.e2e.test_pages import SHOTS, browser, login, serious_violations  # noqa: F401 - fixtures
@@ -23,11 +25,22 @@ from tests.integration.events.conftest import (  # noqa: F401 - fixtures
     membership_broker,
     roster,
 )
-from tests.integration.metrics.test_recording import issue, metrics  # noqa: F401 - fixtures
+from tests.integration.membership.conftest import client
+from tests.integration.membership.test_api import MICROBOARD, REGION, SECTOR, SW
+from tests.integration.metrics.test_recording import issue
+from tests.integration.metrics.test_roster_pages import issued, services  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
 MINUTE = "%Y-%m-%dT%H:%M"
+EASTERN = ZoneInfo("America/New_York")
+
+
+@pytest.fixture
+def metrics(start_service, events_service):  # noqa: F811
+    """The pages of an installation in Connecticut: times typed and shown in Eastern time."""
+    return start_service("metrics", {"BACKBONE_AUTH_OPERATOR_KEY": OPERATOR_KEY, "METRICS_TIME_ZONE": EASTERN.key,
+                                     "METRICS_EVENTS_URL": events_service.url})
 
 
 async def kpis(service, period: str) -> dict:
@@ -54,6 +67,18 @@ async def record(page, form: str, fields: dict[str, str], selects: dict[str, str
     await page.get_by_role("status").filter(has_text="Recorded.").wait_for()
 
 
+async def card(page, kpi: str) -> str:
+    return await page.locator(f'.card[data-kpi="{kpi}"] .value').inner_text()
+
+
+async def fits_a_phone(page) -> None:
+    """The page as it is now, at a phone's width: nothing to scroll sideways; then back to a desk."""
+    await page.set_viewport_size({"width": 375, "height": 800})
+    width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], (page.url, width)
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+
 async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads(
         metrics, events_service, roster, membership_broker, kafka_settings, browser):  # noqa: F811
     admin = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, P, metrics, events_service)
@@ -63,9 +88,11 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
         while (await page.goto(metrics.url + f"/ui/partnerships/{P}")).status != 200:
             await asyncio.sleep(0.2)
 
-    # Schedule a plant tour two days ago, complete it, record who came, and a hire that came of it.
-    starts = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
-    await page.get_by_role("link", name="Record an activity or outcome").click()
+    # Schedule a plant tour two days ago, complete it, record who came, and a hire that came of it;
+    # its times typed as the coordinator reads a clock in Connecticut.
+    starts = datetime.now(EASTERN).replace(second=0, microsecond=0, tzinfo=None) - timedelta(days=2)
+    getting_started = page.get_by_role("region", name="Getting started")  # what an empty partnership offers
+    await getting_started.get_by_role("link", name="Record an activity or outcome").click()
     await record(page, "Schedule an activity",
                  {"activity_id": "tour-web-1", "title": "Plant tour at Microboard",
                   "starts_at": starts.strftime(MINUTE), "ends_at": (starts + timedelta(hours=2)).strftime(MINUTE),
@@ -79,8 +106,14 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
     await record(page, "Record a hire",
                  {"hire_id": "h-web-1", "person_id": "p-web-1", "employer_id": "microboard", "soc_code": "51-4041",
                   "start_date": starts.date().isoformat(), "hourly_wage": "21", "source_activity_id": "tour-web-1"})
+    operator = {"authorization": f"Bearer {OPERATOR_KEY}"}
+    async with httpx.AsyncClient(base_url=events_service.url, headers=operator) as api:
+        tour = (await api.get(f"/partnerships/{P}/activities/tour-web-1")).json()
+    assert datetime.fromisoformat(tour["starts_at"]) == starts.replace(tzinfo=EASTERN)  # the same moment, in UTC
     period = program_year(starts.date())
     await until_kpis(metrics, period, tours_held=1, students_reached=24, hires=1, median_starting_wage=21.0)
+    await page.goto(metrics.url + f"/ui/partnerships/{P}?period={period}")  # the cards say so too
+    assert await card(page, "hires") == "1" and await card(page, "tours_held") == "1"
 
     # The wage was typed wrong: correct the hire from the records page.
     await page.goto(metrics.url + f"/ui/partnerships/{P}/records")
@@ -97,6 +130,15 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
     if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
         SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=SHOTS / "records.png", full_page=True)
+    await fits_a_phone(page)
+    # The KPI's page shows the corrected figure, and its lineage the hire, its void and the corrected hire.
+    await page.goto(metrics.url + f"/ui/kpis/median_starting_wage?partnership={P}&period={period}")
+    lineage = page.locator("table.records tbody tr")
+    assert [await lineage.nth(i).locator("td").nth(1).inner_text() for i in range(await lineage.count())] == [
+        "Hire recorded", "Outcome voided", "Hire recorded"]
+    assert "$23.50" in await page.locator("#table-median_starting_wage-by-month").inner_text()
+    if os.environ.get("BACKBONE_WRITE_SCREENSHOTS"):
+        await page.screenshot(path=SHOTS / "lineage.png", full_page=True)
 
     # Share the infographic with a funder, who opens it without an account; then revoke it.
     await page.goto(metrics.url + f"/ui/partnerships/{P}")
@@ -105,6 +147,7 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
     await page.get_by_role("button", name="Create a share link").click()
     link = await page.locator('[id="new-link"]').input_value()
     assert await serious_violations(page) == [], "share links"
+    await fits_a_phone(page)
     funder = await (await browser.new_context()).new_page()
     assert (await funder.goto(link)).status == 200 and "Hires" in await funder.content()
     await page.get_by_role("button", name="Revoke the link for State funder").click()
@@ -121,3 +164,24 @@ async def test_a_coordinator_records_corrects_and_shares_and_a_viewer_only_reads
         answer = await reader.goto(metrics.url + f"/ui/partnerships/{P}{path}")
         assert answer.status == 403, path
     await until_kpis(metrics, period, hires=1, median_starting_wage=23.5)
+
+
+async def test_the_roster_pages_are_accessible_and_fit_a_phone(services, browser):  # noqa: F811
+    membership, pages = services
+    async with client(membership) as operator:
+        for path, body in (("/regions", REGION), ("/sectors", SECTOR), ("/partnerships", SW),
+                           ("/organisations", MICROBOARD)):
+            assert (await operator.post(path, json=body)).status_code == 201, path
+        joined = await operator.post(f"/partnerships/{SW['id']}/members",
+                                     json={"organisation_id": "microboard", "joined_on": "2025-08-01"})
+        assert joined.status_code == 201
+    admin = await issued(membership, pages, "partnership_admin", "coordinator")
+    page = await login(browser, pages.url, admin, bypass_csp=True)
+    address = f"/ui/partnerships/{SW['id']}/roster"
+    async with asyncio.timeout(30):  # until the metrics service has rolled up the partnership
+        while (await page.goto(pages.url + address)).status != 200:
+            await asyncio.sleep(0.2)
+    for path in [address] + [f"{address}/{slug}" for slug in FORMS]:
+        assert (await page.goto(pages.url + path)).status == 200, path
+        assert await serious_violations(page) == [], path
+        await fits_a_phone(page)

@@ -5,9 +5,9 @@ target on a name that is not a KPI, as `retention_90d` was, cannot come back unn
 import json
 
 from cli.membership_client import SAMPLE
-from services.membership import schemas as s
 from services.membership.service import REGIONS, SECTORS, MembershipService
 from shared.auth import Principal
+from shared.contracts import requests as s
 from shared.contracts.base import AccessRole
 from tests.unit.membership.fake_store import FakeStore
 

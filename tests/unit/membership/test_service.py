@@ -5,10 +5,10 @@ from datetime import date
 
 import pytest
 
-from services.membership import schemas as s
 from services.membership.service import REGIONS, SECTORS, MembershipService
 from services.membership.store import Change, Window
 from shared.auth import Principal
+from shared.contracts import requests as s
 from shared.contracts.base import AccessRole
 from shared.errors import Conflict, Invalid, NotAllowed, NotFound
 from tests.unit.membership.fake_store import FakeStore

@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from services.notify import domain
-from services.notify.domain import Mode, PausePolicy, RetryPolicy, Status
+from services.notify.domain import PausePolicy, RetryPolicy, Status
 from services.notify.messages import digest_data, render, webhook_body
 from shared.contracts import membership as mem
 from shared.envelope import new_event
+from shared.subscriptions import Mode, unmatched_patterns
 from tests.examples import EXAMPLES, P
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -30,7 +31,7 @@ def test_patterns_select_partnership_events_but_never_notify_results():
     assert not domain.matches(["*"], "org.backbone.notification.delivered.v1")  # no loop on its own results
     assert not domain.matches(["*"], "org.backbone.organisation.registered.v1")  # not a partnership's event
     assert domain.matches(["*"], domain.REMINDER)
-    assert domain.unmatched_patterns(["org.backbone.member.*", "org.backbone.membr.*"]) == ["org.backbone.membr.*"]
+    assert unmatched_patterns(["org.backbone.member.*", "org.backbone.membr.*"]) == ["org.backbone.membr.*"]
 
 
 def test_audience_by_partnership_mode_status_and_organisation():

@@ -1,5 +1,7 @@
-"""What callers send: the validated shapes of request bodies (and of a roster row's
-organisation). Unknown fields are refused, so a typo is a 422 naming it, not a silent drop."""
+"""What callers send to the membership service's API: the validated shapes of request bodies (and
+of a roster row's organisation). The service validates with them and the KPI pages derive their
+roster forms from them, hence here, among the contracts. Unknown fields are refused, so a typo is
+a 422 naming it, not a silent drop."""
 
 from enum import StrEnum
 from typing import Annotated
