@@ -39,10 +39,11 @@ TITLES = {
 class FormField:
     name: str
     label: str
-    input: str  # text, date, datetime-local, number, checkbox, select, multiple, list, counts
+    input: str  # text, textarea, date, datetime-local, number, checkbox, select, multiple, list, counts, rows
     required: bool
     options: tuple[str, ...] = ()
     step: str = "1"  # for numbers: "any" for amounts
+    parts: tuple["FormField", ...] = ()  # rows: the fields of each row, typed in this order between "|"
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def _field(name: str, info) -> FormField | None:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is list:
         item = args[0] if args else str
-        if isinstance(item, type) and issubclass(item, BaseModel):
-            return None  # e.g. follow-ups: the API takes them
+        if isinstance(item, type) and issubclass(item, BaseModel):  # e.g. follow-ups, a survey's openings
+            parts = fields_of(item)
+            return FormField(name, label(name), "rows", required, parts=parts) if parts else None
         if isinstance(item, type) and issubclass(item, enum.Enum):
             return FormField(name, label(name), "multiple", required, tuple(m.value for m in item))
         return FormField(name, label(name), "list", required)
@@ -102,7 +104,21 @@ def _field(name: str, info) -> FormField | None:
         return FormField(name, label(name), "date", required)
     if annotation in (int, float):
         return FormField(name, label(name), "number", required, step="1" if annotation is int else "any")
-    return FormField(name, label(name), "text", required)
+    return FormField(name, label(name), "textarea" if _long(info.annotation) else "text", required)
+
+
+def _long(annotation) -> bool:
+    """Text longer than a line fits (minutes, an objective): a string allowing over 500 characters."""
+    found = [annotation]
+    while found:
+        current = found.pop()
+        if typing.get_origin(current) is typing.Annotated:
+            found.append(typing.get_args(current)[0])
+            if any((getattr(m, "max_length", None) or 0) > 500 for m in current.__metadata__):
+                return True
+        elif typing.get_origin(current) in (typing.Union, types.UnionType):
+            found += typing.get_args(current)
+    return False
 
 
 def fields_of(model: type[BaseModel], skip: tuple[str, ...] = ()) -> tuple[FormField, ...] | None:
@@ -172,6 +188,10 @@ def values_of(fields: tuple[FormField, ...], form: dict[str, list[str]], zone: t
                       if (v := form.get(f"{f.name}.{option}", [""])[0].strip())}
             if counts:
                 data[f.name] = counts
+        elif f.input == "rows":
+            rows = [_row(f.parts, line, zone) for v in values for line in v.splitlines() if line.strip()]
+            if rows:
+                data[f.name] = rows
         elif values:
             text = values[0]
             if f.input == "number":
@@ -181,6 +201,17 @@ def values_of(fields: tuple[FormField, ...], form: dict[str, list[str]], zone: t
             else:
                 data[f.name] = text
     return data
+
+
+YES = frozenset({"yes", "y", "true", "1", "x", "done"})
+
+
+def _row(parts: tuple[FormField, ...], line: str, zone: tzinfo) -> dict:
+    """One typed row ("51-4041 | 6 | CNC setup, blueprint reading") as its item's data."""
+    texts = [text.strip() for text in line.split("|")]
+    typed = {part.name: [text] for part, text in zip(parts, texts, strict=False) if text}
+    row = values_of(tuple(p for p in parts if p.input != "checkbox"), typed, zone)
+    return row | {p.name: typed.get(p.name, [""])[0].lower() in YES for p in parts if p.input == "checkbox"}
 
 
 def _moment(text: str, zone: tzinfo) -> str:
@@ -222,6 +253,8 @@ def typed_of(kind: RecordKind, data: dict, zone: tzinfo = UTC) -> dict[str, list
             typed[f.name] = [str(v) for v in value]
         elif f.input == "list":
             typed[f.name] = ["\n".join(str(v) for v in value)]
+        elif f.input == "rows":
+            typed[f.name] = ["\n".join(" | ".join(_part_text(p, item.get(p.name)) for p in f.parts) for item in value)]
         elif f.input == "counts":
             typed |= {f"{f.name}.{option}": [str(n)] for option, n in value.items()}
         elif f.input == "datetime-local":  # wall-clock time in `zone`, to the minute, as it is typed
@@ -230,6 +263,14 @@ def typed_of(kind: RecordKind, data: dict, zone: tzinfo = UTC) -> dict[str, list
         else:
             typed[f.name] = [str(value)]
     return typed
+
+
+def _part_text(part: FormField, value) -> str:
+    if value is None:
+        return ""
+    if part.input == "checkbox":
+        return "yes" if value else "no"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 _BY_TYPE = {kind.event_type.type: kind for kind in RECORDS.values()}

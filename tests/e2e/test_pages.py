@@ -204,7 +204,8 @@ def page_paths(period: str) -> list[str]:
 
 
 RECORDING = ["/ui/partnerships/sw-mp/record", "/ui/partnerships/sw-mp/record/activity-scheduled",
-             "/ui/partnerships/sw-mp/record/attendance-recorded", "/ui/partnerships/sw-mp/record/hire-recorded"]
+             "/ui/partnerships/sw-mp/record/activity-completed", "/ui/partnerships/sw-mp/record/attendance-recorded",
+             "/ui/partnerships/sw-mp/record/hire-recorded", "/ui/partnerships/sw-mp/record/demand-survey-responded"]
 
 
 def every_kind_of_period() -> list[str]:

@@ -149,3 +149,26 @@ async def test_viewers_other_partnerships_and_other_sites_cannot_record(
         forged = await http.post(FORM, data=HIRE | {"event_id": "e-forged"}, headers={"origin": "https://evil.test"})
         assert forged.status_code == 403
     assert await hires(metrics) in (0, None)  # nothing of these was recorded
+
+
+async def test_a_survey_response_with_its_openings_typed_as_rows_counts(
+        metrics, events_service, roster, membership_broker, kafka_settings):  # noqa: F811
+    admin = await issue(membership_broker, kafka_settings, AccessRole.PARTNERSHIP_ADMIN, P, metrics, events_service)
+    http = await signed_in(metrics, admin)
+    survey = f"/ui/partnerships/{P}/record/demand-survey-responded"
+    try:
+        typed = {"survey_round": "2026-spring", "employer_id": "microboard", "responded_on": "2026-03-02",
+                 "openings": "51-4041 | 6 | CNC setup, blueprint reading\n17-3026 | 2"}
+        sent = await http.post(survey, data=typed | {"event_id": await form_id(http, survey)})
+        assert sent.headers["location"] == f"{survey}?done=accepted", sent.text
+        async with httpx.AsyncClient(base_url=metrics.url, headers={"authorization": f"Bearer {OPERATOR_KEY}"}) as api:
+            async with asyncio.timeout(30):
+                while (await api.get("/kpis/values", params={"scope_id": P, "period": "PY2025"})).json()[
+                        "values"].get("openings_by_occupation") != {"2026-spring": [
+                            {"soc_code": "51-4041", "openings": 6}, {"soc_code": "17-3026", "openings": 2}]}:
+                    await asyncio.sleep(0.2)
+        refused = await http.post(survey, data=typed | {"openings": "5-40 | 6", "event_id": "e-bad-soc"})
+        assert refused.status_code == 422 and 'id="openings-error"' in refused.text  # next to the rows
+        assert "5-40 | 6" in refused.text  # what was typed is kept
+    finally:
+        await http.aclose()

@@ -3,7 +3,7 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from services.metrics.forms import RECORDS, data_of, field_errors, row_of, typed_of
+from services.metrics.forms import RECORDS, data_of, field_errors, row_of, typed_of, values_of
 from services.metrics.roster import FORMS, api_errors, request_of
 from shared.catalog import EVENT_TYPES, OUTCOMES
 from shared.contracts.outcomes import OutcomeVoided
@@ -113,3 +113,21 @@ def test_times_are_typed_and_shown_in_the_installations_time_zone():
     row = row_of({"source": "/ats", "id": "e", "type": "org.backbone.activity.rescheduled.v1",
                   "time": datetime(2026, 1, 10, 14, 5), "data": {"starts_at": "2026-07-01T13:00:00Z"}}, eastern)
     assert (row.when, row.details) == ("2026-01-10 09:05 EST", "starts at 2026-07-01 09:00 EDT")
+
+
+def test_nested_records_are_typed_one_per_line_between_bars():
+    survey = RECORDS["demand-survey-responded"]  # its openings are rows: the survey has a form now
+    openings = {f.name: f for f in survey.fields}["openings"]
+    assert openings.input == "rows" and [p.name for p in openings.parts] == ["soc_code", "openings", "skills"]
+    typed = {"survey_round": ["2026-spring"], "employer_id": ["acme"], "responded_on": ["2026-03-02"],
+             "openings": ["51-4041 | 6 | CNC setup, blueprint reading\n\n17-3026 | 2"]}
+    data = data_of(survey, typed, "p")
+    assert data["openings"] == [{"soc_code": "51-4041", "openings": 6, "skills": ["CNC setup", "blueprint reading"]},
+                                {"soc_code": "17-3026", "openings": 2}]
+    assert data_of(survey, typed_of(survey, data), "p") == data
+    team = {f.name: f for f in FORMS["team-formed"].fields}
+    assert team["objective"].input == "textarea" and team["items"].input == "rows"
+    typed = {"items": ["quick_win | Map CNC skills | 2026-12-15 | acme | yes\nlong_term | Launch a hub"]}
+    assert values_of((team["items"],), typed)["items"] == [
+        {"kind": "quick_win", "title": "Map CNC skills", "due": "2026-12-15", "owner_id": "acme", "done": True},
+        {"kind": "long_term", "title": "Launch a hub", "done": False}]
