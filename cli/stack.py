@@ -171,10 +171,12 @@ class LocalStack:
         if self.data_dir:
             (self.data_dir / "mongo").mkdir(parents=True, exist_ok=True)
             storage, cache = str(self.data_dir / "mongo"), "1G"
-        # Backbone reads no change streams, so the oplog need not keep its default hour and 100,000
-        # entries, each a whole KPI fact document.
+        # Backbone reads no change streams, so the oplog need not keep its default hour of entries,
+        # each a whole KPI fact document. Its default cap of 100,000 entries stays: a cap below what
+        # one transaction writes (a 5,000-row roster slice) prunes that transaction's own entries
+        # while it runs, and its commit fails as a write conflict.
         return [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
-                "--cache-size", cache, "--oplog-max-entries", "1000", "--oplog-retention-seconds", "60"]
+                "--cache-size", cache, "--oplog-retention-seconds", "60"]
 
     def s3_command(self, port: int) -> list[str]:
         assert self.data_dir, "the object store holds Kafka's data: only run with a data_dir"
