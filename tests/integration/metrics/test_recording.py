@@ -163,8 +163,8 @@ async def test_a_survey_response_with_its_openings_typed_as_rows_counts(
         assert sent.headers["location"] == f"{survey}?done=accepted", sent.text
         async with httpx.AsyncClient(base_url=metrics.url, headers={"authorization": f"Bearer {OPERATOR_KEY}"}) as api:
             async with asyncio.timeout(30):
-                while (await api.get("/kpis/values", params={"scope_id": P, "period": "PY2025"})).json()[
-                        "values"].get("openings_by_occupation") != {"2026-spring": [
+                while (await api.get("/kpis/values", params={"scope_id": P, "period": "PY2025"})).json().get(
+                        "values", {}).get("openings_by_occupation") != {"2026-spring": [
                             {"soc_code": "51-4041", "openings": 6}, {"soc_code": "17-3026", "openings": 2}]}:
                     await asyncio.sleep(0.2)
         refused = await http.post(survey, data=typed | {"openings": "5-40 | 6", "event_id": "e-bad-soc"})
