@@ -33,7 +33,7 @@ import httpx
 from cli.archive import ArchiveError
 from cli.membership_client import ClientError, export_roster, import_roster, load_sample
 from cli.sample_history import load_history
-from cli.stack import LocalStack, stop_process
+from cli.stack import LocalStack, dies_with_parent, runs_module, stop_process
 from shared.auth import new_key
 from shared.service import ServiceSpec
 
@@ -114,6 +114,19 @@ def _operator_key(data_dir: Path | None) -> tuple[str, bool]:
     return key, True
 
 
+def _stop_leftover_services(record: Path) -> None:
+    """The services a `run` that did not get to clean up (SIGKILL, power loss) left behind: they
+    would hold the ports. Linux stops them with their parent (dies_with_parent); this is for the
+    rest, and waits for a graceful stop still in progress."""
+    if not record.exists():
+        return
+    for module, pid in json.loads(record.read_text()).items():
+        if runs_module(pid, module):
+            print(f"stopping {module} left running by an earlier run (pid {pid})", flush=True)
+            stop_process(pid, timeout=15)
+    record.unlink()
+
+
 def _run_command(args: argparse.Namespace) -> int:
     external = "BACKBONE_KAFKA_BOOTSTRAP_SERVERS" in os.environ
     data_dir = Path(args.data_dir)
@@ -139,6 +152,8 @@ def _run_command(args: argparse.Namespace) -> int:
               flush=True)
         env.update(stack.up(port["kafka"], port["mongo"], s3_port=port["s3"]).endpoints.env())
     logs.mkdir(parents=True, exist_ok=True)
+    record = data_dir / "services.json"
+    _stop_leftover_services(record)
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -150,12 +165,15 @@ def _run_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     try:
+        started: dict[str, int] = {}  # module -> pid, for the next run if this one is killed
         for name, spec in service_specs().items():
             log = open(logs / f"{name}.log", "ab")
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", spec.module], env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=dies_with_parent,
             )
+            started[spec.module] = processes[name].pid
+            record.write_text(json.dumps(started))
         for name, p in services.items():
             _wait_ready(name, p, processes[name], logs)
         print(f"\nBackbone is running. Data: {data_dir.resolve()}  Logs: {logs}/. Ctrl-C stops everything.\n")
@@ -165,8 +183,12 @@ def _run_command(args: argparse.Namespace) -> int:
         if new_operator_key:
             print(f"  operator key: {env['BACKBONE_AUTH_OPERATOR_KEY']}  (Authorization: Bearer <key>; "
                   f"kept in {data_dir / 'operator-key'})")
-        _load_sample_if_empty(f"http://127.0.0.1:{services['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"],
-                              f"http://127.0.0.1:{services['events']}")
+        try:
+            _load_sample_if_empty(f"http://127.0.0.1:{services['membership']}", env["BACKBONE_AUTH_OPERATOR_KEY"],
+                                  f"http://127.0.0.1:{services['events']}")
+        except (ClientError, httpx.HTTPError) as exc:  # the installation itself is up: it stays up
+            print(f"the sample could not be loaded ({exc}); Backbone keeps running without it "
+                  f"(`backbone sample load` loads the sample state)", file=sys.stderr, flush=True)
         print(flush=True)
         while not stopping:
             if not external:
@@ -184,6 +206,7 @@ def _run_command(args: argparse.Namespace) -> int:
         print("stopping services ...", flush=True)
         for process in processes.values():
             stop_process(process.pid, timeout=15)
+        record.unlink(missing_ok=True)
         if not external:
             stack.down()
         print("stopped")

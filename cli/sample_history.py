@@ -20,6 +20,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import ActivityKind, Audience, EventData
 from shared.envelope import new_event
 from shared.periods import program_year
+from shared.service import LAG_SECONDS
 
 SEED = 2026
 BATCH = 200
@@ -174,11 +175,25 @@ def _send(events_url: str, key_id: str, secret: str, events: list[EventData], wa
                              headers={"content-type": "application/cloudevents-batch+json"}))
 
 
+def _wait_until_caught_up(events_url: str, wait_seconds: float = 300) -> None:
+    """Until the events service has read what membership published (its consumers' lag is 0 in
+    a measurement taken after this started): events naming a partnership it has not read yet are
+    held and decided again later, which is correct, but on a slow disk thousands of them crowd out
+    the roster they wait for. After `wait_seconds` the history is sent all the same."""
+    started = time.monotonic()
+    while time.monotonic() - started < wait_seconds:
+        lag = httpx.get(f"{events_url}/readyz", timeout=10).json().get("consumer_lag") or {}
+        if time.monotonic() - started > LAG_SECONDS + 1 and lag and not any(lag.values()):
+            return
+        time.sleep(0.5)
+
+
 def load_history(membership: httpx.Client, events_url: str, today: date | None = None,
                  path: Path = SAMPLE) -> int:
     """Send the sample partnerships' history; the number of events sent."""
     sample = json.loads(path.read_text())
     today, sent = today or date.today(), 0
+    _wait_until_caught_up(events_url)
     for partnership in sample["partnerships"]:
         pid = partnership["id"]
         kinds = {o["id"]: o["kind"] for o in sample["organisations"]}

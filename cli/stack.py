@@ -9,6 +9,7 @@ conditional writes Tansu relies on. Tansu 0.6 as shipped has no SQLite engine.
 Production uses genuine Kafka and MongoDB (docker-compose.yml, deploy/).
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -51,6 +52,25 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def dies_with_parent() -> None:
+    """For a child's preexec_fn: Linux sends it SIGTERM (a graceful stop) when the process that
+    started it dies, even by SIGKILL, so a killed `run` leaves no service holding its ports."""
+    parent = os.getppid()
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+
+def runs_module(pid: int, module: str) -> bool:
+    """Whether process `pid` is alive and is `python -m module` (a recorded pid may be reused)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return module.encode() in argv and _alive(pid)
 
 
 def tansu_binary() -> str:

@@ -250,9 +250,18 @@ class EventsStore:
         named += [{"organisations": organisation_id}] if organisation_id else []
         if not named:
             return 0
-        result = await self.held.update_many({"status": HeldStatus.PENDING, "$or": named},
-                                             {"$set": {"next_attempt_at": datetime.now(UTC)}})
-        return result.modified_count
+        # In a transaction of its own: there a write conflict with a decision fails at once and is
+        # retried whole (with_transaction). Outside one, the local server (SecantusDB 0.7) retries a
+        # conflicting update_many while holding the collection, and the decision's transaction,
+        # which must write these documents to finish, waits for that lock for ever (seen on disk).
+        async def wake_due(session) -> int:
+            now = datetime.now(UTC)  # those due already are left alone: a load wakes a partnership often
+            result = await self.held.update_many({"status": HeldStatus.PENDING, "next_attempt_at": {"$gt": now},
+                                                  "$or": named}, {"$set": {"next_attempt_at": now}}, session=session)
+            return result.modified_count
+
+        async with self.client.start_session() as session:
+            return await session.with_transaction(wake_due)
 
     async def status(self, partnership_id: str, event_identity: str) -> dict | None:
         """What became of an event of this partnership: accepted, or held (pending, or refused
