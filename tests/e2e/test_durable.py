@@ -196,8 +196,11 @@ async def test_stop_start_backup_restore(tmp_path):
         second.stop()
 
 
-@pytest.mark.parametrize("server", ["kafka", "mongo"])
-async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
+@pytest.mark.parametrize("killed", ["kafka", "mongo", "run"])
+async def test_a_killed_server_or_run_loses_no_acknowledged_event(tmp_path, killed):
+    """A server SIGKILLed in the middle of a load is restarted by `run`; `run` itself SIGKILLed is
+    started again on its data directory. The load goes on (retrying what got no answer) and every
+    acknowledged event is counted once."""
     events = 10_000
     installation = await Installation(tmp_path / "data", free_port_base()).start()
     try:
@@ -206,38 +209,21 @@ async def test_a_killed_server_loses_no_acknowledged_event(tmp_path, server):
         producer = load(installation, 0, events, tmp_path / "accepted.txt")
         await asyncio.sleep(2)  # in the middle of the load
         assert producer.poll() is None, "the load finished before the kill: make it longer"
-        os.kill(installation.server_pid(server), signal.SIGKILL)
+        if killed == "run":
+            services = json.loads((tmp_path / "data" / "services.json").read_text())
+            installation.kill()
+            await installation.start()  # the same ports: what the killed run left must be gone first
+            assert not any(_alive(pid) for pid in services.values())
+        else:
+            os.kill(installation.server_pid(killed), signal.SIGKILL)
         assert await asyncio.to_thread(producer.wait, 240) == 0
         accepted = set((tmp_path / "accepted.txt").read_text().split())
         on_topic = await asyncio.wait_for(ids_until_quiet(installation.kafka, OUTCOMES.name), 120)
         assert len(accepted) == events and accepted <= on_topic
         want = expected(events, baseline)
         assert_counts(await installation.kpis_reach(want, timeout=180), want)
-        assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
-    finally:
-        installation.stop()
-
-
-async def test_a_killed_run_loses_no_acknowledged_event(tmp_path):
-    """`run` SIGKILLed in the middle of a load, then started again on its data directory: the load
-    goes on (retrying what got no answer) and every acknowledged event is counted once."""
-    events = 10_000
-    installation = await Installation(tmp_path / "data", free_port_base()).start()
-    try:
-        await seed(installation.kafka, installation.url["events"])
-        baseline = await installation.settled_kpis()
-        producer = load(installation, 0, events, tmp_path / "accepted.txt")
-        await asyncio.sleep(2)  # in the middle of the load
-        assert producer.poll() is None, "the load finished before the kill: make it longer"
-        services = json.loads((tmp_path / "data" / "services.json").read_text())
-        installation.kill()
-        await installation.start()  # the same ports: what the killed run left must be gone first
-        assert not any(_alive(pid) for pid in services.values())
-        assert await asyncio.to_thread(producer.wait, 240) == 0
-        accepted = set((tmp_path / "accepted.txt").read_text().split())
-        assert len(accepted) == events
-        want = expected(events, baseline)
-        assert_counts(await installation.kpis_reach(want, timeout=180), want)
+        if killed != "run":
+            assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
     finally:
         installation.stop()
 
