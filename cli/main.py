@@ -116,8 +116,9 @@ def _operator_key(data_dir: Path | None) -> tuple[str, bool]:
 
 def _stop_leftover_services(record: Path) -> None:
     """The services a `run` that did not get to clean up (SIGKILL, power loss) left behind: they
-    would hold the ports. Linux stops them with their parent (dies_with_parent); this is for the
-    rest, and waits for a graceful stop still in progress."""
+    would hold the ports. Linux sends them SIGTERM with their parent's death (dies_with_parent);
+    this waits for such a stop still in progress, and stops any that did not get the signal. It
+    tells a service from a process that reused its pid by /proc, so elsewhere it stops nothing."""
     if not record.exists():
         return
     for module, pid in json.loads(record.read_text()).items():

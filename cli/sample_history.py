@@ -175,17 +175,19 @@ def _send(events_url: str, key_id: str, secret: str, events: list[EventData], wa
                              headers={"content-type": "application/cloudevents-batch+json"}))
 
 
-def _wait_until_caught_up(events_url: str, wait_seconds: float = 300) -> None:
-    """Until the events service has read what membership published (its consumers' lag is 0 in
-    a measurement taken after this started): events naming a partnership it has not read yet are
-    held and decided again later, which is correct, but on a slow disk thousands of them crowd out
-    the roster they wait for. After `wait_seconds` the history is sent all the same."""
+def wait_until_caught_up(service_url: str, wait_seconds: float = 300) -> bool:
+    """Wait until the service's consumers have read everything published so far (every group's lag
+    is 0 in a measurement taken after this started); False if `wait_seconds` pass first. Events
+    naming a partnership the events service has not read yet are held and decided again later,
+    which is correct, but on a slow disk thousands of them crowd out the roster they wait for: the
+    sample history waits for this (and is sent all the same when it times out)."""
     started = time.monotonic()
     while time.monotonic() - started < wait_seconds:
-        lag = httpx.get(f"{events_url}/readyz", timeout=10).json().get("consumer_lag") or {}
+        lag = httpx.get(f"{service_url}/readyz", timeout=10).json().get("consumer_lag") or {}
         if time.monotonic() - started > LAG_SECONDS + 1 and lag and not any(lag.values()):
-            return
+            return True
         time.sleep(0.5)
+    return False
 
 
 def load_history(membership: httpx.Client, events_url: str, today: date | None = None,
@@ -193,7 +195,7 @@ def load_history(membership: httpx.Client, events_url: str, today: date | None =
     """Send the sample partnerships' history; the number of events sent."""
     sample = json.loads(path.read_text())
     today, sent = today or date.today(), 0
-    _wait_until_caught_up(events_url)
+    wait_until_caught_up(events_url)
     for partnership in sample["partnerships"]:
         pid = partnership["id"]
         kinds = {o["id"]: o["kind"] for o in sample["organisations"]}

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from cli.main import ports
+from cli.sample_history import wait_until_caught_up
 from cli.stack import LocalStack, _alive
 from shared.catalog import OUTCOMES
 from shared.contracts import outcomes as out
-from shared.service import LAG_SECONDS
 from shared.settings import KafkaSettings
 from tests.e2e.chaos.stream import PARTNERSHIPS, event
 from tests.e2e.chaos.test_chaos import AUTH, KEY, seed, wait
@@ -56,6 +56,7 @@ class Installation:
         self.url = {name: f"http://127.0.0.1:{self.port[name]}" for name in ("membership", "events", "metrics")}
         self.kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{self.port['kafka']}", enable_idempotence=False)
         self.process: subprocess.Popen | None = None
+        self.log_file = data_dir.parent / f"{data_dir.name}-run.log"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "cli.main", *args, *self.argv], cwd=ROOT, capture_output=True,
@@ -64,7 +65,7 @@ class Installation:
     async def start(self) -> "Installation":
         env = os.environ | {"BACKBONE_AUTH_OPERATOR_KEY": KEY, "BACKBONE_KAFKA_SESSION_TIMEOUT_MS": "2000"}
         self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "run", *self.argv], cwd=ROOT, env=env,
-                                        stdout=(self.data_dir.parent / f"{self.data_dir.name}-run.log").open("ab"),
+                                        stdout=self.log_file.open("ab"),
                                         stderr=subprocess.STDOUT)
         await wait(self.running, 300, "backbone run ready, sample in")
         return self
@@ -73,7 +74,7 @@ class Installation:
         """Up, with the sample and its history in when this start loads them (a test's own load
         must not race the sample's)."""
         assert self.process.poll() is None, self.log()
-        log = (self.data_dir.parent / f"{self.data_dir.name}-run.log").read_bytes()
+        log = self.log_file.read_bytes()
         sample_done = b"loading the sample" not in log or re.search(rb"\n  \d+ events\n", log) is not None
         return b"Backbone is running" in log and sample_done and await asyncio.to_thread(self._sample_settled)
 
@@ -87,16 +88,16 @@ class Installation:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         assert self.process.wait(timeout=60) == 0, self.log()
-        (self.data_dir.parent / f"{self.data_dir.name}-run.log").write_text("")  # the next start's own log
+        self.log_file.write_text("")  # the next start's own log
 
     def kill(self) -> None:
         """SIGKILL of `run` itself: no cleanup of its own; its services and servers are left."""
         self.process.kill()
         self.process.wait()
-        (self.data_dir.parent / f"{self.data_dir.name}-run.log").write_text("")
+        self.log_file.write_text("")
 
     def log(self) -> str:
-        return (self.data_dir.parent / f"{self.data_dir.name}-run.log").read_text()[-3000:]
+        return self.log_file.read_text()[-3000:]
 
     def server_pid(self, name: str) -> int:
         return json.loads((self.data_dir / "stack" / "stack.json").read_text())[f"{name}_pid"]
@@ -115,15 +116,8 @@ class Installation:
 
     async def settled_kpis(self) -> dict[str, dict]:
         """The KPIs once the metrics service has read everything so far (the sample's history
-        included), in a lag measurement taken after this call: what a test's own load adds to."""
-        started = asyncio.get_running_loop().time()
-
-        async def caught_up() -> bool:
-            async with httpx.AsyncClient(base_url=self.url["metrics"], timeout=10) as http:
-                lag = (await http.get("/readyz")).json().get("consumer_lag") or {}
-            return asyncio.get_running_loop().time() - started > LAG_SECONDS + 1 and bool(lag) and not any(lag.values())
-
-        await wait(caught_up, 180, "the metrics service caught up")
+        included): what a test's own load adds to."""
+        assert await asyncio.to_thread(wait_until_caught_up, self.url["metrics"], 180), "metrics did not catch up"
         return await self.kpis()
 
     async def kpis_reach(self, want: dict[str, Counter], timeout: float = 120) -> dict[str, dict]:
@@ -218,29 +212,16 @@ async def test_a_killed_server_or_run_loses_no_acknowledged_event(tmp_path, kill
             os.kill(installation.server_pid(killed), signal.SIGKILL)
         assert await asyncio.to_thread(producer.wait, 240) == 0
         accepted = set((tmp_path / "accepted.txt").read_text().split())
-        on_topic = await asyncio.wait_for(ids_until_quiet(installation.kafka, OUTCOMES.name), 120)
+        outcomes = values_until_quiet(installation.kafka.bootstrap_servers, installation.kafka.topic(OUTCOMES.name))
+        values = await asyncio.wait_for(outcomes, 120)
+        on_topic = {json.loads(value)["id"] for value in values}
         assert len(accepted) == events and accepted <= on_topic
         want = expected(events, baseline)
         assert_counts(await installation.kpis_reach(want, timeout=180), want)
         if killed != "run":
-            assert b"restarted" in (tmp_path / "data-run.log").read_bytes()
+            assert b"restarted" in installation.log_file.read_bytes()
     finally:
         installation.stop()
-
-
-async def ids_until_quiet(kafka: KafkaSettings, topic: str) -> set[str]:
-    """The event ids on a topic, read until it goes quiet: after a restart Tansu may report a stale
-    end offset, so the ends are not asked for (a torn log would never go quiet: wait_for ends it)."""
-    consumer = AIOKafkaConsumer(kafka.topic(topic), bootstrap_servers=kafka.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ids: set[str] = set()
-        while batch := await consumer.getmany(timeout_ms=5000, max_records=5000):
-            ids.update(json.loads(r.value)["id"] for records in batch.values() for r in records)
-        return ids
-    finally:
-        await consumer.stop()
 
 
 async def _produce_until(bootstrap: str, acked: list[bytes], stop: asyncio.Event) -> None:
@@ -260,14 +241,16 @@ async def _produce_until(bootstrap: str, acked: list[bytes], stop: asyncio.Event
         await producer.stop()
 
 
-async def _read_all(bootstrap: str) -> list[bytes]:
-    """Until the log goes quiet: a restarted Tansu may report a stale end offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+async def values_until_quiet(bootstrap: str, topic: str) -> list[bytes]:
+    """A topic's record values, in each partition's order, read until it goes quiet: after a restart
+    Tansu may report a stale end offset, so the ends are not asked for (a torn log would never go
+    quiet: wait_for ends it)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign([TopicPartition("durable", 0)])
         values: list[bytes] = []
-        while batch := await consumer.getmany(timeout_ms=3000):
+        while batch := await consumer.getmany(timeout_ms=5000, max_records=5000):
             values += [record.value for records in batch.values() for record in records]
         return values
     finally:
@@ -308,7 +291,7 @@ async def test_a_killed_broker_or_object_server_loses_no_ack(tmp_path, server):
         await wait(acking_again, 60, "acks after the restart")
         stop.set()
         await producing
-        values = await _read_all(bootstrap)
+        values = await values_until_quiet(bootstrap, "durable")
         assert set(acked) <= set(values), f"{len(set(acked) - set(values))} acknowledged records lost"
         assert _only_retried_copies(values), "the log replayed or reordered records"
     finally:

@@ -18,28 +18,27 @@ ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = [sys.executable, "-m", "timeit", "-n", "1", "import time; time.sleep(60)"]  # a `python -m` that waits
 
 
-def running_within(pid: int, seconds: float) -> bool:
+def within(seconds: float, condition) -> bool:
     deadline = time.monotonic() + seconds
-    while not runs_module(pid, "timeit"):  # its command line is the new one once Python has started
+    while not condition():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
 
 
-def gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not runs_module(pid, "timeit"):  # gone, or a zombie its new parent has not reaped yet
-            return True
-        time.sleep(0.05)
-    return False
+def running(pid: int) -> bool:
+    return runs_module(pid, "timeit")  # its command line is the new one once Python has started
+
+
+def gone(pid: int) -> bool:
+    return not runs_module(pid, "timeit")  # gone, or a zombie its new parent has not reaped yet
 
 
 def test_a_recorded_pid_is_stopped_only_while_it_runs_that_module(tmp_path):
     sleeper = subprocess.Popen(SLEEPER)
     try:
-        assert running_within(sleeper.pid, 10)
+        assert within(10, lambda: running(sleeper.pid))
         assert not runs_module(sleeper.pid, "services.events.app")  # a reused pid is left alone
         record = tmp_path / "services.json"
         record.write_text(json.dumps({"services.events.app": sleeper.pid}))
@@ -64,10 +63,10 @@ def test_a_child_stops_when_its_parent_is_killed(tmp_path):
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         child = int(parent.stdout.readline())
-        assert running_within(child, 10)
+        assert within(10, lambda: running(child))
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        assert gone_within(child, 10)
+        assert within(10, lambda: gone(child))
     finally:
         parent.kill()
         parent.wait()
