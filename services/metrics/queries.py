@@ -8,23 +8,27 @@ system, viewer) sees its own partnerships only, since a region, a sector or the 
 several partnerships' figures. Refusals and bad inputs are shared.errors domain errors.
 
 Each use case reads one snapshot of the KPI store (rosters and directory once, dated facts once),
-however many partnerships, periods or KPIs it shows."""
+however many partnerships, periods or KPIs it shows, and only for what it does not find computed
+already from facts that have not changed since (services/metrics/cache.py): a figure read again
+costs the same whatever the history behind it."""
 
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
 from services.metrics import kpis, views
+from services.metrics.cache import Computed
 from services.metrics.domain import Facts
+from services.metrics.store import Stamp
 from shared.auth import Principal
 from shared.errors import Invalid, NotAllowed, NotFound
 from shared.periods import Period, parse_period, periods_between, program_year
 
 MAX_SERIES_PERIODS = 120
 Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)
+Members = list[str] | None  # the partnerships of a scope; None: all of them
 
 
 class Scope(StrEnum):
@@ -45,6 +49,8 @@ class KpiFacts(Protocol):
     """What the read use cases need of the KPI store (services.metrics.store.MetricsStore)."""
 
     async def version(self) -> int: ...
+
+    async def stamps(self, version: int) -> dict[str, Stamp]: ...
 
     async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]: ...
 
@@ -89,17 +95,38 @@ def _describe(p: Period) -> dict:
 
 @dataclass
 class Snapshot:
-    """The KPI store's rosters and directory at one version."""
+    """The KPI store's rosters and directory at one version, and the stamps read with them. Kept
+    between requests while the roster stamps are unchanged (a copy with each request's stamps)."""
 
     version: int
     rosters: dict[str, Facts]
     directory: list[Facts]
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+    derived: dict[Hashable, Any] = field(default_factory=dict)  # what is worked out of the rosters, once
+
+    def _once(self, key: Hashable, work: Callable[[], Any]) -> Any:
+        if key not in self.derived:
+            self.derived[key] = work()
+        return self.derived[key]
 
     @property
     def partnerships(self) -> dict[str, dict]:
         """partnership id -> its latest state (name, region, sector)."""
-        return {key.removeprefix("partnership:"): entry[2] for roster in self.rosters.values()
-                for key, entry in roster.latest.items() if key.startswith("partnership:")}
+        return self._once("partnerships", lambda: {
+            key.removeprefix("partnership:"): entry[2] for roster in self.rosters.values()
+            for key, entry in roster.latest.items() if key.startswith("partnership:")})
+
+    def scheduled(self, partnership_id: str) -> list[tuple[str, str, dict]]:
+        return self._once(("scheduled", partnership_id), lambda: views.scheduled(self.rosters[partnership_id].latest))
+
+    def action_teams(self, partnership_id: str) -> list[dict]:
+        return self._once(("teams", partnership_id), lambda: views.action_teams(self.rosters[partnership_id].latest))
+
+    def signature(self, members: Members) -> tuple:
+        """The stamps of what figures of these partnerships are computed from: their facts and the directory."""
+        if members is None:
+            return tuple(sorted(self.stamps.items()))
+        return tuple((pid, self.stamps.get(pid)) for pid in sorted({*members, ""}))
 
     def name_of(self, partnership_id: str) -> str | None:
         return self.partnerships.get(partnership_id, {}).get("name")
@@ -120,21 +147,51 @@ class Snapshot:
     def rosters_of(self, partnership_ids: list[str] | None) -> list[Facts]:
         return [r for pid, r in self.rosters.items() if partnership_ids is None or pid in partnership_ids]
 
-    def view(self, p: Period, dated: Dated, partnership_ids: list[str] | None) -> kpis.View:
-        first = p.months[0]
-        return kpis.build_view(p, [(m, f) for _, m, f in dated if m >= first], self.rosters_of(partnership_ids),
-                               self.directory)
+    def view(self, p: Period, dated: Dated, partnership_ids: Members) -> kpis.View:
+        first, wanted = p.months[0], None if partnership_ids is None else set(partnership_ids)
+        return kpis.build_view(p, [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)],
+                               self.rosters_of(partnership_ids), self.directory)
+
+
+def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
+    return tuple(sorted((pid, roster) for pid, (_, roster) in stamps.items())) + (stamps.get("", (None,))[0],)
 
 
 class KpiService:
-    def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today, zone: tzinfo = UTC):
+    def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today, zone: tzinfo = UTC,
+                 computed: Computed | None = None):
         self.store = store
         self.today = today
         self.zone = zone  # the installation's time zone: times on the pages are shown in it
+        self.computed = computed or Computed()
 
     async def _snapshot(self) -> Snapshot:
         version = await self.store.version()
-        return Snapshot(version, *await self.store.rosters(version))
+        stamps = await self.store.stamps(version)  # before the facts they vouch for (cache.py)
+        signature = _roster_signature(stamps)
+        kept = self.computed.get(("snapshot", version), signature)
+        if kept is None:
+            kept = self.computed.put(("snapshot", version), signature,
+                                     Snapshot(version, *await self.store.rosters(version)))
+        return replace(kept, stamps=stamps)
+
+    async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> list[dict]:
+        """Every KPI's value of each (scope, period) wanted; the dated facts are read once, and only
+        if some of them are not kept."""
+        keys = [("values", snap.version, None if m is None else tuple(sorted(m)), p.label) for m, p in wanted]
+        found: list[dict | None] = [self.computed.get(key, snap.signature(m))
+                                    for key, (m, _) in zip(keys, wanted, strict=True)]
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing:
+            scopes = [wanted[i][0] for i in missing]
+            everyone = any(m is None for m in scopes)
+            dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
+                                      min((wanted[i][1] for i in missing), key=lambda p: p.start))
+            for i in missing:
+                members, p = wanted[i]
+                found[i] = self.computed.put(keys[i], snap.signature(members),
+                                             kpis.evaluate(snap.view(p, dated, members)))
+        return cast(list[dict], found)
 
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
         return await self.store.dated(snap.version, partnership_ids, first.months[0])
@@ -156,7 +213,7 @@ class KpiService:
                      scope_id: str | None = None, as_of: date | None = None) -> dict:
         snap, members = await self._scoped(principal, scope, scope_id)
         p = period(label)
-        values = kpis.evaluate(snap.view(p, await self._dated(snap, members, p), members))
+        (values,) = await self._values(snap, [(members, p)])
         answer: dict[str, Any] = {"version": 1, "scope": scope.value, "scope_id": scope_id, "period": _describe(p),
                   "partnerships": sorted(members) if members is not None else sorted(snap.rosters), "values": values}
         if scope is Scope.PARTNERSHIP and scope_id:  # authorize() requires it for this scope
@@ -190,25 +247,30 @@ class KpiService:
                 "period": _describe(p), **await self._lineage(snap, definition, p, members, limit)}
 
     async def _points(self, snap: Snapshot, definition: kpis.Kpi, periods: list[Period],
-                      members: list[str] | None) -> list[dict]:
-        dated = await self._dated(snap, members, periods[0])
-        return [{"period": p.label, "value": definition.compute(snap.view(p, dated, members))} for p in periods]
+                      members: Members) -> list[dict]:
+        values = await self._values(snap, [(members, p) for p in periods])
+        return [{"period": p.label, "value": v[definition.name]} for p, v in zip(periods, values, strict=True)]
 
     async def _across(self, snap: Snapshot, principal: Principal, definition: kpis.Kpi, p: Period) -> list[dict]:
         visible = sorted(pid for pid in snap.rosters if principal.may_access(pid))
-        by_partnership = _by_partnership(await self._dated(snap, visible, p))
-        rows: list[dict[str, Any]] = [{"partnership_id": pid, "name": snap.name_of(pid),
-                 "value": definition.compute(snap.view(p, by_partnership[pid], [pid]))} for pid in visible]
+        values = await self._values(snap, [([pid], p) for pid in visible])
+        rows: list[dict[str, Any]] = [{"partnership_id": pid, "name": snap.name_of(pid), "value": v[definition.name]}
+                                      for pid, v in zip(visible, values, strict=True)]
         if definition.scalar:
             rows.sort(key=lambda row: (row["value"] is None, -(row["value"] or 0), row["partnership_id"]))
         return rows
 
-    async def _lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period, members: list[str] | None,
-                       limit: int) -> dict:
-        dated = await self._dated(snap, members, p)
-        events, ids = kpis.lineage(definition, p, [(m, f) for _, m, f in dated], snap.rosters_of(members), limit)
-        return {"value": definition.compute(snap.view(p, dated, members)), "events": events, "event_ids": ids,
-                "complete": len(ids) == events}
+    async def _lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period, members: Members, limit: int) -> dict:
+        (values,) = await self._values(snap, [(members, p)])
+        key = ("lineage", snap.version, None if members is None else tuple(sorted(members)), p.label,
+               definition.name, limit)
+        signature = snap.signature(members)
+        if (traced := self.computed.get(key, signature)) is None:
+            dated = await self._dated(snap, members, p)
+            traced = self.computed.put(key, signature, kpis.lineage(definition, p, [(m, f) for _, m, f in dated],
+                                                                    snap.rosters_of(members), limit))
+        events, ids = traced
+        return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}
 
     # --- the pages -------------------------------------------------------------------------
 
@@ -218,29 +280,24 @@ class KpiService:
             raise NotAllowed("the statewide overview needs the operator role")
         p, _ = page_period(label)
         snap = await self._snapshot()
-        dated = await self._dated(snap, None, p)
-        by_partnership = _by_partnership(dated)
-        state = kpis.evaluate(snap.view(p, dated, None), _headline())
-        rows = [{"partnership_id": pid, "name": snap.name_of(pid) or pid,
-                 **{n: views.scalar(n, v) for n, v in
-                    kpis.evaluate(snap.view(p, by_partnership[pid], [pid]), _headline()).items()}}
-                for pid in sorted(snap.rosters)]
-        return {"period": p.label, "state": {n: views.scalar(n, v) for n, v in state.items()}, "rows": rows}
+        partnerships = sorted(snap.rosters)
+        state, *each = await self._values(snap, [(None, p)] + [([pid], p) for pid in partnerships])
+        rows = [{"partnership_id": pid, "name": snap.name_of(pid) or pid, **_headline(values)}
+                for pid, values in zip(partnerships, each, strict=True)]
+        return {"period": p.label, "state": _headline(state), "rows": rows}
 
     async def partnership_page(self, principal: Principal, partnership_id: str, label: str, grain: str) -> dict:
         """Key figures with target progress, trends by `grain`, members, action teams and what is coming up."""
         snap, members = await self._scoped(principal, Scope.PARTNERSHIP, partnership_id)
         p, year = page_period(label)
         grain = grain if grain in ("month", "quarter", "year") else "month"
-        dated = await self._dated(snap, members, p)
-        values = kpis.evaluate(snap.view(p, dated, members))
         today = self.today()
-        trends: dict[str, list] = {name: [] for name in views.TRENDS}
-        for step in views.grain_periods(year, grain):
-            shown = None if views.is_future(step, today) else snap.view(parse_period(step), dated, members)
-            for name in views.TRENDS:
-                trends[name].append((step, None if shown is None else kpis.BY_NAME[name].compute(shown)))
-        roster = snap.rosters[partnership_id]
+        steps = views.grain_periods(year, grain)
+        shown = [parse_period(step) for step in steps if not views.is_future(step, today)]
+        values, *by_step = await self._values(snap, [(members, p)] + [(members, step) for step in shown])
+        step_values = {step.label: v for step, v in zip(shown, by_step, strict=True)}
+        trends = {name: [(step, step_values[step][name] if step in step_values else None) for step in steps]
+                  for name in views.TRENDS}
         cards = views.Table("kpis", f"Key figures, {p.label}", [("kpi", "KPI"), ("title", "Title"), ("value", "Value"),
                                                                  ("target", "Target"), ("percent", "% of target"),
                                                                  ("on_track", "On track")])
@@ -257,10 +314,11 @@ class KpiService:
                          for k, n in sorted(cast(dict, values["active_members"]).items()) if k != "total"]),
             views.Table("action-teams", "Action teams", [("name", "Team"), ("priority", "Priority"),
                                                           ("status", "Status"), ("members", "Members")],
-                        views.action_teams(roster.latest)),
+                        snap.action_teams(partnership_id)),
             views.Table("upcoming-activities", "Upcoming activities",
                         [("starts_at", "Starts"), ("title", "Activity"), ("kind", "Kind")],
-                        views.upcoming_activities(roster.latest, datetime.now(UTC).isoformat(), self.zone)),
+                        views.upcoming_activities(snap.scheduled(partnership_id), datetime.now(UTC).isoformat(),
+                                                  self.zone)),
         ]
         definitions = views.DEFINITIONS
         return {"name": snap.name_of(partnership_id) or partnership_id, "partnership_id": partnership_id,
@@ -314,15 +372,8 @@ def _kpi_page_scope(principal: Principal, partnership_id: str | None) -> tuple[S
     return Scope.PARTNERSHIP, home
 
 
-def _headline() -> list[kpis.Kpi]:
-    return [kpis.BY_NAME[n] for n in views.HEADLINE]
-
-
-def _by_partnership(dated: Dated) -> dict[str, Dated]:
-    grouped: dict[str, Dated] = defaultdict(list)
-    for row in dated:
-        grouped[row[0]].append(row)
-    return grouped
+def _headline(values: dict) -> dict:
+    return {n: views.scalar(n, values[n]) for n in views.HEADLINE}
 
 
 def _progress(snap: Snapshot, partnership_id: str, p: Period, values: dict, today: date) -> list[dict]:

@@ -2,7 +2,10 @@
 
 Versioned: each version has its own collections, `facts_v<N>` (mergeable facts per partnership
 and month, roster or directory entry), `offsets_v<N>` (the next Kafka offset to apply, per
-topic-partition) and `seen_v<N>` (the identities of the events applied, per topic-partition). The
+topic-partition) and `seen_v<N>` (the identities of the events applied, per topic-partition) and `stamps_v<N>` (per
+partnership, and "" for the directory, a stamp that every batch changing its facts renews, in the
+same transaction: readers keep what they computed from facts for as long as the stamps of what it
+read are unchanged, services/metrics/cache.py). The
 control document in `kpi_store` names the version readers use (`current`) and the one a rebuild
 is writing (`building`), so a rebuild fills a new version while the service keeps the old one up
 to date, and switches over in one write.
@@ -14,6 +17,7 @@ partitions in a rebalance, or was frozen while another took over, fails that che
 nothing. Kafka's own committed offsets are only a hint for tools; the stored ones are the truth.
 """
 
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +32,7 @@ from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, doc_id
 from services.metrics.kpis import Milestone
 
 CONTROL_ID = "store"
+Stamp = tuple[str, str | None]  # (facts stamp, roster stamp) of a partnership
 
 
 def _tp(tp: TopicPartition) -> str:
@@ -63,6 +68,12 @@ class MetricsStore:
 
     def _seen(self, version: int):
         return self.db[f"seen_v{version}"]
+
+    def _stamps(self, version: int):
+        return self.db[f"stamps_v{version}"]
+
+    def _collections(self, version: int) -> tuple:
+        return self._facts(version), self._offsets(version), self._seen(version), self._stamps(version)
 
     async def _create_indexes(self, version: int) -> None:
         await self._facts(version).create_index([("p", 1), ("b", 1)])
@@ -134,6 +145,7 @@ class MetricsStore:
                                                        else batch.cells[key]), upsert=True)
                     for _id, key in ids.items()
                 ], ordered=False, session=session)
+                await self._stamps(version).bulk_write(_renewals(batch.cells), ordered=False, session=session)
             new_ids = [
                 {"_id": f"{_tp(tp)}/{batch.moves[tp][1]}", "tp": _tp(tp), "ids": Binary(b"".join(digests))}
                 for tp, digests in batch.seen.items() if digests
@@ -152,8 +164,8 @@ class MetricsStore:
         if control["building"] is not None:
             return control["building"]
         version = control["current"] + 1
-        for name in (self._facts(version), self._offsets(version), self._seen(version)):
-            await name.drop()  # leftovers of a rebuild of that number that was abandoned
+        for collection in self._collections(version):
+            await collection.drop()  # leftovers of a rebuild of that number that was abandoned
         await self._create_indexes(version)
         await self.control.update_one({"_id": CONTROL_ID, "building": None}, {"$set": {"building": version}})
         return version
@@ -165,7 +177,7 @@ class MetricsStore:
         if result.matched_count != 1:
             raise Fenced(f"version {version} is no longer being built")
         for older in range(1, version - 1):
-            for collection in (self._facts(older), self._offsets(older), self._seen(older)):
+            for collection in self._collections(older):
                 await collection.drop()
         return version - 1
 
@@ -181,6 +193,10 @@ class MetricsStore:
             else:
                 directory.append(facts)
         return rosters, directory
+
+    async def stamps(self, version: int) -> dict[str, Stamp]:
+        """partnership id ("" for the directory) -> its stamps (facts, roster)."""
+        return {d["_id"]: (d["g"], d.get("r")) async for d in self._stamps(version).find()}
 
     async def dated(
         self, version: int, partnership_ids: list[str] | None, first_month: str
@@ -209,6 +225,18 @@ class MetricsStore:
         except BulkWriteError as exc:  # another instance recorded some first: theirs are as good
             if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
                 raise
+
+
+def _renewals(cells: Cells) -> list[UpdateOne]:
+    """New stamps for the partnerships (and the directory) whose facts a batch changes; the roster
+    stamp too where their roster changes."""
+    stamp = uuid.uuid4().hex
+    renewed: dict[str, dict[str, str]] = {}
+    for _source, partnership_id, bucket in cells:
+        renewed.setdefault(partnership_id, {"g": stamp})
+        if bucket == ROSTER:
+            renewed[partnership_id]["r"] = stamp
+    return [UpdateOne({"_id": pid}, {"$set": fields}, upsert=True) for pid, fields in renewed.items()]
 
 
 def _document(key: tuple[str, str, str], facts: Facts) -> dict:

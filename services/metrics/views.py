@@ -1,6 +1,7 @@
 """What the KPI pages show, as pure logic: tables (also exported as CSV and JSON), sorting,
 number formats, and bar charts as inline SVG (no chart library, nothing from a CDN)."""
 
+import bisect
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -145,10 +146,9 @@ def local_time(moment: str | datetime, zone: tzinfo) -> str:
     return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def upcoming_activities(roster_latest: dict[str, list], today_iso: str, zone: tzinfo,
-                        limit: int = 10) -> list[dict]:
-    """Scheduled activities that neither closed nor started yet, soonest first."""
-    rows = []
+def scheduled(roster_latest: dict[str, list]) -> list[tuple[str, str, dict]]:
+    """(UTC start, activity id, what it is) of the scheduled activities not closed yet, by start."""
+    found = []
     for key, (_, _, info) in roster_latest.items():
         if not key.startswith("activity:"):
             continue
@@ -156,10 +156,18 @@ def upcoming_activities(roster_latest: dict[str, list], today_iso: str, zone: tz
         if f"activity_closed:{activity_id}" in roster_latest:
             continue
         starts_at = roster_latest.get(f"activity_time:{activity_id}", [None, None, None])[2]
-        if starts_at and starts_at >= today_iso:
-            rows.append({"activity_id": activity_id, "title": info["title"], "kind": info["kind"].replace("_", " "),
-                         "at": starts_at, "starts_at": local_time(starts_at, zone)})
-    return [{k: v for k, v in r.items() if k != "at"} for r in sorted(rows, key=lambda r: r["at"])[:limit]]
+        if starts_at:
+            found.append((starts_at, activity_id, info))
+    return sorted(found, key=lambda row: row[:2])
+
+
+def upcoming_activities(open_activities: list[tuple[str, str, dict]], today_iso: str, zone: tzinfo,
+                        limit: int = 10) -> list[dict]:
+    """Of the scheduled activities (`scheduled`), those not started yet, soonest first."""
+    first = bisect.bisect_left(open_activities, today_iso, key=lambda row: row[0])
+    return [{"activity_id": activity_id, "title": info["title"], "kind": info["kind"].replace("_", " "),
+             "starts_at": local_time(starts_at, zone)}
+            for starts_at, activity_id, info in open_activities[first:first + limit]]
 
 
 def action_teams(roster_latest: dict[str, list]) -> list[dict]:

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from services.metrics.dedupe import digest
 from services.metrics.domain import Cells, record
 from services.metrics.store import Batch, Fenced, MetricsStore
+from shared.contracts.membership import MemberJoined
 from shared.contracts.outcomes import HireRecorded
 from shared.envelope import new_event
 
@@ -82,6 +83,25 @@ async def test_facts_merge_into_what_is_stored(store):
     assert month == "2025-07" and facts.counts["hires"] == 2
     assert set(facts.latest) == {"hire:sw-mp/h1", "hire:sw-mp/h2"}
     assert facts.lineage["hires"][0] == 2
+
+
+async def test_a_stored_batch_renews_the_stamps_of_what_it_changed_only(store):
+    """Kept read figures (services/metrics/cache.py) are as good as these stamps."""
+    await store.apply(1, "current", batch(None, 1, "h1"))
+    stamps = await store.stamps(1)
+    assert set(stamps) == {"sw-mp"} and stamps["sw-mp"][1] is None  # its roster is unchanged
+    joined = batch(1, 2)
+    record(new_event(MemberJoined(partnership_id="nw-mp", membership_id="m", organisation_id="acme",
+                                  organisation_kind="employer", role="member", joined_on=date(2025, 7, 1)),
+                     source="/t").model_dump(), joined.cells)
+    await store.apply(1, "current", joined)
+    renewed = await store.stamps(1)
+    assert renewed["sw-mp"] == stamps["sw-mp"] and renewed["nw-mp"][0] == renewed["nw-mp"][1] is not None
+    with pytest.raises(Fenced):
+        await store.apply(1, "current", batch(None, 3, "h2"))
+    assert await store.stamps(1) == renewed  # nothing of a fenced batch is stored
+    await store.apply(1, "current", batch(2, 3, "h3"))
+    assert (await store.stamps(1))["sw-mp"] != stamps["sw-mp"]
 
 
 def test_cells_are_keyed_by_source_partnership_and_month():

@@ -1,6 +1,6 @@
 """The metrics read use cases over an in-memory KPI store: who sees which scope (decided before
-anything is read), what the pages show, and that a page reads the store once however many
-partnerships it lists."""
+anything is read), what the pages show, that a page reads the store once however many
+partnerships it lists, and that a figure read again is not computed again unless its facts changed."""
 
 from collections import Counter
 from datetime import date
@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from services.metrics import queries
+from services.metrics.cache import Computed
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
 from services.metrics.queries import KpiService, Scope
 from services.metrics.sessions import LoginThrottle
@@ -38,9 +39,19 @@ class FakeStore:
         for data in events:
             record(new_event(data, source="/test").model_dump(), self.cells)
         self.reads: Counter = Counter()
+        self.changes = 0
 
     async def version(self) -> int:
         return 1
+
+    async def stamps(self, version: int) -> dict[str, tuple[str, str | None]]:
+        self.reads["stamps"] += 1
+        return {p: (str(self.changes), str(self.changes)) for (_, p, _) in self.cells}
+
+    def add(self, data) -> None:
+        """A stored batch of one event: its facts, and new stamps."""
+        record(new_event(data, source="/test").model_dump(), self.cells)
+        self.changes += 1
 
     async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]:
         self.reads["rosters"] += 1
@@ -144,7 +155,7 @@ async def test_the_overview_reads_the_store_once_whatever_the_number_of_partners
     overview = await kpi.overview(OPERATOR, "PY2025")
     assert {r["partnership_id"]: r["hires"] for r in overview["rows"]} == {"sw-mp": 3, "nw-mp": 1, "sw-health": 1}
     assert overview["state"]["hires"] == 5 and overview["rows"][0]["name"] == "Partnership nw-mp"
-    assert store.reads == {"rosters": 1, "dated": 1}
+    assert store.reads == {"stamps": 1, "rosters": 1, "dated": 1}
 
 
 @pytest.mark.parametrize("role", OTHER_ROLES)
@@ -155,7 +166,7 @@ async def test_partnership_and_kpi_pages_of_a_partnership_key(role, kpi, store):
     assert cards["hires"]["value"] == 3 and cards["hires"]["percent"] == 50.0
     assert [label for label, _ in page["trend_tables"]["hires"]] == ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]
     assert page["trend_tables"]["hires"][0] == ("2025-Q3", 3) and page["trend_tables"]["hires"][3][1] is None
-    assert store.reads == {"rosters": 1, "dated": 1}
+    assert store.reads == {"stamps": 1, "rosters": 1, "dated": 1}
     with pytest.raises(NotAllowed, match="nw-mp"):
         await kpi.partnership_page(who, "nw-mp", "PY2025", "month")
     own = await kpi.kpi_page(who, "hires", "PY2025", None)  # its own partnership by default
@@ -212,3 +223,66 @@ def test_the_throttle_remembers_a_bounded_number_of_clients():
     for client in ("a", "b", "c", "d"):
         throttle.failed(client)
     assert list(throttle.recent) == ["b", "c", "d"] and throttle.retry_after("a") is None
+
+
+# --- figures kept between reads (services/metrics/cache.py) -------------------------------------
+
+def hire(pid: str, hire_id: str, start: date = date(2025, 9, 20)):
+    return EXAMPLES[out.HireRecorded].model_copy(update={
+        "partnership_id": pid, "hire_id": hire_id, "person_id": f"{hire_id}-p", "start_date": start})
+
+
+async def hires(kpi: KpiService, scope: Scope, scope_id: str | None = None) -> float:
+    return (await kpi.values(OPERATOR, "PY2025", scope, scope_id))["values"]["hires"]
+
+
+async def test_a_figure_read_again_is_computed_once_and_again_after_its_facts_change(kpi, store):
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
+    assert store.reads == {"stamps": 2, "rosters": 1, "dated": 1}
+    store.add(hire("sw-mp", "late"))
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 4
+    assert store.reads["dated"] == 2
+
+
+async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_states(kpi, store):
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3 and await hires(kpi, Scope.STATE) == 5
+    stamps = await store.stamps(1)
+    store.add(hire("nw-mp", "other"))
+    store.stamps = _renewed_only(store, stamps, "nw-mp")  # as the store renews them: the touched one only
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
+    assert store.reads["dated"] == 2  # sw-mp's figure was kept
+    assert await hires(kpi, Scope.STATE) == 6
+    assert store.reads["dated"] == 3
+
+
+def _renewed_only(store: FakeStore, before: dict, pid: str):
+    async def stamps(version: int) -> dict:
+        store.reads["stamps"] += 1
+        return before | {pid: ("renewed", before[pid][1])}
+    return stamps
+
+
+async def test_a_batch_stored_while_a_figure_is_computed_is_counted_at_the_next_read(kpi, store):
+    """The stamps are read before the facts: a figure computed from newer facts than its stamps
+    is kept under the older stamps, so the next read (newer stamps) computes it again."""
+    read_dated = store.dated
+
+    async def a_batch_lands_meanwhile(*args):
+        store.dated = read_dated
+        store.add(hire("sw-mp", "meanwhile"))
+        return await read_dated(*args)
+
+    store.dated = a_batch_lands_meanwhile
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") in (3, 4)
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 4
+
+
+async def test_kept_figures_are_bounded_least_recently_used_first():
+    kept = Computed(capacity=2)
+    kept.put("a", 1, "A")
+    kept.put("b", 1, "B")
+    assert kept.get("a", 1) == "A"
+    kept.put("c", 1, "C")
+    assert kept.get("b", 1) is None and kept.get("a", 1) == "A" and kept.get("c", 1) == "C"
+    assert kept.get("a", 2) is None  # another signature: computed from other facts

@@ -64,7 +64,7 @@ def test_upcoming_activities_leave_out_closed_and_past_ones_and_follow_reschedul
         "activity:d": ["", "", {"title": "Past", "kind": "career_day"}],
         "activity_time:d": ["", "", "2026-01-02T09:00:00+00:00"],
     }
-    rows = views.upcoming_activities(latest, "2026-11-25T00:00:00+00:00", ZoneInfo("America/Denver"))
+    rows = views.upcoming_activities(views.scheduled(latest), "2026-11-25T00:00:00+00:00", ZoneInfo("America/Denver"))
     assert [(r["title"], r["kind"], r["starts_at"]) for r in rows] == [
         ("Fair B", "hiring event", "2026-11-30 02:00 MST"), ("Tour A", "plant tour", "2026-12-01 08:00 MST")]
 
