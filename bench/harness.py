@@ -50,6 +50,20 @@ class Service:
         self.stop()
         raise RuntimeError(f"{name} did not start: see {log}")
 
+    def cpu_seconds(self) -> float:
+        """The process's CPU time so far (user + system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def until_idle(self, seconds: float = 2.0, busy_share: float = 0.05) -> None:
+        """Waits until the process uses under `busy_share` of a core over `seconds` (its background
+        loops, e.g. the milestone checks after a load, have settled)."""
+        while True:
+            before = self.cpu_seconds()
+            await asyncio.sleep(seconds)
+            if self.cpu_seconds() - before < busy_share * seconds:
+                return
+
     def peak_memory_mib(self) -> float:
         """The process's peak resident memory (VmHWM)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

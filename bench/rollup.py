@@ -247,7 +247,7 @@ async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
     for e in {e.id: e for e in events}.values():
         domain.record(e.model_dump(), fresh)  # from the models, not through parse_plain
     version = await store.version()
-    rosters, directory = await store.rosters(version)
+    rosters, directory = await store.rosters(version), await store.directory(version)
     stored = await store.dated(version, None, "0000-00")
     periods = [parse_period(p) for p in ("PY2025", "2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2")]
     fresh_dated = [(k[1], k[2], f) for k, f in fresh.items() if k[0] in domain.DATED_SOURCES]

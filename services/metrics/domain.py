@@ -4,7 +4,7 @@ The KPI store keeps *facts*, not finished KPI values: per partnership and month,
 of ids, a wage histogram, per-hire observations and a bounded lineage of event ids; per
 partnership, its roster (state, members, action teams, targets). Every fact merges with an
 associative, commutative operation (sum, union, max, min, latest by time), so a batch is folded
-in memory first and then merged into the stored documents, and the result never depends on how
+in memory first and then stored beside what is stored (merged when read), and the result never depends on how
 the events were cut into batches or in which order partitions were read. KPIs
 (services/metrics/kpis.py) are computed from merged facts when asked: that keeps distinct counts
 and medians exact at every roll-up (partnership, region, sector, state; month, quarter, program
@@ -459,6 +459,18 @@ def held_activities(roster: Facts) -> list[HeldActivity]:
                 activity.attendees.add(organisation)
                 activity.attendance_ids.add(event_id)
     return list(by_id.values())
+
+
+ACTIVITY_FACTS = ("activity:", "activity_time:", "activity_closed:", "held:", "attendance:", "attended:")
+
+
+def without_activities(roster: Facts) -> Facts:
+    """A roster's facts but its activities' (which held_activities resolves): members, action
+    teams, targets, the partnership's state. Shares the entries, changes none."""
+    return Facts(counts=roster.counts, histograms=roster.histograms,
+                 sets={k: v for k, v in roster.sets.items() if not k.startswith(ACTIVITY_FACTS)},
+                 latest={k: v for k, v in roster.latest.items() if not k.startswith(ACTIVITY_FACTS)},
+                 maxima=roster.maxima, minima=roster.minima, lineage=roster.lineage)
 
 
 def program_years_touched(cells: Cells) -> set[tuple[str, str]]:

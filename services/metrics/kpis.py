@@ -8,6 +8,7 @@ applies to all history at once; a change in what is *recorded* from events needs
 a worked example (docs/kpis.md explains the rules they share).
 """
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass
@@ -16,7 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
 
-from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, HeldActivity, held_activities
+from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, HeldActivity, held_activities, without_activities
 from shared.catalog import BY_MODEL
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
@@ -93,8 +94,44 @@ class View:
         return cohort
 
 
-def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iterable[Facts],
-               directory: Iterable[Facts]) -> View:
+@dataclass
+class Standing:
+    """What a scope's rosters and the directory say whatever the period, worked out once for
+    every period read (services/metrics/queries.py keeps it while the rosters are unchanged)."""
+
+    roster: Facts  # the rosters merged, without their activities: members, action teams, targets
+    kinds: dict[str, str]  # organisation id -> kind
+    held: list[list[HeldActivity]]  # per partnership, its held activities by day
+
+    def held_in(self, period: Period) -> list[HeldActivity]:
+        start, end = period.start.isoformat(), period.end.isoformat()
+        return [a for by_day in self.held for a in by_day[bisect_left(by_day, start, key=_day):
+                                                            bisect_right(by_day, end, key=_day)]]
+
+
+def _day(activity: HeldActivity) -> str:
+    return activity.day
+
+
+def held_by_day(roster: Facts) -> list[HeldActivity]:
+    return sorted(held_activities(roster), key=_day)
+
+
+def standing(rosters: Iterable[Facts], directory: Iterable[Facts], held: Iterable[list[HeldActivity]]) -> Standing:
+    """`rosters`: the scope's, without their activities; `held`: each one's held_by_day."""
+    roster = Facts()
+    for facts in rosters:
+        roster.merge(facts)
+    kinds = {entry[2]["organisation_id"]: entry[2]["kind"]
+             for key, entry in roster.latest.items() if key.startswith("member:")}
+    for facts in directory:  # the registry has the last word on an organisation's kind
+        kinds.update({key.removeprefix("kind:"): entry[2] for key, entry in facts.latest.items()
+                      if key.startswith("kind:")})
+    # one list per partnership's roster: activity ids are unique within a partnership
+    return Standing(roster, kinds, list(held))
+
+
+def view_of(period: Period, dated: Iterable[tuple[str, Facts]], scope: Standing) -> View:
     """`dated`: (month, facts) of the scope from the period's first month on."""
     last = period.months[-1]
     flow, since = Facts(), Facts()
@@ -102,18 +139,14 @@ def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iter
         if month <= last:
             flow.merge(facts)
         since.merge(facts)
-    roster = Facts()
-    start, end = period.start.isoformat(), period.end.isoformat()
-    activities = []
-    for facts in rosters:  # one partnership's each: activity ids are unique within a partnership
-        roster.merge(facts)
-        activities += [a for a in held_activities(facts) if start <= a.day <= end]
-    kinds = {entry[2]["organisation_id"]: entry[2]["kind"]
-             for key, entry in roster.latest.items() if key.startswith("member:")}
-    for facts in directory:  # the registry has the last word on an organisation's kind
-        kinds.update({key.removeprefix("kind:"): entry[2] for key, entry in facts.latest.items()
-                      if key.startswith("kind:")})
-    return View(period, flow, since, roster, kinds, activities)
+    return View(period, flow, since, scope.roster, scope.kinds, scope.held_in(period))
+
+
+def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iterable[Facts],
+               directory: Iterable[Facts]) -> View:
+    rosters = list(rosters)
+    return view_of(period, dated, standing([without_activities(f) for f in rosters], directory,
+                                           [held_by_day(f) for f in rosters]))
 
 
 # --- formulas --------------------------------------------------------------------------------
@@ -498,7 +531,7 @@ def evaluate(view: View, kpis: Iterable[Kpi] = CATALOGUE) -> dict[str, Value]:
 
 
 def lineage(kpi: Kpi, period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iterable[Facts],
-            limit: int) -> tuple[int, list[str]]:
+            limit: int, held: Iterable[HeldActivity] | None = None) -> tuple[int, list[str]]:
     """How many events fed a KPI value, and (up to `limit`) which. Each stored document keeps at
     most LINEAGE_LIMIT ids per fact, so the ids can be fewer than the events.
 
@@ -509,8 +542,9 @@ def lineage(kpi: Kpi, period: Period, dated: Iterable[tuple[str, Facts]], roster
     last = period.months[-1]
     rosters = list(rosters)
     start, end = period.start.isoformat(), period.end.isoformat()
-    activity_ids = sorted({i for facts in rosters for a in held_activities(facts) if start <= a.day <= end
-                           for name in kpi.lineage for i in _activity_lineage(name, a)})
+    if held is None:
+        held = [a for facts in rosters for a in held_activities(facts) if start <= a.day <= end]
+    activity_ids = sorted({i for a in held for name in kpi.lineage for i in _activity_lineage(name, a)})
     events, ids = len(activity_ids), activity_ids[:limit]
     for facts in [f for month, f in dated if month <= last or cohort] + rosters:
         for fact, (n, fact_ids) in facts.lineage.items():

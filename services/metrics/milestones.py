@@ -61,7 +61,7 @@ class Milestones:
 
     async def _look_at_everything(self) -> None:
         version = await self.store.version()
-        rosters, _ = await self.store.rosters(version)
+        rosters = await self.store.rosters(version)
         months = await self.store.months_with_facts(version)
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         self.due |= {(pid, period_of(date.fromisoformat(m + "-01"), Grain.PROGRAM_YEAR).label) for pid, m in months}
@@ -98,7 +98,7 @@ class Milestones:
         if not due:
             return
         version = await self.store.version()
-        rosters, directory = await self.store.rosters(version)
+        rosters, directory = await self.store.rosters(version), await self.store.directory(version)
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         reached: list[kpis.Milestone] = []
         for pid, label in sorted(due):

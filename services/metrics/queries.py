@@ -16,11 +16,11 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from services.metrics import kpis, views
 from services.metrics.cache import Computed
-from services.metrics.domain import Facts
+from services.metrics.domain import Facts, HeldActivity, without_activities
 from services.metrics.store import Stamp
 from shared.auth import Principal
 from shared.errors import Invalid, NotAllowed, NotFound
@@ -52,7 +52,9 @@ class KpiFacts(Protocol):
 
     async def stamps(self, version: int) -> dict[str, Stamp]: ...
 
-    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]: ...
+    async def rosters(self, version: int, known: list[str]) -> dict[str, Facts]: ...
+
+    async def directory(self, version: int) -> list[Facts]: ...
 
     async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> Dated: ...
 
@@ -93,13 +95,27 @@ def _describe(p: Period) -> dict:
     return {"label": p.label, "grain": p.grain.value, "start": p.start, "end": p.end}
 
 
+class Kept(NamedTuple):
+    """A partnership's roster as kept between reads, and what is worked out of it once."""
+
+    stamp: str | None  # its roster stamp when read
+    lean: Facts  # without its activities (domain.without_activities)
+    held: list[HeldActivity]  # its held activities by day
+    scheduled: list[tuple[str, str, dict]]  # its activities not closed yet, by start (views.scheduled)
+
+    @classmethod
+    def of(cls, stamp: str | None, roster: Facts) -> "Kept":
+        return cls(stamp, without_activities(roster), kpis.held_by_day(roster), views.scheduled(roster.latest))
+
+
 @dataclass
 class Snapshot:
-    """The KPI store's rosters and directory at one version, and the stamps read with them. Kept
-    between requests while the roster stamps are unchanged (a copy with each request's stamps)."""
+    """The KPI store's rosters (each with its held activities by day) and directory at one
+    version, and the stamps read with them. Kept between requests while the roster stamps are
+    unchanged (a copy with each request's stamps); each roster is kept while its own stamp is."""
 
     version: int
-    rosters: dict[str, Facts]
+    rosters: dict[str, Kept]
     directory: list[Facts]
     stamps: dict[str, Stamp] = field(default_factory=dict)
     derived: dict[Hashable, Any] = field(default_factory=dict)  # what is worked out of the rosters, once
@@ -113,14 +129,15 @@ class Snapshot:
     def partnerships(self) -> dict[str, dict]:
         """partnership id -> its latest state (name, region, sector)."""
         return self._once("partnerships", lambda: {
-            key.removeprefix("partnership:"): entry[2] for roster in self.rosters.values()
-            for key, entry in roster.latest.items() if key.startswith("partnership:")})
-
-    def scheduled(self, partnership_id: str) -> list[tuple[str, str, dict]]:
-        return self._once(("scheduled", partnership_id), lambda: views.scheduled(self.rosters[partnership_id].latest))
+            key.removeprefix("partnership:"): entry[2] for kept in self.rosters.values()
+            for key, entry in kept.lean.latest.items() if key.startswith("partnership:")})
 
     def action_teams(self, partnership_id: str) -> list[dict]:
-        return self._once(("teams", partnership_id), lambda: views.action_teams(self.rosters[partnership_id].latest))
+        return self._once(("teams", partnership_id),
+                          lambda: views.action_teams(self.rosters[partnership_id].lean.latest))
+
+    def targets(self, partnership_id: str) -> dict[tuple[str, ...], float]:
+        return kpis.targets(self.rosters[partnership_id].lean, partnership_id)
 
     def signature(self, members: Members) -> tuple:
         """The stamps of what figures of these partnerships are computed from: their facts and the directory."""
@@ -144,17 +161,23 @@ class Snapshot:
             raise NotFound(f"no partnership in {scope.value} {scope_id!r}")
         return members
 
-    def rosters_of(self, partnership_ids: list[str] | None) -> list[Facts]:
-        return [r for pid, r in self.rosters.items() if partnership_ids is None or pid in partnership_ids]
+    def standing(self, members: Members) -> kpis.Standing:
+        pids = sorted(self.rosters) if members is None else sorted(set(members) & set(self.rosters))
+        return self._once(("standing", tuple(pids)), lambda: kpis.standing(
+            [self.rosters[pid].lean for pid in pids], self.directory, [self.rosters[pid].held for pid in pids]))
 
-    def view(self, p: Period, dated: Dated, partnership_ids: Members) -> kpis.View:
-        first, wanted = p.months[0], None if partnership_ids is None else set(partnership_ids)
-        return kpis.build_view(p, [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)],
-                               self.rosters_of(partnership_ids), self.directory)
+    def view(self, p: Period, dated: Dated, members: Members) -> kpis.View:
+        first, wanted = p.months[0], None if members is None else set(members)
+        return kpis.view_of(p, [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)],
+                            self.standing(members))
 
 
 def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
-    return tuple(sorted((pid, roster) for pid, (_, roster) in stamps.items())) + (stamps.get("", (None,))[0],)
+    return tuple(sorted((pid, roster) for pid, (_, roster) in stamps.items())) + (_directory_stamp(stamps),)
+
+
+def _directory_stamp(stamps: dict[str, Stamp]) -> str | None:
+    return stamps.get("", (None, None))[0]
 
 
 class KpiService:
@@ -171,9 +194,25 @@ class KpiService:
         signature = _roster_signature(stamps)
         kept = self.computed.get(("snapshot", version), signature)
         if kept is None:
-            kept = self.computed.put(("snapshot", version), signature,
-                                     Snapshot(version, *await self.store.rosters(version)))
+            kept = self.computed.put(("snapshot", version), signature, await self._read_snapshot(version, stamps))
         return replace(kept, stamps=stamps)
+
+    async def _read_snapshot(self, version: int, stamps: dict[str, Stamp]) -> Snapshot:
+        """Rosters read again only where their stamps changed. A roster without a stamp has not
+        changed since the store had stamps (a change stamps it)."""
+        def stamp(pid: str) -> str | None:
+            return stamps.get(pid, (None, None))[1]
+
+        kept: dict[str, Kept] = self.computed.get(("rosters", version), 0) or {}
+        rosters = {pid: entry for pid, entry in kept.items() if entry.stamp == stamp(pid)}
+        for pid, roster in (await self.store.rosters(version, known=list(rosters))).items():
+            rosters[pid] = Kept.of(stamp(pid), roster)
+        self.computed.put(("rosters", version), 0, rosters)
+        directory = self.computed.get(("directory", version), _directory_stamp(stamps))
+        if directory is None:
+            directory = self.computed.put(("directory", version), _directory_stamp(stamps),
+                                          await self.store.directory(version))
+        return Snapshot(version, rosters, directory)
 
     async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> list[dict]:
         """Every KPI's value of each (scope, period) wanted; the dated facts are read once, and only
@@ -267,8 +306,9 @@ class KpiService:
         signature = snap.signature(members)
         if (traced := self.computed.get(key, signature)) is None:
             dated = await self._dated(snap, members, p)
+            scope = snap.standing(members)
             traced = self.computed.put(key, signature, kpis.lineage(definition, p, [(m, f) for _, m, f in dated],
-                                                                    snap.rosters_of(members), limit))
+                                                                    [scope.roster], limit, scope.held_in(p)))
         events, ids = traced
         return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}
 
@@ -317,7 +357,7 @@ class KpiService:
                         snap.action_teams(partnership_id)),
             views.Table("upcoming-activities", "Upcoming activities",
                         [("starts_at", "Starts"), ("title", "Activity"), ("kind", "Kind")],
-                        views.upcoming_activities(snap.scheduled(partnership_id), datetime.now(UTC).isoformat(),
+                        views.upcoming_activities(snap.rosters[partnership_id].scheduled, datetime.now(UTC).isoformat(),
                                                   self.zone)),
         ]
         definitions = views.DEFINITIONS
@@ -378,5 +418,5 @@ def _headline(values: dict) -> dict:
 
 def _progress(snap: Snapshot, partnership_id: str, p: Period, values: dict, today: date) -> list[dict]:
     return [kpis.progress(kpis.BY_NAME[kpi], values[kpi], target, p, today)
-            for (kpi, label), target in sorted(kpis.targets(snap.rosters[partnership_id], partnership_id).items())
+            for (kpi, label), target in sorted(snap.targets(partnership_id).items())
             if label == p.label and kpi in kpis.BY_NAME]

@@ -1,14 +1,14 @@
 """The KPI store in MongoDB.
 
-Versioned: each version has its own collections, `facts_v<N>` (mergeable facts per partnership
-and month, roster or directory entry), `offsets_v<N>` (the next Kafka offset to apply, per
-topic-partition) and `seen_v<N>` (the identities of the events applied, per topic-partition) and `stamps_v<N>` (per
-partnership, and "" for the directory, a stamp that every batch changing its facts renews, in the
-same transaction: readers keep what they computed from facts for as long as the stamps of what it
-read are unchanged, services/metrics/cache.py). The
-control document in `kpi_store` names the version readers use (`current`) and the one a rebuild
-is writing (`building`), so a rebuild fills a new version while the service keeps the old one up
-to date, and switches over in one write.
+Versioned: each version has its own collections: `facts_v<N>` (mergeable facts per partnership
+and month, roster or directory entry, in pieces merged when read: COMPACT_AT below),
+`offsets_v<N>` (the next Kafka offset to apply, per topic-partition), `seen_v<N>` (the identities
+of the events applied, per topic-partition) and `stamps_v<N>` (per partnership, and "" for the
+directory, a stamp that every batch changing its facts renews in the same transaction: readers
+keep what they computed from facts while the stamps of what it read are unchanged,
+services/metrics/cache.py). The control document in `kpi_store` names the version readers use
+(`current`) and the one a rebuild is writing (`building`), so a rebuild fills a new version while
+the service keeps the old one up to date, and switches over in one write.
 
 Exactly once: a batch's facts, its event ids and the offsets it moves to are written in ONE
 transaction that first checks (compare-and-set) that the stored offsets are still those the batch
@@ -23,15 +23,21 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 from bson import Binary
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.metrics import dedupe
-from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, doc_id
+from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, DocKey, Facts, doc_id
 from services.metrics.kpis import Milestone
 
 CONTROL_ID = "store"
+# A key's facts are stored as pieces, one per batch that changes them, merged when read: a batch
+# writes what it folded and reads nothing back, whatever the history. Every COMPACT_AT-th piece of
+# a key merges them into one, so reads merge a bounded number of pieces.
+COMPACT_AT = 16
+MAX_PIECE_COUNTS = 200_000
+IN_SLICE = 50
 Stamp = tuple[str, str | None]  # (facts stamp, roster stamp) of a partnership
 
 
@@ -56,6 +62,9 @@ class Batch:
 class MetricsStore:
     def __init__(self, db: AsyncDatabase):
         self.db = db
+        # (version, key) -> pieces of the key stored since its last compaction by this process; a
+        # key not counted here is compacted at its next write
+        self.pieces: dict[tuple[int, DocKey], int] = {}
         self.client = db.client
         self.control = db["kpi_store"]
         self.milestones = db["milestones"]  # reached milestones, across versions: each is announced once
@@ -78,6 +87,7 @@ class MetricsStore:
     async def _create_indexes(self, version: int) -> None:
         await self._facts(version).create_index([("p", 1), ("b", 1)])
         await self._facts(version).create_index([("s", 1), ("b", 1)])
+        await self._facts(version).create_index("k")
         await self._seen(version).create_index("tp")
 
     async def setup(self) -> None:
@@ -120,6 +130,8 @@ class MetricsStore:
     async def apply(self, version: int, role: str, batch: Batch) -> None:
         """Store a batch exactly once, or raise Fenced and store nothing."""
         facts, offsets, seen = self._facts(version), self._offsets(version), self._seen(version)
+        stamp = uuid.uuid4().hex
+        compacted = {key for key in batch.cells if self.pieces.get((version, key), COMPACT_AT) >= COMPACT_AT}
 
         async def write(session) -> None:
             control = await self.control.find_one({"_id": CONTROL_ID}, session=session)
@@ -137,15 +149,9 @@ class MetricsStore:
             if result.matched_count != sum(before is not None for before, _ in batch.moves.values()):
                 raise Fenced("offsets moved")
             if batch.cells:
-                ids = {doc_id(key): key for key in batch.cells}
-                stored = {d["_id"]: Facts.unpack(d["counts"], d["packed"])
-                          for d in await facts.find({"_id": {"$in": list(ids)}}, session=session).to_list()}
-                await facts.bulk_write([
-                    ReplaceOne({"_id": _id}, _document(key, stored[_id].merge(batch.cells[key]) if _id in stored
-                                                       else batch.cells[key]), upsert=True)
-                    for _id, key in ids.items()
-                ], ordered=False, session=session)
-                await self._stamps(version).bulk_write(_renewals(batch.cells), ordered=False, session=session)
+                await self._add_facts(facts, batch.cells, compacted, stamp, session)
+                await self._stamps(version).bulk_write(_renewals(batch.cells, stamp), ordered=False,
+                                                       session=session)
             new_ids = [
                 {"_id": f"{_tp(tp)}/{batch.moves[tp][1]}", "tp": _tp(tp), "ids": Binary(b"".join(digests))}
                 for tp, digests in batch.seen.items() if digests
@@ -155,6 +161,23 @@ class MetricsStore:
 
         async with self.client.start_session() as session:
             await session.with_transaction(write)
+        for key in batch.cells:  # only once stored: a retried transaction writes the same plan again
+            self.pieces[(version, key)] = 1 if key in compacted else self.pieces.get((version, key), 0) + 1
+        if len(self.pieces) > MAX_PIECE_COUNTS:
+            self.pieces.clear()  # forgotten counts only mean an earlier compaction
+
+    async def _add_facts(self, facts, cells: Cells, compacted: set[DocKey], stamp: str, session) -> None:
+        """A batch's facts as pieces of their own, except where a key has pieces enough: there they
+        are merged, with every stored piece of the key, into one."""
+        merged = {key: Facts().merge(cells[key]) for key in compacted}  # copies: a retried transaction comes back
+        keys = [doc_id(key) for key in compacted]
+        for first in range(0, len(keys), IN_SLICE):  # SecantusDB answers long $in lists in quadratic time
+            where = {"k": {"$in": keys[first:first + IN_SLICE]}}
+            async for d in facts.find(where, {"s": 1, "p": 1, "b": 1, "counts": 1, "packed": 1}, session=session):
+                merged[(d["s"], d["p"], d["b"])].merge(Facts.unpack(d["counts"], d["packed"]))
+            await facts.delete_many(where, session=session)
+        await facts.insert_many([_document(key, merged.get(key) or piece, stamp) for key, piece in cells.items()],
+                                ordered=False, session=session)
 
     # --- rebuilds --------------------------------------------------------------------------
 
@@ -183,16 +206,21 @@ class MetricsStore:
 
     # --- reading -----------------------------------------------------------------------------
 
-    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]:
-        """Every partnership's roster, and the directory of organisations, regions and sectors."""
-        rosters, directory = {}, []
-        async for d in self._facts(version).find({"s": "membership"}):
+    async def rosters(self, version: int, known: Iterable[str] = ()) -> dict[str, Facts]:
+        """Every partnership's roster but those `known` already."""
+        rosters: dict[str, Facts] = {}
+        async for d in self._facts(version).find({"s": "membership", "b": ROSTER, "p": {"$nin": list(known)}}):
             facts = Facts.unpack(d["counts"], d["packed"])
-            if d["b"] == ROSTER:
-                rosters[d["p"]] = facts
+            if d["p"] in rosters:
+                rosters[d["p"]].merge(facts)
             else:
-                directory.append(facts)
-        return rosters, directory
+                rosters[d["p"]] = facts
+        return rosters
+
+    async def directory(self, version: int) -> list[Facts]:
+        """The directory of organisations, regions and sectors."""
+        return [Facts.unpack(d["counts"], d["packed"])
+                async for d in self._facts(version).find({"s": "membership", "b": {"$ne": ROSTER}})]
 
     async def stamps(self, version: int) -> dict[str, Stamp]:
         """partnership id ("" for the directory) -> its stamps (facts, roster)."""
@@ -205,8 +233,15 @@ class MetricsStore:
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
         if partnership_ids is not None:
             query["p"] = {"$in": partnership_ids}
-        return [(d["p"], d["b"], Facts.unpack(d["counts"], d["packed"]))
-                async for d in self._facts(version).find(query)]
+        found: dict[DocKey, Facts] = {}
+        async for d in self._facts(version).find(query):
+            facts = Facts.unpack(d["counts"], d["packed"])
+            key = (d["s"], d["p"], d["b"])
+            if key in found:
+                found[key].merge(facts)
+            else:
+                found[key] = facts
+        return [(partnership_id, month, facts) for (_, partnership_id, month), facts in found.items()]
 
     async def months_with_facts(self, version: int) -> set[tuple[str, str]]:
         return {(d["p"], d["b"]) async for d in
@@ -227,10 +262,9 @@ class MetricsStore:
                 raise
 
 
-def _renewals(cells: Cells) -> list[UpdateOne]:
+def _renewals(cells: Cells, stamp: str) -> list[UpdateOne]:
     """New stamps for the partnerships (and the directory) whose facts a batch changes; the roster
     stamp too where their roster changes."""
-    stamp = uuid.uuid4().hex
     renewed: dict[str, dict[str, str]] = {}
     for _source, partnership_id, bucket in cells:
         renewed.setdefault(partnership_id, {"g": stamp})
@@ -239,7 +273,7 @@ def _renewals(cells: Cells) -> list[UpdateOne]:
     return [UpdateOne({"_id": pid}, {"$set": fields}, upsert=True) for pid, fields in renewed.items()]
 
 
-def _document(key: tuple[str, str, str], facts: Facts) -> dict:
+def _document(key: DocKey, facts: Facts, stamp: str) -> dict:
     source, partnership_id, bucket = key
-    return {"s": source, "p": partnership_id, "b": bucket, "counts": dict(facts.counts),
-            "packed": Binary(facts.pack())}
+    return {"_id": f"{doc_id(key)}@{stamp}", "k": doc_id(key), "s": source, "p": partnership_id, "b": bucket,
+            "counts": dict(facts.counts), "packed": Binary(facts.pack())}

@@ -10,7 +10,7 @@ from pymongo import AsyncMongoClient
 
 from services.metrics.dedupe import digest
 from services.metrics.domain import Cells, record
-from services.metrics.store import Batch, Fenced, MetricsStore
+from services.metrics.store import COMPACT_AT, Batch, Fenced, MetricsStore
 from shared.contracts.membership import MemberJoined
 from shared.contracts.outcomes import HireRecorded
 from shared.envelope import new_event
@@ -102,6 +102,20 @@ async def test_a_stored_batch_renews_the_stamps_of_what_it_changed_only(store):
     assert await store.stamps(1) == renewed  # nothing of a fenced batch is stored
     await store.apply(1, "current", batch(2, 3, "h3"))
     assert (await store.stamps(1))["sw-mp"] != stamps["sw-mp"]
+
+
+async def test_facts_are_stored_in_pieces_merged_every_compact_at(store, mongo_settings):
+    """A batch writes its own facts and reads none back; a key's pieces stay bounded and add up."""
+    pieces = store._facts(1)
+    for n in range(2 * COMPACT_AT + 3):
+        await store.apply(1, "current", batch(n or None, n + 1, f"h{n}"))
+        assert await pieces.count_documents({"k": "outcomes/sw-mp/2025-07"}) <= COMPACT_AT
+    assert await hires(store, 1) == 2 * COMPACT_AT + 3
+    restarted = MetricsStore(store.db)  # a new process compacts a key at its first write
+    await restarted.apply(1, "current", batch(2 * COMPACT_AT + 3, 2 * COMPACT_AT + 4, "last"))
+    assert await pieces.count_documents({"k": "outcomes/sw-mp/2025-07"}) == 1
+    [(_, _, facts)] = await store.dated(1, ["sw-mp"], "2025-07")
+    assert facts.counts["hires"] == len([k for k in facts.latest if k.startswith("hire:")]) == 2 * COMPACT_AT + 4
 
 
 def test_cells_are_keyed_by_source_partnership_and_month():

@@ -53,10 +53,14 @@ class FakeStore:
         record(new_event(data, source="/test").model_dump(), self.cells)
         self.changes += 1
 
-    async def rosters(self, version: int) -> tuple[dict[str, Facts], list[Facts]]:
+    async def rosters(self, version: int, known: list[str]) -> dict[str, Facts]:
         self.reads["rosters"] += 1
-        rosters = {p: f for (s, p, b), f in self.cells.items() if s == "membership" and b == ROSTER}
-        return rosters, [f for (s, _, b), f in self.cells.items() if s == "membership" and b != ROSTER]
+        self.known = sorted(known)
+        return {p: f for (s, p, b), f in self.cells.items() if s == "membership" and b == ROSTER and p not in known}
+
+    async def directory(self, version: int) -> list[Facts]:
+        self.reads["directory"] += 1
+        return [f for (s, _, b), f in self.cells.items() if s == "membership" and b != ROSTER]
 
     async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list:
         self.reads["dated"] += 1
@@ -155,7 +159,7 @@ async def test_the_overview_reads_the_store_once_whatever_the_number_of_partners
     overview = await kpi.overview(OPERATOR, "PY2025")
     assert {r["partnership_id"]: r["hires"] for r in overview["rows"]} == {"sw-mp": 3, "nw-mp": 1, "sw-health": 1}
     assert overview["state"]["hires"] == 5 and overview["rows"][0]["name"] == "Partnership nw-mp"
-    assert store.reads == {"stamps": 1, "rosters": 1, "dated": 1}
+    assert store.reads == {"stamps": 1, "rosters": 1, "directory": 1, "dated": 1}
 
 
 @pytest.mark.parametrize("role", OTHER_ROLES)
@@ -166,7 +170,7 @@ async def test_partnership_and_kpi_pages_of_a_partnership_key(role, kpi, store):
     assert cards["hires"]["value"] == 3 and cards["hires"]["percent"] == 50.0
     assert [label for label, _ in page["trend_tables"]["hires"]] == ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]
     assert page["trend_tables"]["hires"][0] == ("2025-Q3", 3) and page["trend_tables"]["hires"][3][1] is None
-    assert store.reads == {"stamps": 1, "rosters": 1, "dated": 1}
+    assert store.reads == {"stamps": 1, "rosters": 1, "directory": 1, "dated": 1}
     with pytest.raises(NotAllowed, match="nw-mp"):
         await kpi.partnership_page(who, "nw-mp", "PY2025", "month")
     own = await kpi.kpi_page(who, "hires", "PY2025", None)  # its own partnership by default
@@ -239,7 +243,7 @@ async def hires(kpi: KpiService, scope: Scope, scope_id: str | None = None) -> f
 async def test_a_figure_read_again_is_computed_once_and_again_after_its_facts_change(kpi, store):
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
-    assert store.reads == {"stamps": 2, "rosters": 1, "dated": 1}
+    assert store.reads == {"stamps": 2, "rosters": 1, "directory": 1, "dated": 1}
     store.add(hire("sw-mp", "late"))
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 4
     assert store.reads["dated"] == 2
@@ -256,11 +260,21 @@ async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_state
     assert store.reads["dated"] == 3
 
 
-def _renewed_only(store: FakeStore, before: dict, pid: str):
+def _renewed_only(store: FakeStore, before: dict, pid: str, roster: bool = False):
     async def stamps(version: int) -> dict:
         store.reads["stamps"] += 1
-        return before | {pid: ("renewed", before[pid][1])}
+        return before | {pid: ("renewed", "renewed" if roster else before[pid][1])}
     return stamps
+
+
+async def test_a_changed_roster_is_read_again_alone(kpi, store):
+    assert (await kpi.values(OPERATOR, "PY2025", Scope.STATE))["values"]["new_members"] == 0
+    stamps = await store.stamps(1)
+    store.add(mem.MemberJoined(partnership_id="nw-mp", membership_id="m1", organisation_id="acme",
+                               organisation_kind="employer", role="member", joined_on=date(2025, 8, 1)))
+    store.stamps = _renewed_only(store, stamps, "nw-mp", roster=True)
+    assert (await kpi.values(OPERATOR, "PY2025", Scope.STATE))["values"]["new_members"] == 1
+    assert store.reads["rosters"] == 2 and store.known == ["sw-health", "sw-mp"]
 
 
 async def test_a_batch_stored_while_a_figure_is_computed_is_counted_at_the_next_read(kpi, store):
