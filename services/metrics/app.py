@@ -65,7 +65,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
     runtime = Runtime(NAME, settings)
     store = MetricsStore(runtime.db)
-    milestones = Milestones(store, runtime.publish, runtime.source)
+
 
     async def refuse(record: ConsumerRecord, reason: str, detail: str) -> None:
         await dead_letter(runtime.broker, settings.kafka, body=record.value or b"", key=record.key,
@@ -73,6 +73,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                           service=NAME, reason=reason, detail=detail, headers=record.headers)
 
     kpi_service = KpiService(store, zone=settings.time_zone)
+    milestones = Milestones(store, kpi_service, runtime.publish, runtime.source)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
     sessions = Sessions(runtime.db, secret, settings.session_hours)
     share_store = ShareStore(runtime.db)

@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge
 
 from services.metrics import domain, kpis
 from services.metrics.domain import Cells
+from services.metrics.queries import KpiService, Snapshot
 from services.metrics.store import MetricsStore
 from shared.contracts.signals import MilestoneReached
 from shared.envelope import CloudEvent, new_event
@@ -35,8 +36,10 @@ class Milestones:
     Runs apart from the rollup, in its own worker (workers.py), so a batch never waits for it. After
     a start it looks at every partnership once, which catches what a crash interrupted."""
 
-    def __init__(self, store: MetricsStore, publish: Callable[[CloudEvent], Awaitable[None]], source: str):
+    def __init__(self, store: MetricsStore, figures: KpiService, publish: Callable[[CloudEvent], Awaitable[None]],
+                 source: str):
         self.store = store
+        self.figures = figures  # the KPI values the pages read, kept between checks and reads alike
         self.publish = publish
         self.source = source
         self.due: set[tuple[str, str]] = set()  # (partnership, period) to look at
@@ -60,17 +63,15 @@ class Milestones:
             raise
 
     async def _look_at_everything(self) -> None:
-        version = await self.store.version()
-        rosters = await self.store.rosters(version)
-        months = await self.store.months_with_facts(version)
+        snap = await self.figures.snapshot()
+        months = await self.store.months_with_facts(snap.version)
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         self.due |= {(pid, period_of(date.fromisoformat(m + "-01"), Grain.PROGRAM_YEAR).label) for pid, m in months}
-        self.due |= {(pid, current) for pid in set(rosters) | {pid for pid, _ in months}}
-        for pid, roster in rosters.items():
-            self.due |= {(pid, period) for _, period in kpis.targets(roster, pid)}
+        self.due |= {(pid, current) for pid in set(snap.rosters) | {pid for pid, _ in months}}
+        for pid in snap.rosters:
+            self.due |= {(pid, period) for _, period in snap.targets(pid)}
 
-    async def _check_one(self, version: int, rosters: dict, directory: list, pid: str, label: str,
-                         current: str) -> list[kpis.Milestone]:
+    async def _check_one(self, snap: Snapshot, pid: str, label: str, current: str) -> list[kpis.Milestone]:
         try:
             period = parse_period(label)
         except ValueError:  # a target stored before periods were validated, e.g. PY9999
@@ -78,10 +79,8 @@ class Milestones:
             log.warning("milestone check skipped a period that is not one",
                         extra={"partnership_id": pid, "period": label[:20]})
             return []
-        roster = rosters.get(pid)
-        dated = [(month, facts) for _, month, facts in await self.store.dated(version, [pid], period.months[0])]
-        values = kpis.evaluate(kpis.build_view(period, dated, [roster] if roster else [], directory))
-        goals = {kpi: value for (kpi, p), value in (kpis.targets(roster, pid) if roster else {}).items()
+        (values,) = await self.figures.partnership_values(snap, [(pid, period)])
+        goals = {kpi: value for (kpi, p), value in (snap.targets(pid) if pid in snap.rosters else {}).items()
                  if p == label}
         for name in [k for k in goals if k not in kpis.BY_NAME]:
             SKIPPED.labels("unknown_kpi").inc()
@@ -97,14 +96,13 @@ class Milestones:
     async def check(self, due: set[tuple[str, str]]) -> None:
         if not due:
             return
-        version = await self.store.version()
-        rosters, directory = await self.store.rosters(version), await self.store.directory(version)
+        snap = await self.figures.snapshot()
         current = period_of(date.today(), Grain.PROGRAM_YEAR).label
         reached: list[kpis.Milestone] = []
         for pid, label in sorted(due):
             # Each partnership and period on its own: one bad record is skipped, never stops the others.
             try:
-                reached += await self._check_one(version, rosters, directory, pid, label, current)
+                reached += await self._check_one(snap, pid, label, current)
             except Exception:
                 SKIPPED.labels("error").inc()
                 self.due.add((pid, label))  # perhaps passing (the store); looked at again next time

@@ -188,7 +188,8 @@ class KpiService:
         self.zone = zone  # the installation's time zone: times on the pages are shown in it
         self.computed = computed or Computed()
 
-    async def _snapshot(self) -> Snapshot:
+    async def snapshot(self) -> Snapshot:
+        """The store's rosters and directory as of now (kept while unchanged)."""
         version = await self.store.version()
         stamps = await self.store.stamps(version)  # before the facts they vouch for (cache.py)
         signature = _roster_signature(stamps)
@@ -213,6 +214,11 @@ class KpiService:
             directory = self.computed.put(("directory", version), _directory_stamp(stamps),
                                           await self.store.directory(version))
         return Snapshot(version, rosters, directory)
+
+    async def partnership_values(self, snap: Snapshot, wanted: list[tuple[str, Period]]) -> list[dict]:
+        """Every KPI's value of each (partnership, period): for the service's own checks (milestones),
+        which have no caller and so no scope rule."""
+        return await self._values(snap, [([pid], p) for pid, p in wanted])
 
     async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> list[dict]:
         """Every KPI's value of each (scope, period) wanted; the dated facts are read once, and only
@@ -239,7 +245,7 @@ class KpiService:
         self, principal: Principal, scope: Scope, scope_id: str | None
     ) -> tuple[Snapshot, list[str] | None]:
         authorize(principal, scope, scope_id)
-        snap = await self._snapshot()
+        snap = await self.snapshot()
         return snap, snap.members_of(scope, scope_id)
 
     # --- the JSON API ----------------------------------------------------------------------
@@ -276,7 +282,7 @@ class KpiService:
         """One KPI across the partnerships the caller may see (its own, or all for operators)."""
         definition, p = kpi_named(kpi), period(label)
         return {"kpi": definition.name, "version": definition.version, "period": _describe(p),
-                "partnerships": await self._across(await self._snapshot(), principal, definition, p)}
+                "partnerships": await self._across(await self.snapshot(), principal, definition, p)}
 
     async def lineage(self, principal: Principal, kpi: str, label: str, scope: Scope = Scope.PARTNERSHIP,
                       scope_id: str | None = None, limit: int = 1000) -> dict:
@@ -319,7 +325,7 @@ class KpiService:
         if not principal.is_operator:
             raise NotAllowed("the statewide overview needs the operator role")
         p, _ = page_period(label)
-        snap = await self._snapshot()
+        snap = await self.snapshot()
         partnerships = sorted(snap.rosters)
         state, *each = await self._values(snap, [(None, p)] + [([pid], p) for pid in partnerships])
         rows = [{"partnership_id": pid, "name": snap.name_of(pid) or pid, **_headline(values)}
