@@ -68,7 +68,7 @@ async def load(n: int, endpoints, workdir: Path) -> Service:
     service = Service("metrics", endpoints, namespace, workdir / f"metrics-{n}.log")
     await until_stored(service, total)
     print(f"  {total:>9,} events rolled up in {time.perf_counter() - started:.0f} s", flush=True)
-    await service.until_idle()  # the milestone checks of what was loaded are done: nothing else runs
+    await service.until_idle(5.0)  # the milestone checks (every 2 s) of what was loaded are done: nothing else runs
     return service
 
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--large", type=int, default=2_000_000)
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reads-") as tmp:
         asyncio.run(bench(args, Path(tmp)))
