@@ -2,7 +2,7 @@
 3 sectors, five program years, events of every type) at a small and a large size, each rolled up
 by its own metrics service process, then every read a person or a dashboard makes, timed.
 
-    .venv/bin/python bench/reads.py [--small 20000] [--large 2000000] [--repeat 10]
+    .venv/bin/python bench/reads.py [--small 20000] [--large 2000000] [--repeat 30]
 
 Reads: the /ui overview, a partnership page, a KPI page and the print infographic; /kpis/values and
 /kpis/lineage for partnership, region, sector and state scopes at month, quarter and program-year
