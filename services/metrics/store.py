@@ -176,7 +176,7 @@ class MetricsStore:
             async for d in facts.find(where, {"s": 1, "p": 1, "b": 1, "counts": 1, "packed": 1}, session=session):
                 merged[(d["s"], d["p"], d["b"])].merge(Facts.unpack(d["counts"], d["packed"]))
             await facts.delete_many(where, session=session)
-        await facts.insert_many([_document(key, merged.get(key) or piece, stamp) for key, piece in cells.items()],
+        await facts.insert_many([_document(key, merged.get(key, piece), stamp) for key, piece in cells.items()],
                                 ordered=False, session=session)
 
     # --- rebuilds --------------------------------------------------------------------------
