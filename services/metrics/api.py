@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from services.metrics import kpis
-from services.metrics.queries import KpiService, Scope
+from services.metrics.queries import MAX_LINEAGE_IDS, KpiService, Scope
 from shared.auth import Principal, authenticated
 from shared.contracts.queries import KpiValuesV1
 from shared.periods import PERIOD_PATTERN
@@ -68,7 +68,7 @@ def routes(kpi_service: KpiService) -> APIRouter:
         period: PeriodParam,
         scope: Scope = Scope.PARTNERSHIP,
         scope_id: ScopeId = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        limit: Annotated[int, Query(ge=1, le=MAX_LINEAGE_IDS)] = 1000,
         principal: Principal = Depends(authenticated),
     ) -> dict:
         return await kpi_service.lineage(principal, kpi.value, period, scope, scope_id, limit)

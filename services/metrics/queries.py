@@ -27,6 +27,7 @@ from shared.errors import Invalid, NotAllowed, NotFound
 from shared.periods import Period, parse_period, periods_between, program_year
 
 MAX_SERIES_PERIODS = 120
+MAX_LINEAGE_IDS = 10_000  # the most event ids a lineage answer names
 Dated = list[tuple[str, str, Facts]]  # (partnership, month, facts)
 Members = list[str] | None  # the partnerships of a scope; None: all of them
 
@@ -307,15 +308,15 @@ class KpiService:
 
     async def _lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period, members: Members, limit: int) -> dict:
         (values,) = await self._values(snap, [(members, p)])
-        key = ("lineage", snap.version, None if members is None else tuple(sorted(members)), p.label,
-               definition.name, limit)
+        # kept once at the largest limit, whatever the limits asked: one entry per figure
+        key = ("lineage", snap.version, None if members is None else tuple(sorted(members)), p.label, definition.name)
         signature = snap.signature(members)
         if (traced := self.computed.get(key, signature)) is None:
             dated = await self._dated(snap, members, p)
             scope = snap.standing(members)
             traced = self.computed.put(key, signature, kpis.lineage(definition, p, [(m, f) for _, m, f in dated],
-                                                                    [scope.roster], limit, scope.held_in(p)))
-        events, ids = traced
+                                                                    [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p)))
+        events, ids = traced[0], traced[1][:limit]
         return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}
 
     # --- the pages -------------------------------------------------------------------------

@@ -300,3 +300,13 @@ async def test_kept_figures_are_bounded_least_recently_used_first():
     kept.put("c", 1, "C")
     assert kept.get("b", 1) is None and kept.get("a", 1) == "A" and kept.get("c", 1) == "C"
     assert kept.get("a", 2) is None  # another signature: computed from other facts
+
+
+async def test_lineage_is_kept_once_whatever_the_limit_asked(kpi, store):
+    """A caller varying `limit` gets its own slice of one kept answer, not an entry per limit."""
+    whole = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE)
+    reads = store.reads["dated"]
+    first = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE, limit=1)
+    assert first["event_ids"] == whole["event_ids"][:1] and first["events"] == whole["events"] == 5
+    assert not first["complete"] and whole["complete"]
+    assert store.reads["dated"] == reads  # nothing computed again
