@@ -24,8 +24,9 @@ from functools import partial
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from bson.errors import InvalidDocument
 from prometheus_client import Counter, Gauge, Histogram
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 
 from services.metrics import domain
 from services.metrics.dedupe import RecentIdentities, SeenFilter, digest
@@ -256,18 +257,44 @@ class Rollup:
 
 
 async def _retrying(call: Callable[[], Awaitable], rollup: Rollup):
-    """Wait out an unavailable database or broker: nothing moves on until the call succeeds."""
+    """Wait out an unavailable database or broker: nothing moves on until the call succeeds.
+
+    A write the database refuses (a document too large, a validation failure) is waited out too:
+    skipping it would lose the batch's events. It is logged as an error and counted apart
+    (cause "refused", alert BackboneStoreRefusesWrites): it needs an operator, not patience."""
     delay = 0.2
     while True:
         try:
             return await call()
-        except (PyMongoError, KafkaError, OSError) as exc:
+        except (PyMongoError, KafkaError, OSError, InvalidDocument) as exc:
             if rollup.stopping:
                 raise
-            log.warning("infrastructure unavailable, retrying: %s", type(exc).__name__)
-            RETRIES.labels("metrics_rollup", "infrastructure").inc()
+            cause = _cause(exc)
+            if cause == "refused":
+                log.error("the KPI store refuses a write, retrying: %s", _refusal(exc))
+            else:
+                log.warning("infrastructure unavailable, retrying: %s", type(exc).__name__)
+            RETRIES.labels("metrics_rollup", cause).inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _cause(exc: Exception) -> str:
+    """"refused" for documents the database (or the driver, for their size) will not take: a
+    retry alone does not change that, unlike a server away or a transaction conflict."""
+    if isinstance(exc, InvalidDocument):
+        return "refused"
+    if isinstance(exc, (WriteError, BulkWriteError)) and not exc.has_error_label("TransientTransactionError"):
+        return "refused"
+    return "infrastructure"
+
+
+def _refusal(exc: Exception) -> str:
+    """What the database said, without the documents (they may name people)."""
+    if isinstance(exc, (WriteError, BulkWriteError)):
+        codes = sorted({e.get("code") for e in (exc.details or {}).get("writeErrors", [])} - {None}) or [exc.code]
+        return f"{type(exc).__name__} codes {codes}"
+    return type(exc).__name__
 
 
 class Rebalance(ConsumerRebalanceListener):
@@ -323,7 +350,7 @@ class MetricsConsumer:
         STORE_VERSION.set(self.rollup.version)
         topics = [self.kafka.topic(t.name) for t in SOURCES]
         count_consumed_from(self.kafka, topics)
-        count_retries_of("metrics_rollup", "infrastructure")
+        count_retries_of("metrics_rollup", "infrastructure", "refused")
         consumer.subscribe(topics, listener=Rebalance(self.rollup))
 
     async def poll(self) -> float:

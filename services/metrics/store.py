@@ -36,6 +36,10 @@ CONTROL_ID = "store"
 # writes what it folded and reads nothing back, whatever the history. Every COMPACT_AT-th piece of
 # a key merges them into one, so reads merge a bounded number of pieces.
 COMPACT_AT = 16
+# A merged piece this large is sealed: never merged again, so no document nears the database's
+# per-document limit (16 MiB) and compaction reads a bounded amount, however long a key's history
+# (a partnership's roster holds all its activities). Headroom: COMPACT_AT batch pieces merge onto it.
+SEAL_BYTES = 4 * 1024 * 1024
 MAX_PIECE_COUNTS = 200_000
 IN_SLICE = 50
 Stamp = tuple[str, str | None]  # (facts stamp, roster stamp) of a partnership
@@ -60,8 +64,9 @@ class Batch:
 
 
 class MetricsStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase, seal_bytes: int = SEAL_BYTES):
         self.db = db
+        self.seal_bytes = seal_bytes
         # (version, key) -> pieces of the key stored since its last compaction by this process; a
         # key not counted here is compacted at its next write
         self.pieces: dict[tuple[int, DocKey], int] = {}
@@ -168,16 +173,19 @@ class MetricsStore:
 
     async def _add_facts(self, facts, cells: Cells, compacted: set[DocKey], stamp: str, session) -> None:
         """A batch's facts as pieces of their own, except where a key has pieces enough: there they
-        are merged, with every stored piece of the key, into one."""
+        are merged, with every stored piece of the key not sealed, into one."""
         merged = {key: Facts().merge(cells[key]) for key in compacted}  # copies: a retried transaction comes back
         keys = [doc_id(key) for key in compacted]
         for first in range(0, len(keys), IN_SLICE):  # SecantusDB answers long $in lists in quadratic time
-            where = {"k": {"$in": keys[first:first + IN_SLICE]}}
+            where = {"k": {"$in": keys[first:first + IN_SLICE]}, "sealed": {"$ne": True}}
             async for d in facts.find(where, {"s": 1, "p": 1, "b": 1, "counts": 1, "packed": 1}, session=session):
                 merged[(d["s"], d["p"], d["b"])].merge(Facts.unpack(d["counts"], d["packed"]))
             await facts.delete_many(where, session=session)
-        await facts.insert_many([_document(key, merged.get(key, piece), stamp) for key, piece in cells.items()],
-                                ordered=False, session=session)
+        documents = [_document(key, merged.get(key, piece), stamp) for key, piece in cells.items()]
+        for document in documents:
+            if len(document["packed"]) >= self.seal_bytes:
+                document["sealed"] = True
+        await facts.insert_many(documents, ordered=False, session=session)
 
     # --- rebuilds --------------------------------------------------------------------------
 

@@ -118,6 +118,26 @@ async def test_facts_are_stored_in_pieces_merged_every_compact_at(store, mongo_s
     assert facts.counts["hires"] == len([k for k in facts.latest if k.startswith("hire:")]) == 2 * COMPACT_AT + 4
 
 
+async def test_a_large_merged_piece_is_sealed_and_never_merged_again(store):
+    """However long a key's history, no document nears the database's per-document limit and a
+    compaction reads a bounded amount: merged pieces past `seal_bytes` are left as they are."""
+    store.seal_bytes = 3_000  # a few dozen hires: the real limit is SEAL_BYTES
+    pieces = store._facts(1)
+    sealed_ids: set[str] = set()
+    for n in range(6 * COMPACT_AT):
+        await store.apply(1, "current", batch(n or None, n + 1, f"h{n}"))
+        stored = await pieces.find({"k": "outcomes/sw-mp/2025-07"}).to_list()
+        now_sealed = {d["_id"] for d in stored if d.get("sealed")}
+        assert sealed_ids <= now_sealed  # a sealed piece is never merged (nor deleted) again
+        sealed_ids = now_sealed
+        assert len(stored) - len(now_sealed) <= COMPACT_AT
+        assert all(len(d["packed"]) >= store.seal_bytes for d in stored if d.get("sealed"))
+        assert all(len(d["packed"]) < 2 * store.seal_bytes for d in stored)
+    assert len(sealed_ids) >= 2
+    [(_, _, facts)] = await store.dated(1, ["sw-mp"], "2025-07")
+    assert facts.counts["hires"] == len([k for k in facts.latest if k.startswith("hire:")]) == 6 * COMPACT_AT
+
+
 def test_cells_are_keyed_by_source_partnership_and_month():
     cells = Cells()
     record(
