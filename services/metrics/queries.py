@@ -177,6 +177,11 @@ def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
     return tuple(sorted((pid, roster) for pid, (_, roster) in stamps.items())) + (_directory_stamp(stamps),)
 
 
+def _scope_key(members: Members) -> tuple[str, ...] | None:
+    """A scope as part of a kept figure's key: the same partnerships in any order are one scope."""
+    return None if members is None else tuple(sorted(members))
+
+
 def _directory_stamp(stamps: dict[str, Stamp]) -> str | None:
     return stamps.get("", (None, None))[0]
 
@@ -188,6 +193,8 @@ class KpiService:
         self.today = today
         self.zone = zone  # the installation's time zone: times on the pages are shown in it
         self.computed = computed or Computed()
+        # the rosters last read, and the store version they are of: re-read where their stamps moved
+        self.rosters: tuple[int, dict[str, Kept]] = (0, {})
 
     async def snapshot(self) -> Snapshot:
         """The store's rosters and directory as of now (kept while unchanged)."""
@@ -205,11 +212,12 @@ class KpiService:
         def stamp(pid: str) -> str | None:
             return stamps.get(pid, (None, None))[1]
 
-        kept: dict[str, Kept] = self.computed.get(("rosters", version), 0) or {}
-        rosters = {pid: entry for pid, entry in kept.items() if entry.stamp == stamp(pid)}
+        kept_version, kept = self.rosters
+        rosters = {pid: entry for pid, entry in kept.items()
+                   if kept_version == version and entry.stamp == stamp(pid)}
         for pid, roster in (await self.store.rosters(version, known=list(rosters))).items():
             rosters[pid] = Kept.of(stamp(pid), roster)
-        self.computed.put(("rosters", version), 0, rosters)
+        self.rosters = (version, rosters)
         directory = self.computed.get(("directory", version), _directory_stamp(stamps))
         if directory is None:
             directory = self.computed.put(("directory", version), _directory_stamp(stamps),
@@ -221,18 +229,20 @@ class KpiService:
         which have no caller and so no scope rule."""
         return await self._values(snap, [([pid], p) for pid, p in wanted])
 
-    async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> list[dict]:
+    async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]],
+                      dated: Dated | None = None) -> list[dict]:
         """Every KPI's value of each (scope, period) wanted; the dated facts are read once, and only
-        if some of them are not kept."""
-        keys = [("values", snap.version, None if m is None else tuple(sorted(m)), p.label) for m, p in wanted]
+        if some of them are not kept (or not at all: `dated`, read already for all that is wanted)."""
+        keys = [("values", snap.version, _scope_key(m), p.label) for m, p in wanted]
         found: list[dict | None] = [self.computed.get(key, snap.signature(m))
                                     for key, (m, _) in zip(keys, wanted, strict=True)]
         missing = [i for i, value in enumerate(found) if value is None]
         if missing:
             scopes = [wanted[i][0] for i in missing]
             everyone = any(m is None for m in scopes)
-            dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
-                                      min((wanted[i][1] for i in missing), key=lambda p: p.start))
+            if dated is None:
+                dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
+                                          min((wanted[i][1] for i in missing), key=lambda p: p.start))
             for i in missing:
                 members, p = wanted[i]
                 found[i] = self.computed.put(keys[i], snap.signature(members),
@@ -307,15 +317,16 @@ class KpiService:
         return rows
 
     async def _lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period, members: Members, limit: int) -> dict:
-        (values,) = await self._values(snap, [(members, p)])
         # kept once at the largest limit, whatever the limits asked: one entry per figure
-        key = ("lineage", snap.version, None if members is None else tuple(sorted(members)), p.label, definition.name)
+        key = ("lineage", snap.version, _scope_key(members), p.label, definition.name)
         signature = snap.signature(members)
+        dated = None
         if (traced := self.computed.get(key, signature)) is None:
-            dated = await self._dated(snap, members, p)
+            dated = await self._dated(snap, members, p)  # serves the value too, if it is not kept either
             scope = snap.standing(members)
             traced = self.computed.put(key, signature, kpis.lineage(definition, p, [(m, f) for _, m, f in dated],
                                                                     [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p)))
+        (values,) = await self._values(snap, [(members, p)], dated)
         events, ids = traced[0], traced[1][:limit]
         return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}
 

@@ -306,6 +306,7 @@ async def test_lineage_is_kept_once_whatever_the_limit_asked(kpi, store):
     """A caller varying `limit` gets its own slice of one kept answer, not an entry per limit."""
     whole = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE)
     reads = store.reads["dated"]
+    assert reads == 1  # neither the value nor the lineage was kept: one read serves both
     first = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE, limit=1)
     assert first["event_ids"] == whole["event_ids"][:1] and first["events"] == whole["events"] == 5
     assert not first["complete"] and whole["complete"]
