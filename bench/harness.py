@@ -95,11 +95,16 @@ STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 
 
 async def until_stored(service: Service, total: int) -> str:
-    """Waits until the metrics service has stored `total` records; its /metrics exposition then."""
+    """Waits until the metrics service has stored `total` records; its /metrics exposition then.
+    Says how long its slowest /metrics answer took meanwhile: a busy event loop answers late."""
+    slowest = 0.0
     async with httpx.AsyncClient(timeout=10) as http:
         while True:
+            asked = time.perf_counter()
             exposition = (await http.get(service.url + "/metrics")).text
+            slowest = max(slowest, time.perf_counter() - asked)
             found = STORED.search(exposition)
             if float(found.group(1) if found else 0) >= total:
+                print(f"  slowest /metrics answer while rolling up: {slowest:.2f} s", flush=True)
                 return exposition
             await asyncio.sleep(0.1)

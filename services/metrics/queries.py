@@ -10,8 +10,13 @@ several partnerships' figures. Refusals and bad inputs are shared.errors domain 
 Each use case reads one snapshot of the KPI store (rosters and directory once, dated facts once),
 however many partnerships, periods or KPIs it shows, and only for what it does not find computed
 already from facts that have not changed since (services/metrics/cache.py): a figure read again
-costs the same whatever the history behind it."""
+costs the same whatever the history behind it.
 
+What is computed from facts (rosters worked out, KPI values, lineage) is computed in a worker
+thread: a program year of a large partnership takes seconds, and the event loop meanwhile goes
+on answering health checks, /metrics and the rollup."""
+
+import asyncio
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
@@ -215,8 +220,8 @@ class KpiService:
         kept_version, kept = self.rosters
         rosters = {pid: entry for pid, entry in kept.items()
                    if kept_version == version and entry.stamp == stamp(pid)}
-        for pid, roster in (await self.store.rosters(version, known=list(rosters))).items():
-            rosters[pid] = Kept.of(stamp(pid), roster)
+        changed = await self.store.rosters(version, known=list(rosters))
+        rosters |= await asyncio.to_thread(lambda: {pid: Kept.of(stamp(pid), r) for pid, r in changed.items()})
         self.rosters = (version, rosters)
         directory = self.computed.get(("directory", version), _directory_stamp(stamps))
         if directory is None:
@@ -243,10 +248,10 @@ class KpiService:
             if dated is None:
                 dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
                                           min((wanted[i][1] for i in missing), key=lambda p: p.start))
-            for i in missing:
-                members, p = wanted[i]
-                found[i] = self.computed.put(keys[i], snap.signature(members),
-                                             kpis.evaluate(snap.view(p, dated, members)))
+            computed = await asyncio.to_thread(
+                lambda: [kpis.evaluate(snap.view(wanted[i][1], dated, wanted[i][0])) for i in missing])
+            for i, value in zip(missing, computed, strict=True):
+                found[i] = self.computed.put(keys[i], snap.signature(wanted[i][0]), value)
         return cast(list[dict], found)
 
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
@@ -323,9 +328,13 @@ class KpiService:
         dated = None
         if (traced := self.computed.get(key, signature)) is None:
             dated = await self._dated(snap, members, p)  # serves the value too, if it is not kept either
-            scope = snap.standing(members)
-            traced = self.computed.put(key, signature, kpis.lineage(definition, p, [(m, f) for _, m, f in dated],
-                                                                    [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p)))
+
+            def trace() -> tuple[int, list[str]]:
+                scope = snap.standing(members)
+                return kpis.lineage(definition, p, [(m, f) for _, m, f in dated], [scope.roster], MAX_LINEAGE_IDS,
+                                    scope.held_in(p))
+
+            traced = self.computed.put(key, signature, await asyncio.to_thread(trace))
         (values,) = await self._values(snap, [(members, p)], dated)
         events, ids = traced[0], traced[1][:limit]
         return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}

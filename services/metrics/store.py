@@ -17,6 +17,7 @@ partitions in a rebalance, or was frozen while another took over, fails that che
 nothing. Kafka's own committed offsets are only a hint for tools; the stored ones are the truth.
 """
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -216,14 +217,9 @@ class MetricsStore:
 
     async def rosters(self, version: int, known: Iterable[str] = ()) -> dict[str, Facts]:
         """Every partnership's roster but those `known` already."""
-        rosters: dict[str, Facts] = {}
-        async for d in self._facts(version).find({"s": "membership", "b": ROSTER, "p": {"$nin": list(known)}}):
-            facts = Facts.unpack(d["counts"], d["packed"])
-            if d["p"] in rosters:
-                rosters[d["p"]].merge(facts)
-            else:
-                rosters[d["p"]] = facts
-        return rosters
+        docs = await self._facts(version).find({"s": "membership", "b": ROSTER, "p": {"$nin": list(known)}}).to_list()
+        merged = await asyncio.to_thread(_merged, docs)
+        return {partnership_id: facts for (_, partnership_id, _), facts in merged.items()}
 
     async def directory(self, version: int) -> list[Facts]:
         """The directory of organisations, regions and sectors."""
@@ -241,15 +237,8 @@ class MetricsStore:
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
         if partnership_ids is not None:
             query["p"] = {"$in": partnership_ids}
-        found: dict[DocKey, Facts] = {}
-        async for d in self._facts(version).find(query):
-            facts = Facts.unpack(d["counts"], d["packed"])
-            key = (d["s"], d["p"], d["b"])
-            if key in found:
-                found[key].merge(facts)
-            else:
-                found[key] = facts
-        return [(partnership_id, month, facts) for (_, partnership_id, month), facts in found.items()]
+        merged = await asyncio.to_thread(_merged, await self._facts(version).find(query).to_list())
+        return [(partnership_id, month, facts) for (_, partnership_id, month), facts in merged.items()]
 
     async def months_with_facts(self, version: int) -> set[tuple[str, str]]:
         return {(d["p"], d["b"]) async for d in
@@ -268,6 +257,19 @@ class MetricsStore:
         except BulkWriteError as exc:  # another instance recorded some first: theirs are as good
             if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
                 raise
+
+
+def _merged(docs: list[dict]) -> dict[DocKey, Facts]:
+    """Stored pieces merged per key (CPU work: the readers run it in a worker thread)."""
+    found: dict[DocKey, Facts] = {}
+    for d in docs:
+        facts = Facts.unpack(d["counts"], d["packed"])
+        key = (d["s"], d["p"], d["b"])
+        if key in found:
+            found[key].merge(facts)
+        else:
+            found[key] = facts
+    return found
 
 
 def _renewals(cells: Cells, stamp: str) -> list[UpdateOne]:

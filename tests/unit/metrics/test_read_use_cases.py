@@ -2,6 +2,8 @@
 anything is read), what the pages show, that a page reads the store once however many
 partnerships it lists, and that a figure read again is not computed again unless its facts changed."""
 
+import asyncio
+import threading
 from collections import Counter
 from datetime import date
 
@@ -311,3 +313,32 @@ async def test_lineage_is_kept_once_whatever_the_limit_asked(kpi, store):
     assert first["event_ids"] == whole["event_ids"][:1] and first["events"] == whole["events"] == 5
     assert not first["complete"] and whole["complete"]
     assert store.reads["dated"] == reads  # nothing computed again
+
+
+@pytest.mark.parametrize("read", ["values", "lineage"])
+async def test_the_event_loop_goes_on_while_figures_are_computed(kpi, monkeypatch, read):
+    """A program year of a large partnership takes seconds to compute: meanwhile the service must
+    answer health checks and /metrics. The computation waits here for a task on the event loop,
+    which could never run if the computation held the loop."""
+    loop_ran = threading.Event()
+    waited: list[bool] = []
+    name = "evaluate" if read == "values" else "lineage"
+    original = getattr(queries.kpis, name)
+
+    def computed_while_the_loop_runs(*args, **kwargs):
+        waited.append(loop_ran.wait(timeout=5))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queries.kpis, name, computed_while_the_loop_runs)
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0)
+        loop_ran.set()
+
+    if read == "values":
+        answer, _ = await asyncio.gather(kpi.values(OPERATOR, "PY2025", Scope.STATE), meanwhile())
+        assert answer["values"]["hires"] == 5
+    else:
+        answer, _ = await asyncio.gather(kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE), meanwhile())
+        assert answer["events"] == 5
+    assert waited and all(waited)
