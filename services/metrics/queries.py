@@ -243,9 +243,9 @@ class KpiService:
                                     for key, (m, _) in zip(keys, wanted, strict=True)]
         missing = [i for i, value in enumerate(found) if value is None]
         if missing:
-            scopes = [wanted[i][0] for i in missing]
-            everyone = any(m is None for m in scopes)
             if dated is None:
+                scopes = [wanted[i][0] for i in missing]
+                everyone = any(m is None for m in scopes)
                 dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
                                           min((wanted[i][1] for i in missing), key=lambda p: p.start))
             computed = await asyncio.to_thread(

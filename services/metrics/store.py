@@ -180,7 +180,7 @@ class MetricsStore:
         for first in range(0, len(keys), IN_SLICE):  # SecantusDB answers long $in lists in quadratic time
             where = {"k": {"$in": keys[first:first + IN_SLICE]}, "sealed": {"$ne": True}}
             async for d in facts.find(where, {"s": 1, "p": 1, "b": 1, "counts": 1, "packed": 1}, session=session):
-                merged[(d["s"], d["p"], d["b"])].merge(Facts.unpack(d["counts"], d["packed"]))
+                _merge_piece(merged, d)
             await facts.delete_many(where, session=session)
         documents = [_document(key, merged.get(key, piece), stamp) for key, piece in cells.items()]
         for document in documents:
@@ -259,16 +259,21 @@ class MetricsStore:
                 raise
 
 
+def _merge_piece(found: dict[DocKey, Facts], d: dict) -> None:
+    """A stored piece merged into what is found of its key."""
+    facts = Facts.unpack(d["counts"], d["packed"])
+    key = (d["s"], d["p"], d["b"])
+    if key in found:
+        found[key].merge(facts)
+    else:
+        found[key] = facts
+
+
 def _merged(docs: list[dict]) -> dict[DocKey, Facts]:
     """Stored pieces merged per key (CPU work: the readers run it in a worker thread)."""
     found: dict[DocKey, Facts] = {}
     for d in docs:
-        facts = Facts.unpack(d["counts"], d["packed"])
-        key = (d["s"], d["p"], d["b"])
-        if key in found:
-            found[key].merge(facts)
-        else:
-            found[key] = facts
+        _merge_piece(found, d)
     return found
 
 
