@@ -17,6 +17,7 @@ thread: a program year of a large partnership takes seconds, and the event loop 
 on answering health checks, /metrics and the rollup."""
 
 import asyncio
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
@@ -125,11 +126,14 @@ class Snapshot:
     directory: list[Facts]
     stamps: dict[str, Stamp] = field(default_factory=dict)
     derived: dict[Hashable, Any] = field(default_factory=dict)  # what is worked out of the rosters, once
+    # reads work things out in worker threads: a burst of first reads computes each thing once
+    working: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def _once(self, key: Hashable, work: Callable[[], Any]) -> Any:
-        if key not in self.derived:
-            self.derived[key] = work()
-        return self.derived[key]
+        with self.working:
+            if key not in self.derived:
+                self.derived[key] = work()
+            return self.derived[key]
 
     @property
     def partnerships(self) -> dict[str, dict]:
@@ -200,6 +204,7 @@ class KpiService:
         self.computed = computed or Computed()
         # the rosters last read, and the store version they are of: re-read where their stamps moved
         self.rosters: tuple[int, dict[str, Kept]] = (0, {})
+        self.reading = asyncio.Lock()
 
     async def snapshot(self) -> Snapshot:
         """The store's rosters and directory as of now (kept while unchanged)."""
@@ -208,7 +213,11 @@ class KpiService:
         signature = _roster_signature(stamps)
         kept = self.computed.get(("snapshot", version), signature)
         if kept is None:
-            kept = self.computed.put(("snapshot", version), signature, await self._read_snapshot(version, stamps))
+            async with self.reading:  # a burst of first reads reads the rosters once
+                kept = self.computed.get(("snapshot", version), signature)
+                if kept is None:
+                    kept = self.computed.put(("snapshot", version), signature,
+                                             await self._read_snapshot(version, stamps))
         return replace(kept, stamps=stamps)
 
     async def _read_snapshot(self, version: int, stamps: dict[str, Stamp]) -> Snapshot:

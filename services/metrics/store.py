@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from bson import Binary
 from pymongo import InsertOne, UpdateOne
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -42,6 +43,7 @@ COMPACT_AT = 16
 # (a partnership's roster holds all its activities). Headroom: COMPACT_AT batch pieces merge onto it.
 SEAL_BYTES = 4 * 1024 * 1024
 MAX_PIECE_COUNTS = 200_000
+MERGE_BATCH = 64  # stored pieces a read holds at a time while merging them
 IN_SLICE = 50
 Stamp = tuple[str, str | None]  # (facts stamp, roster stamp) of a partnership
 
@@ -217,8 +219,7 @@ class MetricsStore:
 
     async def rosters(self, version: int, known: Iterable[str] = ()) -> dict[str, Facts]:
         """Every partnership's roster but those `known` already."""
-        docs = await self._facts(version).find({"s": "membership", "b": ROSTER, "p": {"$nin": list(known)}}).to_list()
-        merged = await asyncio.to_thread(_merged, docs)
+        merged = await _merged(self._facts(version).find({"s": "membership", "b": ROSTER, "p": {"$nin": list(known)}}))
         return {partnership_id: facts for (_, partnership_id, _), facts in merged.items()}
 
     async def directory(self, version: int) -> list[Facts]:
@@ -237,7 +238,7 @@ class MetricsStore:
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
         if partnership_ids is not None:
             query["p"] = {"$in": partnership_ids}
-        merged = await asyncio.to_thread(_merged, await self._facts(version).find(query).to_list())
+        merged = await _merged(self._facts(version).find(query))
         return [(partnership_id, month, facts) for (_, partnership_id, month), facts in merged.items()]
 
     async def months_with_facts(self, version: int) -> set[tuple[str, str]]:
@@ -269,12 +270,18 @@ def _merge_piece(found: dict[DocKey, Facts], d: dict) -> None:
         found[key] = facts
 
 
-def _merged(docs: list[dict]) -> dict[DocKey, Facts]:
-    """Stored pieces merged per key (CPU work: the readers run it in a worker thread)."""
+async def _merged(pieces: AsyncCursor) -> dict[DocKey, Facts]:
+    """Stored pieces merged per key, a batch at a time in a worker thread: the merge is CPU work
+    kept off the event loop, and only one batch of stored pieces is held besides what is merged."""
     found: dict[DocKey, Facts] = {}
-    for d in docs:
-        _merge_piece(found, d)
+    while batch := await pieces.to_list(MERGE_BATCH):
+        await asyncio.to_thread(_merge_pieces, found, batch)
     return found
+
+
+def _merge_pieces(found: dict[DocKey, Facts], batch: list[dict]) -> None:
+    for d in batch:
+        _merge_piece(found, d)
 
 
 def _renewals(cells: Cells, stamp: str) -> list[UpdateOne]:

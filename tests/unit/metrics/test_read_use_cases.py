@@ -342,3 +342,26 @@ async def test_the_event_loop_goes_on_while_figures_are_computed(kpi, monkeypatc
         answer, _ = await asyncio.gather(kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE), meanwhile())
         assert answer["events"] == 5
     assert waited and all(waited)
+
+
+async def test_a_burst_of_first_reads_reads_the_rosters_and_works_out_the_standing_once(kpi, store, monkeypatch):
+    """Reads of one scope arriving together (a dashboard's figures after a restart) share the
+    rosters read and what is worked out of them in worker threads. The first working-out waits
+    here for a second one to start, which it would if nothing held it back."""
+    second_started = threading.Event()
+    calls: list[int] = []
+    original = queries.kpis.standing
+
+    def standing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            second_started.wait(timeout=1)
+        else:
+            second_started.set()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queries.kpis, "standing", standing)
+    year, quarter = await asyncio.gather(kpi.values(OPERATOR, "PY2025", Scope.STATE),
+                                         kpi.values(OPERATOR, "2025-Q3", Scope.STATE))
+    assert year["values"]["hires"] == quarter["values"]["hires"] == 5
+    assert len(calls) == 1 and store.reads["rosters"] == 1
