@@ -93,10 +93,15 @@ class PartnerInbound:
     async def on_key_issued(self, key: mem.AccessKeyIssued) -> None:
         if key.role is not AccessRole.PARTNER_SYSTEM:
             return
+        topic = self.settings.topic(inbound_of(key.key_id).name)
         await ensure_topics(self.settings, topics=[inbound_of(key.key_id)])
-        count_consumed_from(self.settings, [self.settings.topic(inbound_of(key.key_id).name)])
-        if self.subscriber.consumer is not None:  # read the new topic now, not at the next metadata refresh
-            self.subscriber.consumer.subscribe(pattern=self.subscriber.pattern.broker_address)
+        count_consumed_from(self.settings, [topic])
+        consumer = self.subscriber.consumer
+        # Read the new topic now, not at the next metadata refresh. Not when it is read already (the
+        # issuing read again after a rebalance): subscribing rebalances the group, and its records
+        # not yet committed would be read, and any dead letter sent, a second time.
+        if consumer is not None and topic not in consumer.subscription():
+            consumer.subscribe(pattern=self.subscriber.pattern.broker_address)
 
     async def on_batch(self, message: KafkaMessage) -> None:
         by_topic = defaultdict(list)  # a partition's records stay in order
