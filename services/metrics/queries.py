@@ -126,14 +126,21 @@ class Snapshot:
     directory: list[Facts]
     stamps: dict[str, Stamp] = field(default_factory=dict)
     derived: dict[Hashable, Any] = field(default_factory=dict)  # what is worked out of the rosters, once
-    # reads work things out in worker threads: a burst of first reads computes each thing once
-    working: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    # Reads work things out in worker threads and on the event loop: a burst of first reads works
+    # each thing out once (a lock per thing), and what is known already is read without waiting,
+    # so the loop never waits for a thread working out something else.
+    working: dict[Hashable, threading.Lock] = field(default_factory=dict, repr=False, compare=False)
+    locking: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _once(self, key: Hashable, work: Callable[[], Any]) -> Any:
-        with self.working:
+        if key in self.derived:
+            return self.derived[key]
+        with self.locking:
+            lock = self.working.setdefault(key, threading.Lock())
+        with lock:
             if key not in self.derived:
                 self.derived[key] = work()
-            return self.derived[key]
+        return self.derived[key]
 
     @property
     def partnerships(self) -> dict[str, dict]:

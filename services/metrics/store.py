@@ -274,7 +274,7 @@ def _merge_piece(found: dict[DocKey, Facts], d: dict) -> None:
 
 
 async def _merged(pieces: AsyncCursor) -> dict[DocKey, Facts]:
-    """Stored pieces merged per key, a batch at a time in a worker thread: the merge is CPU work
+    """Stored pieces merged per key, a batch at a time in the merge thread: the merge is CPU work
     kept off the event loop, and only one batch of stored pieces is held besides what is merged."""
     found: dict[DocKey, Facts] = {}
     while batch := await pieces.to_list(MERGE_BATCH):

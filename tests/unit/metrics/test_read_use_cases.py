@@ -365,3 +365,30 @@ async def test_a_burst_of_first_reads_reads_the_rosters_and_works_out_the_standi
                                          kpi.values(OPERATOR, "2025-Q3", Scope.STATE))
     assert year["values"]["hires"] == quarter["values"]["hires"] == 5
     assert len(calls) == 1 and store.reads["rosters"] == 1
+
+
+async def test_the_event_loop_reads_names_while_a_thread_works_out_a_standing(kpi, monkeypatch):
+    """Page code on the event loop (names, scopes) must not wait for a worker thread working out
+    something else of the same snapshot: the standing here waits for the loop to read a name."""
+    snap = await kpi.snapshot()
+    started, named = threading.Event(), threading.Event()
+    waited: list[bool] = []
+    original = queries.kpis.standing
+
+    def standing(*args, **kwargs):
+        started.set()
+        waited.append(named.wait(timeout=5))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queries.kpis, "standing", standing)
+
+    async def meanwhile() -> str | None:
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        name = snap.name_of("sw-mp")
+        named.set()
+        return name
+
+    answer, name = await asyncio.gather(kpi.values(OPERATOR, "PY2025", Scope.STATE), meanwhile())
+    assert answer["values"]["hires"] == 5 and name == "Partnership sw-mp"
+    assert waited == [True]
