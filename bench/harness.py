@@ -94,9 +94,9 @@ async def seed_roster(kafka: KafkaSettings, events_url: str | None = None) -> No
 STORED = re.compile(r"^backbone_metrics_batch_events_sum (\S+)$", re.M)
 
 
-async def until_stored(service: Service, total: int) -> str:
+async def until_stored(service: Service, total: int, report: bool = True) -> str:
     """Waits until the metrics service has stored `total` records; its /metrics exposition then.
-    Says how long its slowest /metrics answer took meanwhile: a busy event loop answers late."""
+    Says (`report`) how long its slowest /metrics answer took meanwhile: a busy event loop answers late."""
     slowest = 0.0
     async with httpx.AsyncClient(timeout=10) as http:
         while True:
@@ -105,6 +105,7 @@ async def until_stored(service: Service, total: int) -> str:
             slowest = max(slowest, time.perf_counter() - asked)
             found = STORED.search(exposition)
             if float(found.group(1) if found else 0) >= total:
-                print(f"  slowest /metrics answer while rolling up: {slowest:.2f} s", flush=True)
+                if report:
+                    print(f"  slowest /metrics answer while rolling up: {slowest:.2f} s", flush=True)
                 return exposition
             await asyncio.sleep(0.1)

@@ -39,6 +39,9 @@ class MetricsSettings(ServiceSettings):
     # Memory for the rollup's filter of applied event identities (services/metrics/dedupe.py):
     # fixed, whatever the history; 64 MiB keeps lookups rare up to about 30 million events.
     dedupe_filter_mib: int = Field(default=64, ge=1, le=4096)
+    # Partnership-months of dated facts the read use cases keep between reads (services/metrics/
+    # cache.py, KeptMonths): two program years of 25 partnerships by default.
+    kept_months: int = Field(default=650, ge=0)
     # How often KPIs of changed partnerships are checked for milestones and exported as gauges.
     milestone_interval_seconds: float = 2.0
     # Signs the KPI pages' session cookies (the sessions themselves are in the database); set it
@@ -72,7 +75,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                           source_topic=record.topic, partition=record.partition, offset=record.offset,
                           service=NAME, reason=reason, detail=detail, headers=record.headers)
 
-    kpi_service = KpiService(store, zone=settings.time_zone)
+    kpi_service = KpiService(store, zone=settings.time_zone, kept_months=settings.kept_months)
     milestones = Milestones(store, kpi_service, runtime.publish, runtime.source)
     secret = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
     sessions = Sessions(runtime.db, secret, settings.session_hours)

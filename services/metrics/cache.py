@@ -46,3 +46,44 @@ class Computed:
         while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
         return value
+
+
+DATED = Counter("backbone_metrics_dated_reads_total",
+                "Partnerships whose dated facts a read needed, by whether they were kept or read from the store",
+                ["outcome"])
+for _outcome in ("kept", "read"):
+    DATED.labels(_outcome)
+
+
+class KeptMonths:
+    """Each partnership's dated facts by month as last read, kept while its facts stamp is
+    unchanged: a batch stored for one partnership makes a figure of the state read that
+    partnership's facts from the store again, not every partnership's. An entry holds the months
+    from the first one read on. Bounded by the months kept: the least recently used partnerships
+    go first."""
+
+    def __init__(self, capacity_months: int):
+        self.capacity = capacity_months
+        self.entries: OrderedDict[Hashable, tuple[Hashable, str, list[tuple[str, Any]]]] = OrderedDict()
+        self.months = 0
+
+    def get(self, key: Hashable, stamp: Hashable, first_month: str) -> list[tuple[str, Any]] | None:
+        """(month, facts) kept under `key` from `first_month` on, if read under this stamp from that
+        month or earlier."""
+        entry = self.entries.get(key)
+        if entry is None or entry[0] != stamp or entry[1] > first_month:
+            DATED.labels("read").inc()
+            return None
+        self.entries.move_to_end(key)
+        DATED.labels("kept").inc()
+        return [(month, facts) for month, facts in entry[2] if month >= first_month]
+
+    def put(self, key: Hashable, stamp: Hashable, first_month: str, months: list[tuple[str, Any]]) -> None:
+        if (old := self.entries.pop(key, None)) is not None:
+            self.months -= len(old[2])
+        if len(months) > self.capacity:
+            return
+        self.entries[key] = (stamp, first_month, months)
+        self.months += len(months)
+        while self.months > self.capacity:
+            self.months -= len(self.entries.popitem(last=False)[1][2])

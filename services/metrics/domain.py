@@ -95,6 +95,18 @@ class Facts:
             current = latest.get(key)
             if current is None or (entry[0], entry[1]) > (current[0], current[1]):
                 latest[key] = entry
+        self.merge_dates(other)
+        for fact, (events, ids) in other.lineage.items():
+            entry = self.lineage.setdefault(fact, [0, []])
+            entry[0] += events
+            room = LINEAGE_LIMIT - len(entry[1])
+            if room > 0:
+                known = set(entry[1])
+                entry[1].extend([i for i in ids if i not in known][:room])
+        return self
+
+    def merge_dates(self, other: "Facts") -> "Facts":
+        """Only the greatest and smallest dates of `other` merged: what later months tell of a cohort."""
         maxima = self.maxima
         for key, day in other.maxima.items():
             if day > maxima.get(key, ""):
@@ -104,13 +116,6 @@ class Facts:
             smallest = minima.get(key)
             if smallest is None or day < smallest:
                 minima[key] = day
-        for fact, (events, ids) in other.lineage.items():
-            entry = self.lineage.setdefault(fact, [0, []])
-            entry[0] += events
-            room = LINEAGE_LIMIT - len(entry[1])
-            if room > 0:
-                known = set(entry[1])
-                entry[1].extend([i for i in ids if i not in known][:room])
         return self
 
     def taken_back(self, order: str, event_id: str) -> "Facts":

@@ -11,10 +11,10 @@ a worked example (docs/kpis.md explains the rules they share).
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from services.metrics.domain import WAGES, WORK_BASED_LEARNING, Facts, HeldActivity, held_activities, without_activities
@@ -51,18 +51,17 @@ class Aggregation(StrEnum):
 class Tenure(NamedTuple):  # a tuple: views build tens of thousands of them
     """What is known of one hire of a cohort."""
 
-    start: date
+    start: str  # ISO days throughout: compared as strings, tens of thousands per view
     ended: str | None  # the first ISO day known not to be with the employer (separated, or a check said so)
     employed: str  # the last ISO day known to be: a check that found them, or the day before a separation
 
-    def employed_on(self, day: date) -> bool | None:
+    def employed_on(self, day: str) -> bool | None:
         """No if it had ended by `day` (a known end wins over a later check), yes if they are known
         to be employed on or after `day` (employment is taken as continuous from the start), else
         unknown."""
-        iso = day.isoformat()
-        if self.ended is not None and self.ended <= iso:
+        if self.ended is not None and self.ended <= day:
             return False
-        return True if self.employed >= iso else None
+        return True if self.employed >= day else None
 
 
 @dataclass
@@ -71,16 +70,27 @@ class View:
 
     period: Period
     flow: Facts  # dated facts of the period's months
-    since: Facts  # dated facts from the period's first month on: what became of the period's hires
+    since: Facts  # the dates (maxima, minima) of dated facts from the period's first month on: what
+    # became of the period's hires (the rest is not merged: a month's view would merge a year)
     roster: Facts  # the scope's rosters: members, action teams, targets
     kinds: dict[str, str]  # organisation id -> kind
     activities: list[HeldActivity]  # the scope's activities held in the period
+    # retention rule -> (hires known retained, hires with a known status): a rate and its coverage
+    # read the same tally, worked out once
+    tallies: dict[Callable, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
+
+    def retention(self, retained: "Retained") -> tuple[int, int]:
+        """Of the cohort, how many are known retained by this rule, and how many have a known status."""
+        tally = self.tallies.get(retained)
+        if tally is None:
+            statuses = [retained(tenure) for tenure in self.cohort]
+            tally = self.tallies[retained] = (statuses.count(True), len(statuses) - statuses.count(None))
+        return tally
 
     @cached_property
     def cohort(self) -> list[Tenure]:
         """The period's hires, once for the retention KPIs."""
         ends, employed = self.since.minima, self.since.maxima
-        day = timedelta(days=1)
         cohort = []
         for key, entry in self.flow.latest.items():
             if key.startswith("hire:") and entry[2] is not None:  # None: the hire was voided
@@ -89,8 +99,8 @@ class View:
                 ended = min(separated, absent) if separated and absent else separated or absent
                 last = employed.get(f"employed:{hire}", "")
                 if separated:  # a separation on day N proves employment up to N - 1
-                    last = max(last, (date.fromisoformat(separated) - day).isoformat())
-                cohort.append(Tenure(date.fromisoformat(entry[2]), ended, last))
+                    last = max(last, _days_after(separated, -1))
+                cohort.append(Tenure(entry[2], ended, last))
         return cohort
 
 
@@ -138,7 +148,7 @@ def view_of(period: Period, dated: Iterable[tuple[str, Facts]], scope: Standing)
     for month, facts in dated:
         if month <= last:
             flow.merge(facts)
-        since.merge(facts)
+        since.merge_dates(facts)
     return View(period, flow, since, scope.roster, scope.kinds, scope.held_in(period))
 
 
@@ -264,26 +274,33 @@ def _share_retained(retained: Retained) -> Callable[[View], float | None]:
     """Of the cohort whose status is known, the share retained."""
 
     def share(v: View) -> float | None:
-        known = [r for tenure in v.cohort if (r := retained(tenure)) is not None]
-        return _ratio(sum(known), len(known))
+        kept, known = v.retention(retained)
+        return _ratio(kept, known)
 
     return share
 
 
 def _coverage(retained: Retained) -> Callable[[View], float | None]:
     """The share of the cohort whose status is known: how much evidence a retention rate stands on."""
-    return lambda v: _ratio(sum(retained(t) is not None for t in v.cohort), len(v.cohort))
+    return lambda v: _ratio(v.retention(retained)[1], len(v.cohort))
+
+
+# Day arithmetic on ISO days, once per distinct day: a cohort's hires share a few hundred start days.
+@lru_cache(maxsize=8192)
+def _days_after(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+@lru_cache(maxsize=8192)
+def _quarter_after(day: str, quarters: int) -> str:
+    """The first day of the `quarters`-th calendar quarter after the one holding `day`."""
+    start = date.fromisoformat(day)
+    month = (start.month - 1) // 3 * 3 + 3 * quarters  # months after January of start's year
+    return date(start.year + month // 12, month % 12 + 1, 1).isoformat()
 
 
 def _after(days: int) -> Retained:
-    after = timedelta(days=days)
-    return lambda t: t.employed_on(t.start + after)
-
-
-def _quarter_after(start: date, quarters: int) -> date:
-    """The first day of the `quarters`-th calendar quarter after the one holding `start`."""
-    month = (start.month - 1) // 3 * 3 + 3 * quarters  # months after January of start's year
-    return date(start.year + month // 12, month % 12 + 1, 1)
+    return lambda t: t.employed_on(_days_after(t.start, days))
 
 
 def in_q2_and_q4(t: Tenure) -> bool | None:

@@ -10,7 +10,9 @@ several partnerships' figures. Refusals and bad inputs are shared.errors domain 
 Each use case reads one snapshot of the KPI store (rosters and directory once, dated facts once),
 however many partnerships, periods or KPIs it shows, and only for what it does not find computed
 already from facts that have not changed since (services/metrics/cache.py): a figure read again
-costs the same whatever the history behind it.
+costs the same whatever the history behind it. The dated facts themselves are kept per
+partnership while unchanged, so a batch of one partnership makes a statewide figure read that
+partnership's facts again, not every partnership's.
 
 What is computed from facts (rosters worked out, KPI values, lineage) is computed in a worker
 thread: a program year of a large partnership takes seconds, and the event loop meanwhile goes
@@ -25,7 +27,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
 from services.metrics import kpis, views
-from services.metrics.cache import Computed
+from services.metrics.cache import Computed, KeptMonths
 from services.metrics.domain import Facts, HeldActivity, without_activities
 from services.metrics.store import Stamp
 from shared.auth import Principal
@@ -162,6 +164,9 @@ class Snapshot:
             return tuple(sorted(self.stamps.items()))
         return tuple((pid, self.stamps.get(pid)) for pid in sorted({*members, ""}))
 
+    def facts_stamp(self, partnership_id: str) -> str | None:
+        return self.stamps.get(partnership_id, (None, None))[0]
+
     def name_of(self, partnership_id: str) -> str | None:
         return self.partnerships.get(partnership_id, {}).get("name")
 
@@ -204,11 +209,12 @@ def _directory_stamp(stamps: dict[str, Stamp]) -> str | None:
 
 class KpiService:
     def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today, zone: tzinfo = UTC,
-                 computed: Computed | None = None):
+                 computed: Computed | None = None, kept_months: int = 650):
         self.store = store
         self.today = today
         self.zone = zone  # the installation's time zone: times on the pages are shown in it
         self.computed = computed or Computed()
+        self.months = KeptMonths(kept_months)  # each partnership's dated facts, kept while unchanged
         # the rosters last read, and the store version they are of: re-read where their stamps moved
         self.rosters: tuple[int, dict[str, Kept]] = (0, {})
         self.reading = asyncio.Lock()
@@ -271,7 +277,21 @@ class KpiService:
         return cast(list[dict], found)
 
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
-        return await self.store.dated(snap.version, partnership_ids, first.months[0])
+        """The dated facts of these partnerships (None: all) from the period's first month on:
+        those kept (cache.KeptMonths) where the partnership's facts stamp is unchanged, the rest
+        read from the store in one query."""
+        month = first.months[0]
+        pids = sorted(set(snap.stamps) - {""} | set(snap.rosters)) if partnership_ids is None else partnership_ids
+        found = {pid: self.months.get((snap.version, pid), snap.facts_stamp(pid), month)
+                 for pid in pids}
+        if stale := [pid for pid, months in found.items() if months is None]:
+            read: dict[str, list[tuple[str, Facts]]] = {pid: [] for pid in stale}
+            for pid, m, facts in sorted(await self.store.dated(snap.version, stale, month), key=lambda d: d[:2]):
+                read[pid].append((m, facts))
+            for pid, months in read.items():  # under the stamps read before these facts (cache.py)
+                self.months.put((snap.version, pid), snap.facts_stamp(pid), month, months)
+            found |= read
+        return [(pid, m, facts) for pid in pids for m, facts in found[pid] or ()]
 
     async def _scoped(
         self, principal: Principal, scope: Scope, scope_id: str | None

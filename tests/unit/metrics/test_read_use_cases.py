@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from services.metrics import queries
-from services.metrics.cache import Computed
+from services.metrics.cache import Computed, KeptMonths
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
 from services.metrics.queries import KpiService, Scope
 from services.metrics.sessions import LoginThrottle
@@ -66,6 +66,7 @@ class FakeStore:
 
     async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list:
         self.reads["dated"] += 1
+        self.asked = partnership_ids
         return [(p, b, f) for (s, p, b), f in self.cells.items()
                 if s in DATED_SOURCES and b >= first_month and (partnership_ids is None or p in partnership_ids)]
 
@@ -253,13 +254,35 @@ async def test_a_figure_read_again_is_computed_once_and_again_after_its_facts_ch
 
 async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_states(kpi, store):
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3 and await hires(kpi, Scope.STATE) == 5
+    assert store.asked == ["nw-mp", "sw-health"]  # sw-mp's dated facts were kept from its own read
     stamps = await store.stamps(1)
     store.add(hire("nw-mp", "other"))
     store.stamps = _renewed_only(store, stamps, "nw-mp")  # as the store renews them: the touched one only
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3
     assert store.reads["dated"] == 2  # sw-mp's figure was kept
     assert await hires(kpi, Scope.STATE) == 6
-    assert store.reads["dated"] == 3
+    assert store.reads["dated"] == 3 and store.asked == ["nw-mp"]  # the state's figure read the changed one alone
+
+
+async def test_dated_facts_kept_from_a_later_month_are_read_again_for_an_earlier_period(kpi, store):
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3  # PY2025: from 2025-07 on
+    assert (await kpi.values(OPERATOR, "2025-09", Scope.PARTNERSHIP, "sw-mp"))["values"]["hires"] == 3
+    assert store.reads["dated"] == 1  # September was among the months kept
+    assert (await kpi.values(OPERATOR, "PY2024", Scope.PARTNERSHIP, "sw-mp"))["values"]["hires"] == 0
+    assert store.reads["dated"] == 2
+
+
+async def test_kept_months_are_bounded_least_recently_used_partnership_first():
+    kept = KeptMonths(capacity_months=3)
+    kept.put("a", 1, "2025-07", [("2025-07", "A7"), ("2025-08", "A8")])
+    kept.put("b", 1, "2025-08", [("2025-08", "B8")])
+    assert kept.get("a", 1, "2025-08") == [("2025-08", "A8")]
+    kept.put("c", 1, "2025-09", [("2025-09", "C9")])  # over capacity: b was used least recently
+    assert kept.get("b", 1, "2025-08") is None and kept.get("c", 1, "2025-09") == [("2025-09", "C9")]
+    assert kept.get("a", 2, "2025-08") is None  # another stamp: the partnership's facts changed
+    assert kept.get("a", 1, "2025-06") is None  # not read that far back
+    kept.put("d", 1, "2025-01", [(f"2025-0{m}", m) for m in range(1, 5)])  # more than it may hold: not kept
+    assert kept.get("d", 1, "2025-01") is None and kept.months == 3
 
 
 def _renewed_only(store: FakeStore, before: dict, pid: str, roster: bool = False):
