@@ -40,8 +40,9 @@ class MetricsSettings(ServiceSettings):
     # fixed, whatever the history; 64 MiB keeps lookups rare up to about 30 million events.
     dedupe_filter_mib: int = Field(default=64, ge=1, le=4096)
     # Partnership-months of dated facts the read use cases keep between reads (services/metrics/
-    # cache.py, KeptMonths): two program years of 25 partnerships by default.
-    kept_months: int = Field(default=650, ge=0)
+    # cache.py, KeptMonths): a program year and a month of 25 partnerships by default. At 400k
+    # events a year, a year of 25 partnerships kept took ~340 MiB (bench/README.md, "Reads").
+    kept_months: int = Field(default=325, ge=0)
     # How often KPIs of changed partnerships are checked for milestones and exported as gauges.
     milestone_interval_seconds: float = 2.0
     # Signs the KPI pages' session cookies (the sessions themselves are in the database); set it

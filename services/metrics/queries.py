@@ -209,7 +209,7 @@ def _directory_stamp(stamps: dict[str, Stamp]) -> str | None:
 
 class KpiService:
     def __init__(self, store: KpiFacts, today: Callable[[], date] = date.today, zone: tzinfo = UTC,
-                 computed: Computed | None = None, kept_months: int = 650):
+                 computed: Computed | None = None, kept_months: int = 325):
         self.store = store
         self.today = today
         self.zone = zone  # the installation's time zone: times on the pages are shown in it
