@@ -75,6 +75,9 @@ class View:
     roster: Facts  # the scope's rosters: members, action teams, targets
     kinds: dict[str, str]  # organisation id -> kind
     activities: list[HeldActivity]  # the scope's activities held in the period
+    # A view of several partnerships is composed of their parts (`composed`): its flow then has no
+    # per-hire or per-response facts, and its cohort and openings are the parts' added up.
+    parts: list["Part"] | None = None
     # retention rule -> (hires known retained, hires with a known status): a rate and its coverage
     # read the same tally, worked out once
     tallies: dict[Callable, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
@@ -83,9 +86,39 @@ class View:
         """Of the cohort, how many are known retained by this rule, and how many have a known status."""
         tally = self.tallies.get(retained)
         if tally is None:
-            statuses = [retained(tenure) for tenure in self.cohort]
-            tally = self.tallies[retained] = (statuses.count(True), len(statuses) - statuses.count(None))
+            if self.parts is not None:
+                each = [part.tallies[retained] for part in self.parts]
+                tally = (sum(kept for kept, _ in each), sum(known for _, known in each))
+            else:
+                statuses = [retained(tenure) for tenure in self.cohort]
+                tally = (statuses.count(True), len(statuses) - statuses.count(None))
+            self.tallies[retained] = tally
         return tally
+
+    @cached_property
+    def held(self) -> "Held":
+        """What the KPIs read of the activities held in the period."""
+        if self.parts is not None:
+            return Held.added(part.held for part in self.parts)
+        return Held.of(self.activities)
+
+    @cached_property
+    def cohort_size(self) -> int:
+        return sum(p.cohort_size for p in self.parts) if self.parts is not None else len(self.cohort)
+
+    @cached_property
+    def openings(self) -> dict[str, Counter]:
+        """Survey round -> expected openings by SOC code, from each employer's latest response."""
+        rounds: dict[str, Counter] = {}
+        if self.parts is not None:
+            for part in self.parts:
+                for survey_round, openings in part.openings.items():
+                    rounds.setdefault(survey_round, Counter()).update(openings)
+            return rounds
+        for key, entry in self.flow.latest.items():
+            if key.startswith("response:"):
+                rounds.setdefault(key.split("/")[1], Counter()).update(entry[2])
+        return rounds
 
     @cached_property
     def cohort(self) -> list[Tenure]:
@@ -152,6 +185,81 @@ def view_of(period: Period, dated: Iterable[tuple[str, Facts]], scope: Standing)
     return View(period, flow, since, scope.roster, scope.kinds, scope.held_in(period))
 
 
+@dataclass
+class Held:
+    """What the KPIs read of held activities, in one pass over them; adds up across partnerships
+    (an activity is one partnership's)."""
+
+    kinds: Counter = field(default_factory=Counter)  # kind -> activities held
+    reached: Counter = field(default_factory=Counter)  # (kind, audience) -> people counted
+    present: set[str] = field(default_factory=set)  # organisations that took part or were counted
+    at_hiring_events: set[str] = field(default_factory=set)  # the same, at hiring events
+    hosting: set[str] = field(default_factory=set)  # hosts of work-based learning
+
+    @classmethod
+    def of(cls, activities: Iterable[HeldActivity]) -> "Held":
+        held = cls()
+        for a in activities:
+            held.kinds[a.kind] += 1
+            for audience, people in a.counts.items():
+                held.reached[a.kind, audience] += people
+            held.present.update(a.participants, a.attendees)
+            if a.kind == ActivityKind.HIRING_EVENT:
+                held.at_hiring_events.update(a.participants, a.attendees)
+            if a.kind in WORK_BASED_LEARNING:
+                held.hosting.update(a.hosts)
+        return held
+
+    @classmethod
+    def added(cls, each: Iterable["Held"]) -> "Held":
+        held = cls()
+        for other in each:
+            held.kinds.update(other.kinds)
+            held.reached.update(other.reached)
+            held.present |= other.present
+            held.at_hiring_events |= other.at_hiring_events
+            held.hosting |= other.hosting
+        return held
+
+
+@dataclass(frozen=True)
+class Part:
+    """One partnership's share of a period's KPIs, for the scopes holding several: what adds up
+    across partnerships (counts, histograms and sets; cohort tallies and survey openings, whose
+    facts are keyed by partnership), without the per-hire and per-response facts behind them. Kept
+    per partnership, a scope's figures after a batch of one partnership are worked out from that
+    one's facts and the others' parts."""
+
+    flow: Facts  # the period's counts, histograms and sets
+    tallies: dict[Callable, tuple[int, int]]  # retention rule -> View.retention
+    cohort_size: int
+    openings: dict[str, Counter]  # View.openings
+    held: Held  # View.held
+
+
+def part_of(view: View) -> Part:
+    """`view`: one partnership's."""
+    flow = Facts(counts=view.flow.counts, histograms=view.flow.histograms, sets=view.flow.sets)
+    return Part(flow, {rule: view.retention(rule) for rule in RETENTION_RULES}, view.cohort_size, view.openings,
+                view.held)
+
+
+def dated_part(period: Period, dated: Iterable[tuple[str, Facts]], held: list[HeldActivity]) -> Part:
+    """A partnership's part from its dated facts (month, facts) and its held activities by day
+    (held_by_day); nothing else of its roster is in a part."""
+    return part_of(view_of(period, dated, Standing(Facts(), {}, [held])))
+
+
+def composed(period: Period, parts: Iterable[Part], scope: Standing) -> View:
+    """The view of a scope of several partnerships from each one's part (their activities and
+    rosters from `scope`, as `view_of` has them): every KPI as over their facts merged."""
+    parts = list(parts)
+    flow = Facts()
+    for part in parts:
+        flow.merge(part.flow)
+    return View(period, flow, Facts(), scope.roster, scope.kinds, [], parts=parts)
+
+
 def build_view(period: Period, dated: Iterable[tuple[str, Facts]], rosters: Iterable[Facts],
                directory: Iterable[Facts]) -> View:
     rosters = list(rosters)
@@ -171,13 +279,14 @@ def _count(name: str) -> Callable[[View], float]:
 
 def _held(*kinds: ActivityKind) -> Callable[[View], float]:
     wanted = {k.value for k in kinds}
-    return lambda v: sum(a.kind in wanted for a in v.activities)
+    return lambda v: sum(n for kind, n in v.held.kinds.items() if kind in wanted)
 
 
 def _reached(*audiences: Audience, kinds: Iterable[ActivityKind] = ()) -> Callable[[View], float]:
     """People of these audiences counted at held activities (of these kinds; all if none)."""
-    names, wanted = [a.value for a in audiences], {k.value for k in kinds}
-    return lambda v: sum(a.counts.get(n, 0) for a in v.activities if not wanted or a.kind in wanted for n in names)
+    names, wanted = {a.value for a in audiences}, {k.value for k in kinds}
+    return lambda v: sum(n for (kind, audience), n in v.held.reached.items()
+                         if audience in names and (not wanted or kind in wanted))
 
 
 def _employers(v: View, organisations: Iterable[str]) -> set[str]:
@@ -186,17 +295,15 @@ def _employers(v: View, organisations: Iterable[str]) -> set[str]:
 
 def employers_engaged(v: View) -> float:
     # Survey respondents are employers by definition; activity participants only if the roster says so.
-    present = {o for a in v.activities for o in (*a.participants, *a.attendees)}
-    return len(_employers(v, present) | v.flow.sets.get("respondents", set()))
+    return len(_employers(v, v.held.present) | v.flow.sets.get("respondents", set()))
 
 
 def hiring_event_employers(v: View) -> float:
-    return len(_employers(v, {o for a in v.activities if a.kind == ActivityKind.HIRING_EVENT
-                              for o in (*a.participants, *a.attendees)}))
+    return len(_employers(v, v.held.at_hiring_events))
 
 
 def employers_hosting(v: View) -> float:
-    return len(_employers(v, {o for a in v.activities if a.kind in WORK_BASED_LEARNING for o in a.hosts}))
+    return len(_employers(v, v.held.hosting))
 
 
 def _by_member(facts: Facts, prefix: str) -> dict[str, set[str]]:
@@ -282,7 +389,7 @@ def _share_retained(retained: Retained) -> Callable[[View], float | None]:
 
 def _coverage(retained: Retained) -> Callable[[View], float | None]:
     """The share of the cohort whose status is known: how much evidence a retention rate stands on."""
-    return lambda v: _ratio(v.retention(retained)[1], len(v.cohort))
+    return lambda v: _ratio(v.retention(retained)[1], v.cohort_size)
 
 
 # Day arithmetic on ISO days, once per distinct day: a cohort's hires share a few hundred start days.
@@ -312,13 +419,13 @@ def in_q2_and_q4(t: Tenure) -> bool | None:
     return True if q2 and q4 else None
 
 
+AFTER_90_DAYS, AFTER_180_DAYS = _after(90), _after(180)
+RETENTION_RULES: tuple[Retained, ...] = (AFTER_90_DAYS, AFTER_180_DAYS, in_q2_and_q4)
+
+
 def openings_by_occupation(v: View, top: int = 10) -> dict:
     """Per survey round: the top SOC codes by expected openings, each employer's latest answer."""
-    rounds: dict[str, Counter] = {}
-    for key, entry in v.flow.latest.items():
-        if key.startswith("response:"):
-            survey_round = key.split("/")[1]
-            rounds.setdefault(survey_round, Counter()).update(entry[2])
+    rounds = v.openings
     return {r: [{"soc_code": soc, "openings": n} for soc, n in sorted(c.items(), key=lambda x: (-x[1], x[0]))[:top]]
             for r, c in sorted(rounds.items())}
 
@@ -520,10 +627,10 @@ CATALOGUE: tuple[Kpi, ...] = (
              "Apprenticeships that started in the period.", out.ApprenticeshipStarted, "started_on",
              "Started 1 July 2025: PY2025."),
     # retention
-    *_retention_kpis("retention_90_days", "Retained at 90 days", "90 days after the start", _after(90),
+    *_retention_kpis("retention_90_days", "Retained at 90 days", "90 days after the start", AFTER_90_DAYS,
                      "Hire A separates on day 151, hire B on day 30, hire C has no evidence: A retained, B not, C "
                      "unknown: 50%, coverage 2 of 3 (67%)."),
-    *_retention_kpis("retention_180_days", "Retained at 180 days", "180 days after the start", _after(180),
+    *_retention_kpis("retention_180_days", "Retained at 180 days", "180 days after the start", AFTER_180_DAYS,
                      "Hire A checked employed on day 200, hire B checked gone on day 120, hire C separated on day "
                      "181: A and C retained, B not: 67%, coverage 100%."),
     *_retention_kpis("retention_q2_q4", "Retention with the same employer (WIOA-style)",

@@ -11,8 +11,9 @@ Each use case reads one snapshot of the KPI store (rosters and directory once, d
 however many partnerships, periods or KPIs it shows, and only for what it does not find computed
 already from facts that have not changed since (services/metrics/cache.py): a figure read again
 costs the same whatever the history behind it. The dated facts themselves are kept per
-partnership while unchanged, so a batch of one partnership makes a statewide figure read that
-partnership's facts again, not every partnership's.
+partnership while unchanged, and a figure of several partnerships is composed of each one's part
+(kpis.Part), kept the same way: a batch of one partnership makes a statewide figure read that
+partnership's facts and work out its part again, not every partnership's.
 
 What is computed from facts (rosters worked out, KPI values, lineage) is computed in a worker
 thread: a program year of a large partnership takes seconds, and the event loop meanwhile goes
@@ -164,6 +165,10 @@ class Snapshot:
             return tuple(sorted(self.stamps.items()))
         return tuple((pid, self.stamps.get(pid)) for pid in sorted({*members, ""}))
 
+    def scope_partnerships(self, members: Members) -> list[str]:
+        """The partnerships of a scope; None: every one the store has facts or a roster of."""
+        return sorted(set(self.stamps) - {""} | set(self.rosters)) if members is None else list(members)
+
     def facts_stamp(self, partnership_id: str) -> str | None:
         return self.stamps.get(partnership_id, (None, None))[0]
 
@@ -192,6 +197,34 @@ class Snapshot:
         first, wanted = p.months[0], None if members is None else set(members)
         return kpis.view_of(p, [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)],
                             self.standing(members))
+
+
+def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated,
+              parts: dict[tuple[str, str], kpis.Part]) -> tuple[list[dict], dict[tuple[str, str], kpis.Part]]:
+    """Every KPI of each (scope, period) wanted, and the parts of partnerships worked out meanwhile
+    (to keep). A partnership's figures come from its view, and its part with them; a scope of
+    several partnerships is composed of their parts, those not in `parts` worked out first."""
+    made: dict[tuple[str, str], kpis.Part] = {}
+
+    def part(pid: str, p: Period) -> kpis.Part:
+        if (pid, p.label) not in parts:
+            first = p.months[0]
+            held = snap.rosters[pid].held if pid in snap.rosters else []
+            parts[pid, p.label] = made[pid, p.label] = kpis.dated_part(
+                p, [(month, facts) for of, month, facts in dated if of == pid and month >= first], held)
+        return parts[pid, p.label]
+
+    values = []
+    for members, p in wanted:
+        if members is not None and len(members) == 1:
+            view = snap.view(p, dated, members)
+            values.append(kpis.evaluate(view))
+            if (members[0], p.label) not in parts:
+                parts[members[0], p.label] = made[members[0], p.label] = kpis.part_of(view)
+        else:
+            view = kpis.composed(p, [part(pid, p) for pid in snap.scope_partnerships(members)], snap.standing(members))
+            values.append(kpis.evaluate(view))
+    return values, made
 
 
 def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
@@ -270,18 +303,28 @@ class KpiService:
                 everyone = any(m is None for m in scopes)
                 dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
                                           min((wanted[i][1] for i in missing), key=lambda p: p.start))
-            computed = await asyncio.to_thread(
-                lambda: [kpis.evaluate(snap.view(wanted[i][1], dated, wanted[i][0])) for i in missing])
+            asked = [wanted[i] for i in missing]
+            parts = self._kept_parts(snap, asked)
+            computed, made = await asyncio.to_thread(_evaluate, snap, asked, dated, parts)
+            for (pid, label), part in made.items():  # under the stamps read before the facts (cache.py)
+                self.computed.put(("part", snap.version, pid, label), snap.facts_stamp(pid), part)
             for i, value in zip(missing, computed, strict=True):
                 found[i] = self.computed.put(keys[i], snap.signature(wanted[i][0]), value)
         return cast(list[dict], found)
+
+    def _kept_parts(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> dict[tuple[str, str], kpis.Part]:
+        """The parts kept of the partnerships of every scope of several in `wanted`, while their facts are unchanged."""
+        needed = {(pid, p.label) for members, p in wanted if members is None or len(members) > 1
+                  for pid in snap.scope_partnerships(members)}
+        kept = {key: self.computed.get(("part", snap.version, *key), snap.facts_stamp(key[0])) for key in needed}
+        return {key: part for key, part in kept.items() if part is not None}
 
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
         """The dated facts of these partnerships (None: all) from the period's first month on:
         those kept (cache.KeptMonths) where the partnership's facts stamp is unchanged, the rest
         read from the store in one query."""
         month = first.months[0]
-        pids = sorted(set(snap.stamps) - {""} | set(snap.rosters)) if partnership_ids is None else partnership_ids
+        pids = snap.scope_partnerships(partnership_ids)
         found = {pid: self.months.get((snap.version, pid), snap.facts_stamp(pid), month)
                  for pid in pids}
         if stale := [pid for pid, months in found.items() if months is None]:

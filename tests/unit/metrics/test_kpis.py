@@ -14,6 +14,7 @@ from services.metrics.domain import (
     Cells,
     Facts,
     record,
+    without_activities,
 )
 from shared.contracts import activities as act
 from shared.contracts import demand as dem
@@ -433,3 +434,47 @@ def test_a_void_is_in_the_lineage_beside_the_record_it_takes_back():
 def test_records_with_facts_that_only_grow_cannot_be_taken_back():
     with pytest.raises(ValueError):
         Facts(sets={"respondents": {"acme"}}).taken_back("2025-09-01", "v-1")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("period", ["2025-09", "2025-Q3", "2026-Q1", "PY2025"])
+def test_a_scope_composed_of_its_partnerships_parts_has_the_kpis_of_their_facts_merged(seed, period):
+    """What a view of several partnerships is composed of (kpis.Part: sums, sets, cohort tallies,
+    openings) gives every KPI exactly as the view over their facts merged, retention and surveys too."""
+    rnd = random.Random(seed)
+    events = _mixed_events(400, rnd)
+    for i in range(60):
+        day, pid = date(2025, 6, 1) + timedelta(days=rnd.randrange(420)), rnd.choice((P, Q))
+        events.append(ev(out.SeparationRecorded(partnership_id=pid, hire_id=f"h{rnd.randrange(400)}", person_id="p",
+                                                employer_id="acme", separated_on=day)))
+        events.append(ev(dem.DemandSurveyResponded(
+            partnership_id=pid, survey_round=rnd.choice(("2025-fall", "2026-spring")), employer_id=f"org{i % 7}",
+            responded_on=day, openings=[dem.ExpectedOpenings(soc_code=rnd.choice(("51-4041", "51-2092")),
+                                                             openings=rnd.randrange(1, 9))]), at(day)))
+    for i in range(80):  # activities held with schedules (hosts) and attendance (counts, organisations)
+        day, pid, kind = date(2025, 6, 1) + timedelta(days=rnd.randrange(420)), rnd.choice((P, Q)), rnd.choice(
+            ("plant_tour", "hiring_event", "school_visit", "partnership_meeting"))
+        start = at(day, 9)
+        events += [ev(act.ActivityScheduled(partnership_id=pid, activity_id=f"s{i}", kind=kind, title="Visit",
+                                            starts_at=start, ends_at=start + timedelta(hours=2),
+                                            host_ids=[f"org{rnd.randrange(9)}"]), start - timedelta(days=7)),
+                   ev(act.ActivityCompleted(partnership_id=pid, activity_id=f"s{i}", kind=kind, completed_at=start,
+                                            participant_ids=[f"org{rnd.randrange(9)}"]), start),
+                   ev(act.AttendanceRecorded(partnership_id=pid, activity_id=f"s{i}", kind=kind,
+                                             counts={"students": rnd.randrange(30), "job_seekers": rnd.randrange(9)},
+                                             organisation_ids=[f"org{rnd.randrange(9)}"]), start)]
+    cells = Cells()
+    for e in events:
+        record(e.model_dump(), cells)
+    p = parse_period(period)
+    dated = {pid: [(k[2], f) for k, f in cells.items() if k[0] != "membership" and k[1] == pid and k[2] >= p.months[0]]
+             for pid in (P, Q)}
+    roster = {k[1]: f for k, f in cells.items() if k[2] == ROSTER}
+    directory = [f for k, f in cells.items() if k[0] == "membership" and not k[1]]
+    merged = kpis.build_view(p, dated[P] + dated[Q], roster.values(), directory)
+    held = {pid: kpis.held_by_day(roster[pid]) for pid in (P, Q)}
+    scope = kpis.standing([without_activities(f) for f in roster.values()], directory, held.values())
+    parts = [kpis.dated_part(p, dated[pid], held[pid]) for pid in (P, Q)]
+    # the mix has hires, responses and activities held, with people and hosts, in every period
+    assert merged.cohort_size and any(merged.openings.values()) and merged.held.reached and merged.held.hosting
+    assert kpis.evaluate(kpis.composed(p, parts, scope)) == kpis.evaluate(merged)

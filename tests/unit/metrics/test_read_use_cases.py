@@ -252,9 +252,13 @@ async def test_a_figure_read_again_is_computed_once_and_again_after_its_facts_ch
     assert store.reads["dated"] == 2
 
 
-async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_states(kpi, store):
+async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_states(kpi, store, monkeypatch):
+    parts = []  # the partnerships whose part of a state figure was worked out from their facts
+    dated_part = queries.kpis.dated_part
+    monkeypatch.setattr(queries.kpis, "dated_part", lambda p, *facts: parts.append(p) or dated_part(p, *facts))
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3 and await hires(kpi, Scope.STATE) == 5
     assert store.asked == ["nw-mp", "sw-health"]  # sw-mp's dated facts were kept from its own read
+    assert len(parts) == 2  # and its part was made with its own figures
     stamps = await store.stamps(1)
     store.add(hire("nw-mp", "other"))
     store.stamps = _renewed_only(store, stamps, "nw-mp")  # as the store renews them: the touched one only
@@ -262,6 +266,7 @@ async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_state
     assert store.reads["dated"] == 2  # sw-mp's figure was kept
     assert await hires(kpi, Scope.STATE) == 6
     assert store.reads["dated"] == 3 and store.asked == ["nw-mp"]  # the state's figure read the changed one alone
+    assert len(parts) == 3  # and worked out its part alone: the others' were kept
 
 
 async def test_dated_facts_kept_from_a_later_month_are_read_again_for_an_earlier_period(kpi, store):
