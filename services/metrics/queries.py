@@ -291,20 +291,20 @@ class KpiService:
 
     async def _values(self, snap: Snapshot, wanted: list[tuple[Members, Period]],
                       dated: Dated | None = None) -> list[dict]:
-        """Every KPI's value of each (scope, period) wanted; the dated facts are read once, and only
-        if some of them are not kept (or not at all: `dated`, read already for all that is wanted)."""
+        """Every KPI's value of each (scope, period) wanted; the dated facts are read once, only if
+        some figures are not kept, and only of the partnerships whose facts they need (or not at
+        all: `dated`, read already for all that is wanted)."""
         keys = [("values", snap.version, _scope_key(m), p.label) for m, p in wanted]
         found: list[dict | None] = [self.computed.get(key, snap.signature(m))
                                     for key, (m, _) in zip(keys, wanted, strict=True)]
         missing = [i for i, value in enumerate(found) if value is None]
         if missing:
-            if dated is None:
-                scopes = [wanted[i][0] for i in missing]
-                everyone = any(m is None for m in scopes)
-                dated = await self._dated(snap, None if everyone else sorted({pid for m in scopes for pid in m or ()}),
-                                          min((wanted[i][1] for i in missing), key=lambda p: p.start))
             asked = [wanted[i] for i in missing]
             parts = self._kept_parts(snap, asked)
+            if dated is None:  # of the partnerships read alone, and those of a composed scope without a kept part
+                needed = {pid for m, p in asked for pid in snap.scope_partnerships(m)
+                          if m is not None and len(m) == 1 or (pid, p.label) not in parts}
+                dated = await self._dated(snap, sorted(needed), min((p for _, p in asked), key=lambda p: p.start))
             computed, made = await asyncio.to_thread(_evaluate, snap, asked, dated, parts)
             for (pid, label), part in made.items():  # under the stamps read before the facts (cache.py)
                 self.computed.put(("part", snap.version, pid, label), snap.facts_stamp(pid), part)

@@ -269,6 +269,14 @@ async def test_a_change_elsewhere_keeps_a_partnerships_figures_but_not_the_state
     assert len(parts) == 3  # and worked out its part alone: the others' were kept
 
 
+async def test_a_state_figure_of_partnerships_read_already_reads_no_facts_of_its_own(store):
+    kpi = KpiService(store, today=lambda: TODAY, kept_months=0)  # no dated facts kept: only the parts
+    assert [await hires(kpi, Scope.PARTNERSHIP, pid) for pid in sorted(PARTNERSHIPS)] == [1, 1, 3]
+    reads = store.reads["dated"]
+    assert await hires(kpi, Scope.STATE) == 5 and await hires(kpi, Scope.REGION, "ct-southwest") == 4
+    assert store.reads["dated"] == reads  # composed of the parts their partnerships' reads made
+
+
 async def test_dated_facts_kept_from_a_later_month_are_read_again_for_an_earlier_period(kpi, store):
     assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3  # PY2025: from 2025-07 on
     assert (await kpi.values(OPERATOR, "2025-09", Scope.PARTNERSHIP, "sw-mp"))["values"]["hires"] == 3
