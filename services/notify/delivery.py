@@ -133,22 +133,22 @@ class Deliverer:
         now = self.clock()
         SECONDS.labels(d["channel"]).observe(seconds)
         ATTEMPTS.labels(d["channel"], "failed" if reason else "delivered").inc()
-        await self.store.log_attempt({
+        logged = {
             "delivery_id": d["_id"], "subscription_id": d["subscription_id"], "notification_id": d["notification_id"],
             "number": attempt, "at": now, "outcome": "failed" if reason else "delivered", "reason": reason,
-            "seconds": round(seconds, 4)})
+            "seconds": round(seconds, 4)}
         if reason is None:
             await self.store.count_success(d["subscription_id"])
-            await self._finish(d, DeliveryStatus.DELIVERED, attempt, None)
+            await self._finish(d, DeliveryStatus.DELIVERED, attempt, None, logged=logged)
             return
         log.warning("delivery attempt failed", extra={"delivery_id": d["_id"], "attempt": attempt, "reason": reason})
         if await self.store.count_failure(d["subscription_id"], reason, self.pause, now):
             PAUSED.inc()
             log.warning("subscription paused after repeated failures", extra={"subscription_id": d["subscription_id"]})
         if self.retry.exhausted(attempt):
-            await self._finish(d, DeliveryStatus.DEAD, attempt, reason)
+            await self._finish(d, DeliveryStatus.DEAD, attempt, reason, logged=logged)
             return
-        await self.store.settle(d["_id"], {
+        await self.store.record_attempt(logged, d["_id"], {
             "attempts": attempt, "last_error": reason, "updated_at": now,
             "next_attempt_at": now + self.retry.delay(attempt, random.random())})
 
@@ -167,14 +167,18 @@ class Deliverer:
         await self.mailer.send(subscription["email"], mail, d["notification_id"], url)
 
     async def _finish(self, d: dict, status: DeliveryStatus, attempts: int, reason: str | None,
-                      announce: bool = True) -> None:
-        """Final state; `announced: False` puts the result in the outbox that the loop's next
-        round empties (_announce), so a broker outage delays the result event but never loses it."""
+                      announce: bool = True, logged: dict | None = None) -> None:
+        """Final state, with the attempt that led to it (`logged`) if any; `announced: False` puts
+        the result in the outbox that the loop's next round empties (_announce), so a broker
+        outage delays the result event but never loses it."""
         fields = {"status": status.value, "attempts": attempts, "last_error": reason, "updated_at": self.clock(),
                   "finished_at": self.clock(), "next_attempt_at": None}
         if announce:
             fields["announced"] = False
-        await self.store.settle(d["_id"], fields)
+        if logged is None:
+            await self.store.settle(d["_id"], fields)
+        else:
+            await self.store.record_attempt(logged, d["_id"], fields)
         FINISHED.labels(d["channel"], status.value).inc()
 
     async def _announce(self) -> None:

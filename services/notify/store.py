@@ -239,8 +239,13 @@ class NotifyStore:
     async def settle(self, delivery_id: str, fields: dict[str, Any]) -> None:
         await self.deliveries.update_one({"_id": delivery_id}, {"$set": fields})
 
-    async def log_attempt(self, attempt: dict[str, Any]) -> None:
-        await self.attempts.insert_one(attempt)
+    async def record_attempt(self, attempt: dict[str, Any], delivery_id: str, fields: dict[str, Any]) -> None:
+        """An attempt logged and the state its delivery is in after it, in one transaction: the
+        delivery log never shows an attempt beside a state from before it."""
+        async with self.db.client.start_session() as session:
+            async with await session.start_transaction():
+                await self.attempts.insert_one(attempt, session=session)
+                await self.deliveries.update_one({"_id": delivery_id}, {"$set": fields}, session=session)
 
     async def unannounced(self, limit: int = 100) -> list[dict]:
         """Finished deliveries whose result is not yet on the bus (the outbox)."""
