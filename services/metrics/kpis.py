@@ -251,8 +251,9 @@ def dated_part(period: Period, dated: Iterable[tuple[str, Facts]], held: list[He
 
 
 def composed(period: Period, parts: Iterable[Part], scope: Standing) -> View:
-    """The view of a scope of several partnerships from each one's part (their activities and
-    rosters from `scope`, as `view_of` has them): every KPI as over their facts merged."""
+    """The view of a scope of several partnerships from each one's part (their rosters and kinds
+    from `scope`, as `view_of` has them; their held activities from the parts): every KPI as over
+    their facts merged. A retention rule of the catalogue must be among RETENTION_RULES."""
     parts = list(parts)
     flow = Facts()
     for part in parts:
