@@ -97,7 +97,13 @@ async def test_webhooks_and_mails_are_signed_retried_logged_once_and_unsubscriba
         assert milestone_mail["Subject"].strip().startswith(f"[{NAME}] Milestone reached: hires")
 
         # The delivery log: every attempt with its outcome and reason, by event and by subscription.
-        log = {d["channel"]: d for d in (await admin.get("/deliveries", params={"event_id": first.id})).json()}
+        # The receivers have what was sent before the service has recorded how its send went: wait
+        # for both results (an attempt is recorded with its delivery's state, store.record_attempt).
+        async def finished() -> dict | None:
+            log = {d["channel"]: d for d in (await admin.get("/deliveries", params={"event_id": first.id})).json()}
+            return log if len(log) == 2 and all(d["status"] != "pending" for d in log.values()) else None
+
+        log = await until(finished)
         assert [(a["outcome"], a["reason"]) for a in log["webhook"]["attempt_log"]] == [
             ("failed", "timeout"), ("failed", "http 500"), ("delivered", None)]
         assert log["webhook"]["status"] == "delivered" and log["email"]["status"] == "delivered"
