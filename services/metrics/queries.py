@@ -194,9 +194,18 @@ class Snapshot:
             [self.rosters[pid].lean for pid in pids], self.directory, [self.rosters[pid].held for pid in pids]))
 
     def view(self, p: Period, dated: Dated, members: Members) -> kpis.View:
-        first, wanted = p.months[0], None if members is None else set(members)
-        return kpis.view_of(p, [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)],
-                            self.standing(members))
+        return kpis.view_of(p, _of(p, dated, members), self.standing(members))
+
+
+def _of(p: Period, dated: Dated, members: Members) -> list[tuple[str, Facts]]:
+    """(month, facts) of these partnerships (None: all) from the period's first month on."""
+    first, wanted = p.months[0], None if members is None else set(members)
+    return [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)]
+
+
+def _composed(members: Members) -> bool:
+    """Whether a scope's figures are composed of its partnerships' parts (kpis.composed)."""
+    return members is None or len(members) > 1
 
 
 def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated,
@@ -208,15 +217,14 @@ def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated
 
     def part(pid: str, p: Period) -> kpis.Part:
         if (pid, p.label) not in parts:
-            first = p.months[0]
             held = snap.rosters[pid].held if pid in snap.rosters else []
-            parts[pid, p.label] = made[pid, p.label] = kpis.dated_part(
-                p, [(month, facts) for of, month, facts in dated if of == pid and month >= first], held)
+            parts[pid, p.label] = made[pid, p.label] = kpis.dated_part(p, _of(p, dated, [pid]), held)
         return parts[pid, p.label]
 
     values = []
     for members, p in wanted:
-        if members is not None and len(members) == 1:
+        if not _composed(members):
+            assert members is not None
             view = snap.view(p, dated, members)
             values.append(kpis.evaluate(view))
             if (members[0], p.label) not in parts:
@@ -303,7 +311,7 @@ class KpiService:
             parts = self._kept_parts(snap, asked)
             if dated is None:  # of the partnerships read alone, and those of a composed scope without a kept part
                 needed = {pid for m, p in asked for pid in snap.scope_partnerships(m)
-                          if m is not None and len(m) == 1 or (pid, p.label) not in parts}
+                          if not _composed(m) or (pid, p.label) not in parts}
                 dated = await self._dated(snap, sorted(needed), min((p for _, p in asked), key=lambda p: p.start))
             computed, made = await asyncio.to_thread(_evaluate, snap, asked, dated, parts)
             for (pid, label), part in made.items():  # under the stamps read before the facts (cache.py)
@@ -314,7 +322,7 @@ class KpiService:
 
     def _kept_parts(self, snap: Snapshot, wanted: list[tuple[Members, Period]]) -> dict[tuple[str, str], kpis.Part]:
         """The parts kept of the partnerships of every scope of several in `wanted`, while their facts are unchanged."""
-        needed = {(pid, p.label) for members, p in wanted if members is None or len(members) > 1
+        needed = {(pid, p.label) for members, p in wanted if _composed(members)
                   for pid in snap.scope_partnerships(members)}
         kept = {key: self.computed.get(("part", snap.version, *key), snap.facts_stamp(key[0])) for key in needed}
         return {key: part for key, part in kept.items() if part is not None}
