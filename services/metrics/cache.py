@@ -13,7 +13,7 @@ Bounded: the least recently used entries go first. In process: each replica keep
 """
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
@@ -49,41 +49,54 @@ class Computed:
 
 
 DATED = Counter("backbone_metrics_dated_reads_total",
-                "Partnerships whose dated facts a read needed, by whether they were kept or read from the store",
+                "Partnerships whose dated facts a read needed, by whether they were kept, read again for "
+                "the months changed since, or read from the store",
                 ["outcome"])
-for _outcome in ("kept", "read"):
+for _outcome in ("kept", "changed", "read"):
     DATED.labels(_outcome)
 
 
 class KeptMonths:
-    """Each partnership's dated facts by month as last read, kept while its facts stamp is
-    unchanged: a batch stored for one partnership makes a figure of the state read that
-    partnership's facts from the store again, not every partnership's. An entry holds the months
-    from the first one read on. Bounded by the months kept: the least recently used partnerships
-    go first."""
+    """Each partnership's dated facts by month as last read, each month kept while its stamp (the
+    store's, renewed by every batch changing that month's facts) is unchanged: a batch stored for
+    one partnership makes a read take that partnership's changed months from the store again, not
+    its other months nor every partnership's. An entry holds the months from the first one read
+    on. Bounded by the partnership-months kept: the least recently used partnerships go first."""
 
     def __init__(self, capacity_months: int):
         self.capacity = capacity_months
-        self.entries: OrderedDict[Hashable, tuple[Hashable, str, list[tuple[str, Any]]]] = OrderedDict()
+        # key -> (first month read, month stamps as read, [(month, facts)] from the first month on)
+        self.entries: OrderedDict[Hashable, tuple[str, Mapping[str, str], list[tuple[str, Any]]]] = OrderedDict()
         self.months = 0
 
-    def get(self, key: Hashable, stamp: Hashable, first_month: str) -> list[tuple[str, Any]] | None:
-        """(month, facts) kept under `key` from `first_month` on, if read under this stamp from that
-        month or earlier."""
+    def get(self, key: Hashable, first_month: str,
+            stamps: Mapping[str, str]) -> tuple[list[tuple[str, Any]], list[str]] | None:
+        """(month, facts) kept under `key` from `first_month` on whose month stamps are still
+        `stamps`, and the months from `first_month` on changed since (to read again); None if not
+        kept from that month or earlier."""
         entry = self.entries.get(key)
-        if entry is None or entry[0] != stamp or entry[1] > first_month:
+        if entry is None or entry[0] > first_month:
             DATED.labels("read").inc()
             return None
         self.entries.move_to_end(key)
-        DATED.labels("kept").inc()
-        return [(month, facts) for month, facts in entry[2] if month >= first_month]
+        _, kept_stamps, months = entry
+        changed = sorted(m for m in {*stamps, *kept_stamps}
+                         if m >= first_month and stamps.get(m) != kept_stamps.get(m))
+        DATED.labels("changed" if changed else "kept").inc()
+        stale = set(changed)
+        return [(m, facts) for m, facts in months if m >= first_month and m not in stale], changed
 
-    def put(self, key: Hashable, stamp: Hashable, first_month: str, months: list[tuple[str, Any]]) -> None:
+    def put(self, key: Hashable, first_month: str, stamps: Mapping[str, str], months: list[tuple[str, Any]]) -> None:
+        """`months`: every (month, facts) from `first_month` on, read under these month stamps."""
         if (old := self.entries.pop(key, None)) is not None:
-            self.months -= len(old[2])
-        if len(months) > self.capacity:
+            self.months -= _distinct(old[2])
+        if (size := _distinct(months)) > self.capacity:
             return
-        self.entries[key] = (stamp, first_month, months)
-        self.months += len(months)
+        self.entries[key] = (first_month, stamps, months)
+        self.months += size
         while self.months > self.capacity:
-            self.months -= len(self.entries.popitem(last=False)[1][2])
+            self.months -= _distinct(self.entries.popitem(last=False)[1][2])
+
+
+def _distinct(months: list[tuple[str, Any]]) -> int:
+    return len({month for month, _ in months})  # a month has facts of several sources

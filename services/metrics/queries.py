@@ -11,7 +11,7 @@ Each use case reads one snapshot of the KPI store (rosters and directory once, d
 however many partnerships, periods or KPIs it shows, and only for what it does not find computed
 already from facts that have not changed since (services/metrics/cache.py): a figure read again
 costs the same whatever the history behind it. The dated facts themselves are kept per
-partnership while unchanged, and a figure of several partnerships is composed of each one's part
+partnership and month while unchanged, and a figure of several partnerships is composed of each one's part
 (kpis.Part), kept the same way: a batch of one partnership makes a statewide figure read that
 partnership's facts and work out its part again, not every partnership's.
 
@@ -21,7 +21,7 @@ on answering health checks, /metrics and the rollup."""
 
 import asyncio
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
@@ -66,7 +66,8 @@ class KpiFacts(Protocol):
 
     async def directory(self, version: int) -> list[Facts]: ...
 
-    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> Dated: ...
+    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str,
+                    months: list[str] | None = None) -> Dated: ...
 
 
 def authorize(principal: Principal, scope: Scope, scope_id: str | None) -> None:
@@ -170,7 +171,10 @@ class Snapshot:
         return sorted(set(self.stamps) - {""} | set(self.rosters)) if members is None else list(members)
 
     def facts_stamp(self, partnership_id: str) -> str | None:
-        return self.stamps.get(partnership_id, (None, None))[0]
+        return stamp.facts if (stamp := self.stamps.get(partnership_id)) else None
+
+    def month_stamps(self, partnership_id: str) -> Mapping[str, str]:
+        return stamp.months if (stamp := self.stamps.get(partnership_id)) else {}
 
     def name_of(self, partnership_id: str) -> str | None:
         return self.partnerships.get(partnership_id, {}).get("name")
@@ -201,6 +205,14 @@ def _of(p: Period, dated: Dated, members: Members) -> list[tuple[str, Facts]]:
     """(month, facts) of these partnerships (None: all) from the period's first month on."""
     first, wanted = p.months[0], None if members is None else set(members)
     return [(m, f) for pid, m, f in dated if m >= first and (wanted is None or pid in wanted)]
+
+
+async def _nothing() -> Dated:
+    return []
+
+
+def _month(dated: tuple[str, Facts]) -> str:
+    return dated[0]
 
 
 def _composed(members: Members) -> bool:
@@ -236,7 +248,7 @@ def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated
 
 
 def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
-    return tuple(sorted((pid, roster) for pid, (_, roster) in stamps.items())) + (_directory_stamp(stamps),)
+    return tuple(sorted((pid, stamp.roster) for pid, stamp in stamps.items())) + (_directory_stamp(stamps),)
 
 
 def _scope_key(members: Members) -> tuple[str, ...] | None:
@@ -245,7 +257,7 @@ def _scope_key(members: Members) -> tuple[str, ...] | None:
 
 
 def _directory_stamp(stamps: dict[str, Stamp]) -> str | None:
-    return stamps.get("", (None, None))[0]
+    return stamp.facts if (stamp := stamps.get("")) else None
 
 
 class KpiService:
@@ -329,20 +341,34 @@ class KpiService:
 
     async def _dated(self, snap: Snapshot, partnership_ids: list[str] | None, first: Period) -> Dated:
         """The dated facts of these partnerships (None: all) from the period's first month on:
-        those kept (cache.KeptMonths) where the partnership's facts stamp is unchanged, the rest
-        read from the store in one query."""
+        those kept (cache.KeptMonths) where the month's stamp is unchanged, the rest read from the
+        store: the months changed since of partnerships kept, everything of the others."""
         month = first.months[0]
         pids = snap.scope_partnerships(partnership_ids)
-        found = {pid: self.months.get((snap.version, pid), snap.facts_stamp(pid), month)
-                 for pid in pids}
-        if stale := [pid for pid, months in found.items() if months is None]:
-            read: dict[str, list[tuple[str, Facts]]] = {pid: [] for pid in stale}
-            for pid, m, facts in sorted(await self.store.dated(snap.version, stale, month), key=lambda d: d[:2]):
-                read[pid].append((m, facts))
-            for pid, months in read.items():  # under the stamps read before these facts (cache.py)
-                self.months.put((snap.version, pid), snap.facts_stamp(pid), month, months)
-            found |= read
-        return [(pid, m, facts) for pid in pids for m, facts in found[pid] or ()]
+        found: dict[str, list[tuple[str, Facts]]] = {}
+        changed: dict[str, list[str]] = {}  # partnership -> its months to read again
+        for pid in pids:
+            kept = self.months.get((snap.version, pid), month, snap.month_stamps(pid))
+            if kept is None:
+                found[pid], changed[pid] = [], []
+            elif kept[1]:
+                found[pid], changed[pid] = kept
+            else:
+                found[pid] = kept[0]
+        if changed:
+            unkept = [pid for pid, months in changed.items() if not months]
+            again = sorted({m for months in changed.values() for m in months})
+            read = await asyncio.gather(
+                self.store.dated(snap.version, unkept, month) if unkept else _nothing(),
+                self.store.dated(snap.version, sorted(set(changed) - set(unkept)), month, again) if again
+                else _nothing())
+            for pid, m, facts in (d for dated in read for d in dated):
+                if pid in changed and (pid in unkept or m in changed[pid]):  # `again` may name others' months
+                    found[pid].append((m, facts))
+            for pid in changed:  # under the stamps read before these facts (cache.py)
+                found[pid].sort(key=_month)
+                self.months.put((snap.version, pid), month, snap.month_stamps(pid), found[pid])
+        return [(pid, m, facts) for pid in pids for m, facts in found[pid]]
 
     async def _scoped(
         self, principal: Principal, scope: Scope, scope_id: str | None

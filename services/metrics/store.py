@@ -4,7 +4,8 @@ Versioned: each version has its own collections: `facts_v<N>` (mergeable facts p
 and month, roster or directory entry, in pieces merged when read: COMPACT_AT below),
 `offsets_v<N>` (the next Kafka offset to apply, per topic-partition), `seen_v<N>` (the identities
 of the events applied, per topic-partition) and `stamps_v<N>` (per partnership, and "" for the
-directory, a stamp that every batch changing its facts renews in the same transaction: readers
+directory, a stamp that every batch changing its facts renews in the same transaction, and one per
+month of its dated facts: readers
 keep what they computed from facts while the stamps of what it read are unchanged,
 services/metrics/cache.py). The control document in `kpi_store` names the version readers use
 (`current`) and the one a rebuild is writing (`building`), so a rebuild fills a new version while
@@ -19,9 +20,11 @@ nothing. Kafka's own committed offsets are only a hint for tools; the stored one
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from aiokafka import TopicPartition
 from bson import Binary
@@ -48,7 +51,14 @@ MERGE_BATCH = 64  # stored pieces a read holds at a time while merging them
 # one thread merges for every read: its allocations stay in one malloc arena (memory peaks lower)
 _MERGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-merge")
 IN_SLICE = 50
-Stamp = tuple[str, str | None]  # (facts stamp, roster stamp) of a partnership
+
+
+class Stamp(NamedTuple):
+    """What the stored batches last changed of a partnership's facts (cache.py)."""
+
+    facts: str  # renewed by every batch changing any of its facts
+    roster: str | None  # ... its roster; None: unchanged since the store had stamps
+    months: Mapping[str, str] = MappingProxyType({})  # month -> renewed by every batch changing its dated facts
 
 
 def _tp(tp: TopicPartition) -> str:
@@ -232,13 +242,16 @@ class MetricsStore:
 
     async def stamps(self, version: int) -> dict[str, Stamp]:
         """partnership id ("" for the directory) -> its stamps (facts, roster)."""
-        return {d["_id"]: (d["g"], d.get("r")) async for d in self._stamps(version).find()}
+        return {d["_id"]: Stamp(d["g"], d.get("r"), d.get("m", {})) async for d in self._stamps(version).find()}
 
     async def dated(
-        self, version: int, partnership_ids: list[str] | None, first_month: str
+        self, version: int, partnership_ids: list[str] | None, first_month: str, months: list[str] | None = None
     ) -> list[tuple[str, str, Facts]]:
-        """(partnership, month, facts) of the dated facts from `first_month` on; all partnerships if None."""
+        """(partnership, month, facts) of the dated facts from `first_month` on (of these `months`
+        only, if given); all partnerships if None."""
         query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
+        if months is not None:
+            query["b"] = {"$in": [m for m in months if m >= first_month]}
         if partnership_ids is not None:
             query["p"] = {"$in": partnership_ids}
         merged = await _merged(self._facts(version).find(query))
@@ -289,12 +302,14 @@ def _merge_pieces(found: dict[DocKey, Facts], batch: list[dict]) -> None:
 
 def _renewals(cells: Cells, stamp: str) -> list[UpdateOne]:
     """New stamps for the partnerships (and the directory) whose facts a batch changes; the roster
-    stamp too where their roster changes."""
+    stamp too where their roster changes, and the month's where their dated facts of a month do."""
     renewed: dict[str, dict[str, str]] = {}
-    for _source, partnership_id, bucket in cells:
+    for source, partnership_id, bucket in cells:
         renewed.setdefault(partnership_id, {"g": stamp})
         if bucket == ROSTER:
             renewed[partnership_id]["r"] = stamp
+        elif source in DATED_SOURCES:
+            renewed[partnership_id][f"m.{bucket}"] = stamp
     return [UpdateOne({"_id": pid}, {"$set": fields}, upsert=True) for pid, fields in renewed.items()]
 
 

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.integration
 TP = TopicPartition("t.backbone.outcomes", 2)
 
 
-def batch(before: int | None, after: int, *hire_ids: str) -> Batch:
+def batch(before: int | None, after: int, *hire_ids: str, start: date = date(2025, 7, 1)) -> Batch:
     b = Batch()
     events = [new_event(HireRecorded(partnership_id="sw-mp", hire_id=h, person_id="p", employer_id="acme",
-                                     soc_code="51-4041", start_date=date(2025, 7, 1), resident=True), source="/t")
+                                     soc_code="51-4041", start_date=start, resident=True), source="/t")
               for h in hire_ids]
     for e in events:
         record(e.model_dump(), b.cells)
@@ -102,6 +102,20 @@ async def test_a_stored_batch_renews_the_stamps_of_what_it_changed_only(store):
     assert await store.stamps(1) == renewed  # nothing of a fenced batch is stored
     await store.apply(1, "current", batch(2, 3, "h3"))
     assert (await store.stamps(1))["sw-mp"] != stamps["sw-mp"]
+
+
+async def test_a_stored_batch_renews_the_stamps_of_the_months_it_changed_only(store):
+    """What lets a read take a partnership's changed months from the store again, not all of them."""
+    await store.apply(1, "current", batch(None, 1, "h1"))
+    await store.apply(1, "current", batch(1, 2, "h2", start=date(2025, 9, 3)))
+    first = (await store.stamps(1))["sw-mp"]
+    assert set(first.months) == {"2025-07", "2025-09"} and first.months["2025-09"] == first.facts
+    await store.apply(1, "current", batch(2, 3, "h3", start=date(2025, 9, 4)))
+    then = (await store.stamps(1))["sw-mp"]
+    assert then.months["2025-07"] == first.months["2025-07"] and then.months["2025-09"] not in first.months.values()
+    [(pid, month, facts)] = await store.dated(1, ["sw-mp"], "2025-07", ["2025-09"])
+    assert (pid, month, facts.counts["hires"]) == ("sw-mp", "2025-09", 2)
+    assert await store.dated(1, ["sw-mp"], "2025-08", ["2025-07"]) == []  # before the first month asked
 
 
 async def test_facts_are_stored_in_pieces_merged_every_compact_at(store, mongo_settings):

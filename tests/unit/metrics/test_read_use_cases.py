@@ -14,6 +14,7 @@ from services.metrics.cache import Computed, KeptMonths
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
 from services.metrics.queries import KpiService, Scope
 from services.metrics.sessions import LoginThrottle
+from services.metrics.store import Stamp
 from shared.auth import Principal
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
@@ -38,22 +39,34 @@ class FakeStore:
 
     def __init__(self, events: list):
         self.cells = Cells()
-        for data in events:
-            record(new_event(data, source="/test").model_dump(), self.cells)
+        self.months: dict[str, dict[str, str]] = {}  # partnership -> month -> stamp, as the store renews them
         self.reads: Counter = Counter()
         self.changes = 0
+        for data in events:
+            self._fold(data)
+
+    def _fold(self, data) -> None:
+        batch = Cells()
+        record(new_event(data, source="/test").model_dump(), batch)
+        for (source, pid, bucket), facts in batch.items():
+            self.cells.at(source, pid, bucket).merge(facts)
+            if source in DATED_SOURCES:
+                self.months.setdefault(pid, {})[bucket] = str(self.changes)
 
     async def version(self) -> int:
         return 1
 
-    async def stamps(self, version: int) -> dict[str, tuple[str, str | None]]:
+    async def stamps(self, version: int) -> dict[str, Stamp]:
         self.reads["stamps"] += 1
-        return {p: (str(self.changes), str(self.changes)) for (_, p, _) in self.cells}
+        return {p: self.stamp(p, str(self.changes), str(self.changes)) for (_, p, _) in self.cells}
+
+    def stamp(self, pid: str, facts: str, roster: str | None) -> Stamp:
+        return Stamp(facts, roster, dict(self.months.get(pid, {})))
 
     def add(self, data) -> None:
         """A stored batch of one event: its facts, and new stamps."""
-        record(new_event(data, source="/test").model_dump(), self.cells)
         self.changes += 1
+        self._fold(data)
 
     async def rosters(self, version: int, known: list[str]) -> dict[str, Facts]:
         self.reads["rosters"] += 1
@@ -64,11 +77,13 @@ class FakeStore:
         self.reads["directory"] += 1
         return [f for (s, _, b), f in self.cells.items() if s == "membership" and b != ROSTER]
 
-    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str) -> list:
+    async def dated(self, version: int, partnership_ids: list[str] | None, first_month: str,
+                    months: list[str] | None = None) -> list:
         self.reads["dated"] += 1
-        self.asked = partnership_ids
+        self.asked, self.asked_months = partnership_ids, months
         return [(p, b, f) for (s, p, b), f in self.cells.items()
-                if s in DATED_SOURCES and b >= first_month and (partnership_ids is None or p in partnership_ids)]
+                if s in DATED_SOURCES and b >= first_month and (partnership_ids is None or p in partnership_ids)
+                and (months is None or b in months)]
 
 
 def events() -> list:
@@ -285,23 +300,38 @@ async def test_dated_facts_kept_from_a_later_month_are_read_again_for_an_earlier
     assert store.reads["dated"] == 2
 
 
+async def test_a_batch_makes_a_read_take_the_months_it_changed_again_alone(kpi, store):
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 3  # PY2025: from 2025-07 on
+    store.add(hire("sw-mp", "late", date(2026, 2, 3)))
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 4
+    assert store.reads["dated"] == 2 and store.asked == ["sw-mp"] and store.asked_months == ["2026-02"]
+    store.add(hire("sw-mp", "early", date(2025, 9, 2)))  # a month read before: kept, until now
+    assert await hires(kpi, Scope.PARTNERSHIP, "sw-mp") == 5
+    assert store.asked_months == ["2025-09"]
+    assert (await kpi.values(OPERATOR, "2026-02", Scope.PARTNERSHIP, "sw-mp"))["values"]["hires"] == 1
+    assert store.reads["dated"] == 3  # every month kept
+
+
 async def test_kept_months_are_bounded_least_recently_used_partnership_first():
     kept = KeptMonths(capacity_months=3)
-    kept.put("a", 1, "2025-07", [("2025-07", "A7"), ("2025-08", "A8")])
-    kept.put("b", 1, "2025-08", [("2025-08", "B8")])
-    assert kept.get("a", 1, "2025-08") == [("2025-08", "A8")]
-    kept.put("c", 1, "2025-09", [("2025-09", "C9")])  # over capacity: b was used least recently
-    assert kept.get("b", 1, "2025-08") is None and kept.get("c", 1, "2025-09") == [("2025-09", "C9")]
-    assert kept.get("a", 2, "2025-08") is None  # another stamp: the partnership's facts changed
-    assert kept.get("a", 1, "2025-06") is None  # not read that far back
-    kept.put("d", 1, "2025-01", [(f"2025-0{m}", m) for m in range(1, 5)])  # more than it may hold: not kept
-    assert kept.get("d", 1, "2025-01") is None and kept.months == 3
+    stamps = {"2025-07": "s", "2025-08": "s", "2025-09": "s"}
+    kept.put("a", "2025-07", stamps, [("2025-07", "A7"), ("2025-08", "A8"), ("2025-08", "A8 of another source")])
+    kept.put("b", "2025-08", stamps, [("2025-08", "B8")])
+    assert kept.get("a", "2025-08", stamps) == ([("2025-08", "A8"), ("2025-08", "A8 of another source")], [])
+    kept.put("c", "2025-09", stamps, [("2025-09", "C9")])  # over capacity: b was used least recently
+    assert kept.get("b", "2025-08", stamps) is None and kept.get("c", "2025-09", stamps) == ([("2025-09", "C9")], [])
+    assert kept.get("a", "2025-07", stamps | {"2025-08": "t"}) == ([("2025-07", "A7")], ["2025-08"])  # changed since
+    assert kept.get("a", "2025-07", stamps | {"2025-10": "t"}) == ([("2025-07", "A7"), ("2025-08", "A8"),
+                                                                    ("2025-08", "A8 of another source")], ["2025-10"])
+    assert kept.get("a", "2025-06", stamps) is None  # not read that far back
+    kept.put("d", "2025-01", stamps, [(f"2025-0{m}", m) for m in range(1, 5)])  # more than it may hold: not kept
+    assert kept.get("d", "2025-01", stamps) is None and kept.months == 3
 
 
 def _renewed_only(store: FakeStore, before: dict, pid: str, roster: bool = False):
     async def stamps(version: int) -> dict:
         store.reads["stamps"] += 1
-        return before | {pid: ("renewed", "renewed" if roster else before[pid][1])}
+        return before | {pid: store.stamp(pid, "renewed", "renewed" if roster else before[pid].roster)}
     return stamps
 
 
