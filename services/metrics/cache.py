@@ -87,9 +87,14 @@ class KeptMonths:
         return [(m, facts) for m, facts in months if m >= first_month and m not in stale], changed
 
     def put(self, key: Hashable, first_month: str, stamps: Mapping[str, str], months: list[tuple[str, Any]]) -> None:
-        """`months`: every (month, facts) from `first_month` on, read under these month stamps."""
+        """`months`: every (month, facts) from `first_month` on, read under these month stamps. The
+        months kept from before `first_month` stay if none of them changed since."""
         if (old := self.entries.pop(key, None)) is not None:
             self.months -= _distinct(old[2])
+            old_first, old_stamps, old_months = old
+            if old_first < first_month and all(stamps.get(m) == old_stamps.get(m) for m in {*stamps, *old_stamps}
+                                               if old_first <= m < first_month):
+                first_month, months = old_first, [(m, f) for m, f in old_months if m < first_month] + months
         if (size := _distinct(months)) > self.capacity:
             return
         self.entries[key] = (first_month, stamps, months)

@@ -324,8 +324,12 @@ async def test_kept_months_are_bounded_least_recently_used_partnership_first():
     assert kept.get("a", "2025-07", stamps | {"2025-10": "t"}) == ([("2025-07", "A7"), ("2025-08", "A8"),
                                                                     ("2025-08", "A8 of another source")], ["2025-10"])
     assert kept.get("a", "2025-06", stamps) is None  # not read that far back
+    kept.put("a", "2025-08", stamps | {"2025-08": "t"}, [("2025-08", "A8 again")])  # its earlier months stay
+    assert kept.get("a", "2025-07", stamps | {"2025-08": "t"}) == ([("2025-07", "A7"), ("2025-08", "A8 again")], [])
+    kept.put("a", "2025-08", stamps | {"2025-07": "u"}, [("2025-08", "A8")])  # unless they changed
+    assert kept.get("a", "2025-07", stamps | {"2025-07": "u"}) is None
     kept.put("d", "2025-01", stamps, [(f"2025-0{m}", m) for m in range(1, 5)])  # more than it may hold: not kept
-    assert kept.get("d", "2025-01", stamps) is None and kept.months == 3
+    assert kept.get("d", "2025-01", stamps) is None and kept.months == 2  # a's August, c's September
 
 
 def _renewed_only(store: FakeStore, before: dict, pid: str, roster: bool = False):
