@@ -51,6 +51,7 @@ MERGE_BATCH = 64  # stored pieces a read holds at a time while merging them
 # one thread merges for every read: its allocations stay in one malloc arena (memory peaks lower)
 _MERGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-merge")
 IN_SLICE = 50
+LAST_MONTH = "9999-12"  # dated facts are by month (YYYY-MM); a roster's bucket sorts after it
 
 
 class Stamp(NamedTuple):
@@ -248,18 +249,24 @@ class MetricsStore:
         self, version: int, partnership_ids: list[str] | None, first_month: str, months: list[str] | None = None
     ) -> list[tuple[str, str, Facts]]:
         """(partnership, month, facts) of the dated facts from `first_month` on (of these `months`
-        only, if given); all partnerships if None."""
-        query: dict = {"s": {"$in": list(DATED_SOURCES)}, "b": {"$gte": first_month}}
-        if months is not None:
-            query["b"] = {"$in": [m for m in months if m >= first_month]}
-        if partnership_ids is not None:
-            query["p"] = {"$in": partnership_ids}
-        merged = await _merged(self._facts(version).find(query))
-        return [(partnership_id, month, facts) for (_, partnership_id, month), facts in merged.items()]
+        only, if given); all partnerships if None. One query per partnership (per source for all
+        of them), each an equality and a range or list of months: the local server (SecantusDB)
+        answers those from an index, but scans the whole collection for a query with lists on
+        several fields (1.3 s for a partnership's month at 13k stored pieces, against 5 ms)."""
+        buckets: dict = ({"$gte": first_month, "$lte": LAST_MONTH} if months is None
+                         else {"$in": [m for m in months if m >= first_month]})
+        where = ([{"s": source, "b": buckets} for source in DATED_SOURCES] if partnership_ids is None
+                 else [{"p": partnership_id, "b": buckets} for partnership_id in partnership_ids])
+        facts = self._facts(version)
+        merged: dict[DocKey, Facts] = {}
+        for found in await asyncio.gather(*(_merged(facts.find(query)) for query in where)):
+            merged |= found  # no key is in two: each query is of one partnership or one source
+        return [(partnership_id, month, facts) for (source, partnership_id, month), facts in merged.items()
+                if source in DATED_SOURCES]  # a partnership's roster is not dated
 
     async def months_with_facts(self, version: int) -> set[tuple[str, str]]:
-        return {(d["p"], d["b"]) async for d in
-                self._facts(version).find({"s": {"$in": list(DATED_SOURCES)}}, {"p": 1, "b": 1})}
+        return {(d["p"], d["b"]) for source in DATED_SOURCES  # one source a query: see `dated`
+                async for d in self._facts(version).find({"s": source}, {"p": 1, "b": 1})}
 
     # --- milestones ------------------------------------------------------------------------
 
