@@ -10,6 +10,10 @@ lookup, publish with acks=all, and one MongoDB transaction recording ids and hir
 servers of BACKBONE_TEST_KAFKA_BOOTSTRAP / BACKBONE_TEST_MONGO_URI if set, else starts a local
 stack and stops it afterwards. The ratio matters, not the absolute figures (2 shared cores here).
 
+Then the same batches again (every event a duplicate: what a sender retrying after a lost answer
+costs) and a retention check of each hire (each names a recorded hire, as quarterly wage-record
+matches do), timed the same way.
+
 Inbound: other hires sent by a plain producer to the inbound topic of a partner system key issued
 for the bench (its source /bench/ats), timed from the first send until
 every one is on backbone.outcomes (decided and republished by the events service, one at a time).
@@ -48,6 +52,14 @@ def hires(count: int, first: int = 0) -> list[bytes]:
             for i in range(first, first + count)]
 
 
+def checks(count: int) -> list[bytes]:
+    """A retention check of each of `hires(count)`: every one names a hire recorded before."""
+    base = EXAMPLES[out.RetentionChecked]
+    return [new_event(base.model_copy(update={"hire_id": f"h-{i}", "person_id": f"p-{i}",
+                                              "checked_on": date(2027, 1, 2)}), source="/bench/ats").to_json()
+            for i in range(count)]
+
+
 def batches(events: list[bytes], size: int) -> list[list[bytes]]:
     return [events[i:i + size] for i in range(0, len(events), size)]
 
@@ -78,14 +90,14 @@ async def raw_kafka(bootstrap: str, topic: str, chunks: list[list[bytes]], concu
         await producer.stop()
 
 
-async def http_ingest(url: str, chunks: list[list[bytes]], concurrency: int) -> float:
+async def http_ingest(url: str, chunks: list[list[bytes]], concurrency: int, expect: str = "accepted") -> float:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         async def send(chunk: list[bytes]) -> None:
             response = await http.post("/events", content=b"[" + b",".join(chunk) + b"]", headers=BATCH_TYPE)
             response.raise_for_status()
             answer = response.json()
-            if answer["accepted"] != len(chunk):
-                raise RuntimeError(f"not all accepted: {answer['results'][:3]}")
+            if answer[expect] != len(chunk):
+                raise RuntimeError(f"not all {expect}: {answer['results'][:3]}")
 
         return await in_parallel(chunks, concurrency, send)
 
@@ -136,6 +148,8 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
         await raw_kafka(endpoints.bootstrap_servers, kafka.topic("bench.raw"), [events[:10]], 1)
         raw = await raw_kafka(endpoints.bootstrap_servers, kafka.topic("bench.raw"), chunks, args.concurrency)
         ingest = await http_ingest(url, chunks, args.concurrency)
+        resent = await http_ingest(url, chunks, args.concurrency, expect="duplicate")
+        checked = await http_ingest(url, batches(checks(args.events), args.batch), args.concurrency)
         inbound = await through_inbound(kafka, hires(args.inbound_events, first=args.events))
     finally:
         service.stop()
@@ -143,6 +157,8 @@ async def bench(endpoints: Endpoints, workdir: Path, args: argparse.Namespace) -
     print(f"{n} hire events, batches of {args.batch}, {args.concurrency} concurrent, acks=all on both sides")
     print(f"  raw aiokafka producer      {n / raw:10.0f} events/s")
     print(f"  events service HTTP batch  {n / ingest:10.0f} events/s   ({ingest / raw:.1f}x the time of raw Kafka)")
+    print(f"  the same batches again     {n / resent:10.0f} events/s   ({resent / raw:.1f}x; every one a duplicate)")
+    print(f"  retention checks of them   {n / checked:10.0f} events/s   ({checked / raw:.1f}x; each names a hire)")
     print(
         f"  partner topic -> topic     {args.inbound_events / inbound:10.0f} events/s   ({args.inbound_events} events, "
         f"{inbound / args.inbound_events / (raw / n):.0f}x raw Kafka's time per event)"

@@ -22,6 +22,7 @@ from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
 from shared.lease import DEFAULT_LEASE, Leases
+from shared.mongo import find_among
 
 
 class HeldStatus(StrEnum):
@@ -137,22 +138,23 @@ class EventsStore:
 
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""
-        docs = await self.accepted.find({"_id": {"$in": identities}}, {"_id": 1}).to_list()
-        return {doc["_id"] for doc in docs}
+        return {doc["_id"] for doc in await find_among(self.accepted, "_id", identities, projection={"_id": 1})}
 
     async def facts(self, refs: References) -> Facts:
-        """Load everything the rules of one submission will look at, in one query per collection."""
+        """Load everything the rules of one submission will look at: the collections side by side,
+        each by its index (shared.mongo.find_among)."""
 
         async def ids(collection, keys) -> list[dict]:
-            return await collection.find({"_id": {"$in": list(keys)}}).to_list() if keys else []
+            return await find_among(collection, "_id", keys)
 
         async def active_members() -> set[Key]:
-            if not refs.members:
-                return set()
-            docs = await self.memberships.find({
-                "partnership_id": {"$in": list({p for p, _ in refs.members})},
-                "organisation_id": {"$in": list({o for _, o in refs.members})},
-            }).to_list()
+            wanted: dict[str, list[str]] = {}
+            for partnership_id, organisation_id in refs.members:
+                wanted.setdefault(partnership_id, []).append(organisation_id)
+            docs = []
+            for partnership_id, organisation_ids in wanted.items():  # by index: one partnership a query
+                docs += await find_among(self.memberships, "organisation_id", organisation_ids,
+                                         {"partnership_id": partnership_id})
             # Active: joined, and not left since (a rejoin under the same membership id counts).
             return {(d["partnership_id"], d["organisation_id"]) for d in docs
                     if "joined_on" in d and d["joined_on"] > d.get("left_on", "")}
@@ -227,7 +229,7 @@ class EventsStore:
         """The held events among these (by `domain.identity`) still waiting for a decision."""
         if not identities:
             return {}
-        docs = await self.held.find({"_id": {"$in": identities}, "status": HeldStatus.PENDING}).to_list()
+        docs = await find_among(self.held, "_id", identities, {"status": HeldStatus.PENDING})
         return {doc["_id"]: doc for doc in docs}
 
     async def due(self, now: datetime, limit: int) -> list[dict]:

@@ -21,6 +21,7 @@ from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
 from shared.errors import Conflict
 from shared.lease import DEFAULT_LEASE, Leases
+from shared.mongo import IN_SLICE, find_among
 from shared.settings import KafkaSettings
 
 
@@ -70,9 +71,8 @@ def _where(**equals: Any) -> dict[str, Any]:
     return {k: v for k, v in equals.items() if v is not None}
 
 
-# SecantusDB answers `$in` in time quadratic in the list's length (5,000 ids: 40 s); lists of this
-# size keep lookups of a whole roster linear (5,000 ids: about 1 s).
-IN_SLICE = 50
+# SecantusDB answers `$in` in time quadratic in the list's length (5,000 ids: 40 s): lookups go in
+# slices (shared.mongo.IN_SLICE), which keep a whole roster's linear (5,000 ids: about 1 s).
 ROSTER_SLICE = 500  # memberships per slice of a streamed roster export
 
 
@@ -149,11 +149,7 @@ class MembershipStore:
     async def _find_among(self, collection: str, field: str, values: set[str],
                           query: dict[str, Any] | None = None) -> list[dict]:
         """Documents whose `field` is one of `values`, asked IN_SLICE values at a time."""
-        wanted, found = sorted(values), []
-        for start in range(0, len(wanted), IN_SLICE):
-            found += await self.db[collection].find({**(query or {}), field: {"$in": wanted[start:start + IN_SLICE]}}
-                                                    ).to_list()
-        return sorted(found, key=lambda doc: doc["_id"])
+        return sorted(await find_among(self.db[collection], field, sorted(values), query), key=lambda doc: doc["_id"])
 
     # --- pages: (documents, total) ------------------------------------------------------------
 

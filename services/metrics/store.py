@@ -36,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.metrics import dedupe
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, DocKey, Facts, doc_id
 from services.metrics.kpis import Milestone
+from shared.mongo import IN_SLICE
 
 CONTROL_ID = "store"
 # A key's facts are stored as pieces, one per batch that changes them, merged when read: a batch
@@ -50,7 +51,6 @@ MAX_PIECE_COUNTS = 200_000
 MERGE_BATCH = 64  # stored pieces a read holds at a time while merging them
 # one thread merges for every read: its allocations stay in one malloc arena (memory peaks lower)
 _MERGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-merge")
-IN_SLICE = 50
 LAST_MONTH = "9999-12"  # dated facts are by month (YYYY-MM); a roster's bucket sorts after it
 
 
