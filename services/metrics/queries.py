@@ -346,26 +346,26 @@ class KpiService:
         month = first.months[0]
         pids = snap.scope_partnerships(partnership_ids)
         found: dict[str, list[tuple[str, Facts]]] = {}
-        changed: dict[str, list[str]] = {}  # partnership -> its months to read again
+        unkept: list[str] = []  # partnerships to read from the store, every month
+        changed: dict[str, list[str]] = {}  # partnerships kept -> their months to read again
         for pid in pids:
             kept = self.months.get((snap.version, pid), month, snap.month_stamps(pid))
             if kept is None:
-                found[pid], changed[pid] = [], []
-            elif kept[1]:
-                found[pid], changed[pid] = kept
+                found[pid] = []
+                unkept.append(pid)
             else:
                 found[pid] = kept[0]
-        if changed:
-            unkept = [pid for pid, months in changed.items() if not months]
+                if kept[1]:
+                    changed[pid] = kept[1]
+        if unkept or changed:
             again = sorted({m for months in changed.values() for m in months})
             read = await asyncio.gather(
                 self.store.dated(snap.version, unkept, month) if unkept else _nothing(),
-                self.store.dated(snap.version, sorted(set(changed) - set(unkept)), month, again) if again
-                else _nothing())
+                self.store.dated(snap.version, sorted(changed), month, again) if changed else _nothing())
             for pid, m, facts in (d for dated in read for d in dated):
-                if pid in changed and (pid in unkept or m in changed[pid]):  # `again` may name others' months
+                if pid in unkept or m in changed.get(pid, ()):  # `again` may name others' months
                     found[pid].append((m, facts))
-            for pid in changed:  # under the stamps read before these facts (cache.py)
+            for pid in [*unkept, *changed]:  # under the stamps read before these facts (cache.py)
                 found[pid].sort(key=_month)
                 self.months.put((snap.version, pid), month, snap.month_stamps(pid), found[pid])
         return [(pid, m, facts) for pid in pids for m, facts in found[pid]]

@@ -51,6 +51,7 @@ MAX_PIECE_COUNTS = 200_000
 MERGE_BATCH = 64  # stored pieces a read holds at a time while merging them
 # one thread merges for every read: its allocations stay in one malloc arena (memory peaks lower)
 _MERGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-merge")
+READS_AT_ONCE = 4  # queries of one read in flight at a time: each holds a batch of stored pieces
 LAST_MONTH = "9999-12"  # dated facts are by month (YYYY-MM); a roster's bucket sorts after it
 
 
@@ -257,9 +258,14 @@ class MetricsStore:
                          else {"$in": [m for m in months if m >= first_month]})
         where = ([{"s": source, "b": buckets} for source in DATED_SOURCES] if partnership_ids is None
                  else [{"p": partnership_id, "b": buckets} for partnership_id in partnership_ids])
-        facts = self._facts(version)
+        facts, gate = self._facts(version), asyncio.Semaphore(READS_AT_ONCE)
+
+        async def read(query: dict) -> dict[DocKey, Facts]:
+            async with gate:
+                return await _merged(facts.find(query))
+
         merged: dict[DocKey, Facts] = {}
-        for found in await asyncio.gather(*(_merged(facts.find(query)) for query in where)):
+        for found in await asyncio.gather(*(read(query) for query in where)):
             merged |= found  # no key is in two: each query is of one partnership or one source
         return [(partnership_id, month, facts) for (source, partnership_id, month), facts in merged.items()
                 if source in DATED_SOURCES]  # a partnership's roster is not dated
