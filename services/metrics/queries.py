@@ -247,6 +247,12 @@ def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated
     return values, made
 
 
+def _trace(snap: Snapshot, definition: kpis.Kpi, p: Period, members: Members, dated: Dated) -> tuple[int, list[str]]:
+    """How many events fed a KPI value of these partnerships, and (up to MAX_LINEAGE_IDS) which."""
+    scope = snap.standing(members)
+    return kpis.lineage(definition, p, [(m, f) for _, m, f in dated], [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p))
+
+
 def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
     return tuple(sorted((pid, stamp.roster) for pid, stamp in stamps.items())) + (_directory_stamp(stamps),)
 
@@ -439,18 +445,35 @@ class KpiService:
         key = ("lineage", snap.version, _scope_key(members), p.label, definition.name)
         signature = snap.signature(members)
         dated = None
-        if (traced := self.computed.get(key, signature)) is None:
-            dated = await self._dated(snap, members, p)  # serves the value too, if it is not kept either
-
-            def trace() -> tuple[int, list[str]]:
-                scope = snap.standing(members)
-                return kpis.lineage(definition, p, [(m, f) for _, m, f in dated], [scope.roster], MAX_LINEAGE_IDS,
-                                    scope.held_in(p))
-
-            traced = self.computed.put(key, signature, await asyncio.to_thread(trace))
+        traced: tuple[int, list[str]] | None = self.computed.get(key, signature)
+        if traced is None:
+            if _composed(members):
+                traced = await self._composed_lineage(snap, definition, p, members)
+            else:
+                dated = await self._dated(snap, members, p)  # serves the value too, if it is not kept either
+                traced = await asyncio.to_thread(_trace, snap, definition, p, members, dated)
+            self.computed.put(key, signature, traced)
         (values,) = await self._values(snap, [(members, p)], dated)
         events, ids = traced[0], traced[1][:limit]
         return {"value": values[definition.name], "events": events, "event_ids": ids, "complete": len(ids) == events}
+
+    async def _composed_lineage(self, snap: Snapshot, definition: kpis.Kpi, p: Period,
+                                members: Members) -> tuple[int, list[str]]:
+        """The lineage of a scope of several partnerships from each one's, as its own lineage read
+        keeps it (its events are its own: the counts add up; its ids follow in partnership order):
+        after a batch of one partnership, that one's alone is traced again."""
+        pids = snap.scope_partnerships(members)
+        keys = {pid: (("lineage", snap.version, (pid,), p.label, definition.name), snap.signature([pid]))
+                for pid in pids}
+        traced = {pid: self.computed.get(*keys[pid]) for pid in pids}
+        if missing := [pid for pid, part in traced.items() if part is None]:
+            dated = await self._dated(snap, missing, p)
+            made = await asyncio.to_thread(lambda: {
+                pid: _trace(snap, definition, p, [pid], [d for d in dated if d[0] == pid]) for pid in missing})
+            for pid, part in made.items():  # under the stamps read before the facts (cache.py)
+                traced[pid] = self.computed.put(*keys[pid], part)
+        parts = [cast(tuple[int, list[str]], traced[pid]) for pid in pids]
+        return sum(events for events, _ in parts), [i for _, ids in parts for i in ids][:MAX_LINEAGE_IDS]
 
     # --- the pages -------------------------------------------------------------------------
 

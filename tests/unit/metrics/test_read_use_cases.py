@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from services.metrics import queries
+from services.metrics import kpis, queries
 from services.metrics.cache import Computed, KeptMonths
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, Facts, record
 from services.metrics.queries import KpiService, Scope
@@ -21,6 +21,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import AccessRole
 from shared.envelope import new_event
 from shared.errors import Invalid, NotAllowed, NotFound
+from shared.periods import parse_period
 from tests.examples import EXAMPLES
 
 TODAY = date(2026, 3, 15)
@@ -383,6 +384,27 @@ async def test_lineage_is_kept_once_whatever_the_limit_asked(kpi, store):
     assert first["event_ids"] == whole["event_ids"][:1] and first["events"] == whole["events"] == 5
     assert not first["complete"] and whole["complete"]
     assert store.reads["dated"] == reads  # nothing computed again
+
+
+async def test_a_scopes_lineage_is_its_partnerships_and_a_batch_of_one_traces_that_one_again(kpi, store, monkeypatch):
+    traced = []  # the scopes traced from their facts
+    lineage = queries.kpis.lineage
+    monkeypatch.setattr(queries.kpis, "lineage", lambda *args: traced.append(args) or lineage(*args))
+    state = await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE)
+    each = [await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.PARTNERSHIP, pid) for pid in sorted(PARTNERSHIPS)]
+    assert len(traced) == 3  # one per partnership, each kept for the partnership's own read
+    assert state["events"] == sum(e["events"] for e in each) == 5 and state["complete"]
+    assert state["event_ids"] == [i for e in each for i in e["event_ids"]]
+    py = parse_period("PY2025")  # as one trace over every partnership's facts merged
+    everything = lineage(kpis.BY_NAME["hires"], py, [(m, f) for _, m, f in await store.dated(1, None, py.months[0])],
+                         [f for (_, _, b), f in store.cells.items() if b == ROSTER], 100)
+    assert everything[0] == state["events"] and sorted(everything[1]) == sorted(state["event_ids"])
+    stamps = await store.stamps(1)
+    store.add(hire("nw-mp", "other"))
+    store.stamps = _renewed_only(store, stamps, "nw-mp")
+    assert (await kpi.lineage(OPERATOR, "hires", "PY2025", Scope.STATE))["events"] == 6
+    assert len(traced) == 4 and traced[-1][2] == [(m, f) for (s, p, m), f in store.cells.items()
+                                                   if s in DATED_SOURCES and p == "nw-mp"]  # nw-mp's alone
 
 
 @pytest.mark.parametrize("read", ["values", "lineage"])
