@@ -250,7 +250,7 @@ def _evaluate(snap: Snapshot, wanted: list[tuple[Members, Period]], dated: Dated
 def _trace(snap: Snapshot, definition: kpis.Kpi, p: Period, members: Members, dated: Dated) -> tuple[int, list[str]]:
     """How many events fed a KPI value of these partnerships, and (up to MAX_LINEAGE_IDS) which."""
     scope = snap.standing(members)
-    return kpis.lineage(definition, p, [(m, f) for _, m, f in dated], [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p))
+    return kpis.lineage(definition, p, _of(p, dated, members), [scope.roster], MAX_LINEAGE_IDS, scope.held_in(p))
 
 
 def _roster_signature(stamps: dict[str, Stamp]) -> tuple:
@@ -469,7 +469,7 @@ class KpiService:
         if missing := [pid for pid, part in traced.items() if part is None]:
             dated = await self._dated(snap, missing, p)
             made = await asyncio.to_thread(lambda: {
-                pid: _trace(snap, definition, p, [pid], [d for d in dated if d[0] == pid]) for pid in missing})
+                pid: _trace(snap, definition, p, [pid], dated) for pid in missing})
             for pid, part in made.items():  # under the stamps read before the facts (cache.py)
                 traced[pid] = self.computed.put(*keys[pid], part)
         parts = [cast(tuple[int, list[str]], traced[pid]) for pid in pids]
