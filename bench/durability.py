@@ -42,7 +42,7 @@ async def measure(stack: LocalStack, workdir: Path, args: argparse.Namespace) ->
         client = make_client(MongoSettings(uri=endpoints.mongo_uri, retry_writes=False))
         try:
             store = MetricsStore(client[namespace.replace(".", "_") + "metrics"])
-            rollup, _ = await measure_rollup(kafka, store, args.rollup_events, 20_000)
+            rollup, _ = await measure_rollup(kafka, store, args.rollup_events, 20_000, "backbone-metrics")
         finally:
             await client.close()
         return ingest, rollup

@@ -47,8 +47,11 @@ class SeenFilter:
         """Remember the identities whose digests are concatenated in `packed`."""
         if packed:
             positions = self._positions(packed).ravel()
-            np.bitwise_or.at(self.bits, positions >> np.uint64(3),
-                             (np.uint64(1) << (positions & np.uint64(7))).astype(np.uint8))
+            offsets, bits = positions >> np.uint64(3), (positions & np.uint64(7)).astype(np.uint8)
+            # One bit at a time: a byte named twice gets the same bit twice, so a plain indexed OR
+            # is exact (two to three times quicker here than np.bitwise_or.at over mixed bits).
+            for bit in range(8):
+                self.bits[offsets[bits == bit]] |= np.uint8(1 << bit)
 
     def maybe_seen(self, digests: list[bytes]) -> list[bool]:
         """For each digest: False if it was certainly never added, True if it may have been."""

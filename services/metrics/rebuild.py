@@ -41,11 +41,13 @@ async def rebuild(settings: MetricsSettings, say: Callable[[str], None] = print,
         await rollup.resume(tps)
         started, shown, done_before = time.monotonic(), 0.0, _done(rollup)
         while True:
-            await rollup.process(await consumer.getmany(timeout_ms=200, max_records=settings.max_batch_events))
+            await rollup.take(await consumer.getmany(timeout_ms=200, max_records=settings.max_batch_events))
             now = time.monotonic()
             if now - shown < progress_seconds:
                 continue
             shown = now
+            async with rollup.lock:  # what is stored, not what is being stored
+                await rollup.settle()
             ends = await consumer.end_offsets(list(tps))
             done, total = _done(rollup), sum(ends.values())
             rate = (done - done_before) / max(now - started, 1e-9)

@@ -17,6 +17,13 @@ def test_every_added_identity_may_have_been_seen():
     assert all(seen.maybe_seen(added))
 
 
+def test_identities_added_at_once_whose_bits_share_bytes_are_all_kept():
+    seen = SeenFilter(mib=1)
+    added = digests(200_000)  # 2M bit positions in 1M bytes: most bytes get several bits in one add
+    seen.add(b"".join(added))
+    assert all(seen.maybe_seen(added))
+
+
 def test_new_identities_are_mostly_ruled_out_at_once():
     seen = SeenFilter(mib=1)  # 8 Mi bits for 100k identities: about 1 in 10^9 wrongly "maybe"
     seen.add(b"".join(digests(100_000)))
