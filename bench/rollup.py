@@ -30,12 +30,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cli.stack import LocalStack  # noqa: E402
 from services.metrics import domain, kpis  # noqa: E402
-from services.metrics.rollup import SOURCES, Rebalance, Rollup  # noqa: E402
+from services.metrics import rollup as rollup_module  # noqa: E402
+from services.metrics.rollup import SOURCES  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
 from shared.catalog import event_type_of  # noqa: E402
 from shared.contracts import activities as act  # noqa: E402
@@ -199,24 +201,29 @@ async def measure_raw(kafka: KafkaSettings, total: int, batch: int, group: str,
 
 
 async def measure_rollup(kafka: KafkaSettings, store: MetricsStore, total: int, batch: int,
-                         group: str) -> tuple[float, int]:
+                         group: str, module: ModuleType = rollup_module) -> tuple[float, int]:
+    """Events/s of `module`'s Rollup (this tree's, or an earlier one: bench/rollup_ab.py) until every
+    record's facts and offset are stored, and how many batches it took. A rollup without `take`
+    (before 1607146) is run batch by batch with `process`, as it was then."""
     await store.setup()
     consumer = _consumer(kafka, group)
-    rollup = Rollup(consumer, store, kafka, role="current", version=await store.version())
-    consumer.subscribe(list(consumer.subscription()), listener=Rebalance(rollup))  # as the service does
+    rollup = module.Rollup(consumer, store, kafka, role="current", version=await store.version())
+    consumer.subscribe(list(consumer.subscription()), listener=module.Rebalance(rollup))  # as the service does
+    pipelined = hasattr(rollup, "take")
     await consumer.start()
     try:
         started, batches = None, 0
         while True:  # as the service's consumer: each batch stored while the next is parsed
             if sum([await consumer.position(tp) for tp in consumer.assignment()]) >= total:
-                async with rollup.lock:  # every record fetched: wait for the last batch, not for more
-                    await rollup.settle()
+                if pipelined:
+                    async with rollup.lock:  # every record fetched: wait for the last batch, not for more
+                        await rollup.settle()
                 if sum(p or 0 for p in rollup.positions.values()) >= total:
                     break
             records = await consumer.getmany(timeout_ms=200, max_records=batch)
             if records and started is None:
                 started = time.perf_counter()
-            await rollup.take(records)
+            await (rollup.take(records) if pipelined else rollup.process(records))
             batches += bool(records)
         return total / (time.perf_counter() - started), batches
     finally:
