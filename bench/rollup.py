@@ -33,8 +33,9 @@ from pathlib import Path
 from types import ModuleType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import AsyncMongoClient
 
-from cli.stack import LocalStack  # noqa: E402
+from cli.stack import Endpoints, LocalStack  # noqa: E402
 from services.metrics import domain, kpis  # noqa: E402
 from services.metrics import rollup as rollup_module  # noqa: E402
 from services.metrics.rollup import SOURCES  # noqa: E402
@@ -278,6 +279,16 @@ async def check(store: MetricsStore, events: list[CloudEvent]) -> bool:
     return True
 
 
+async def connect(endpoints: Endpoints) -> tuple[str, KafkaSettings, AsyncMongoClient]:
+    """A namespace of its own on the local stack, its Kafka settings (short group timeouts: each
+    pass joins a group of its own) with its topics made, and a database client."""
+    namespace = f"bench{uuid.uuid4().hex[:6]}."
+    kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False,
+                          namespace=namespace, session_timeout_ms=2000, heartbeat_interval_ms=300)
+    await ensure_topics(kafka)
+    return namespace, kafka, make_client(MongoSettings(uri=endpoints.mongo_uri, retry_writes=False))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -291,11 +302,7 @@ async def main() -> None:
         stack = LocalStack(Path(tmp))
         endpoints = stack.up().endpoints
         try:
-            namespace = f"bench{uuid.uuid4().hex[:6]}."
-            kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False,
-                                  namespace=namespace, session_timeout_ms=2000, heartbeat_interval_ms=300)
-            client = make_client(MongoSettings(uri=endpoints.mongo_uri, retry_writes=False))
-            await ensure_topics(kafka)
+            namespace, kafka, client = await connect(endpoints)
             started = time.perf_counter()
             events = scenario(args.events, args.partnerships)
             gc.freeze()  # the events are kept for the final check: the collector need not scan them again and again

@@ -17,21 +17,17 @@ import importlib.util
 import statistics
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 from types import ModuleType
 
 import prometheus_client
-from rollup import measure_raw, measure_rollup, produce, scenario  # noqa: E402  (bench/rollup.py)
+from rollup import connect, measure_raw, measure_rollup, produce, scenario  # noqa: E402  (bench/rollup.py)
 
 from cli.stack import LocalStack  # noqa: E402
 from services.metrics import domain  # noqa: E402
 from services.metrics import rollup as this_rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
 from shared.envelope import parse_plain  # noqa: E402
-from shared.kafka import ensure_topics  # noqa: E402
-from shared.mongo import make_client  # noqa: E402
-from shared.settings import KafkaSettings, MongoSettings  # noqa: E402
 
 
 def rollup_of(revision: str, workdir: Path) -> ModuleType:
@@ -63,11 +59,7 @@ async def main() -> None:
         stack = LocalStack(Path(tmp) / "stack")
         endpoints = stack.up().endpoints
         try:
-            namespace = f"bench{uuid.uuid4().hex[:6]}."
-            kafka = KafkaSettings(bootstrap_servers=endpoints.bootstrap_servers, enable_idempotence=False,
-                                  namespace=namespace, session_timeout_ms=2000, heartbeat_interval_ms=300)
-            client = make_client(MongoSettings(uri=endpoints.mongo_uri, retry_writes=False))
-            await ensure_topics(kafka)
+            namespace, kafka, client = await connect(endpoints)
             events = scenario(args.events, 12)
             gc.freeze()
             await produce(kafka, events)
