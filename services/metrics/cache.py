@@ -80,8 +80,7 @@ class KeptMonths:
             return None
         self.entries.move_to_end(key)
         _, kept_stamps, months = entry
-        changed = sorted(m for m in {*stamps, *kept_stamps}
-                         if m >= first_month and stamps.get(m) != kept_stamps.get(m))
+        changed = _changed(stamps, kept_stamps, first_month)
         DATED.labels("changed" if changed else "kept").inc()
         stale = set(changed)
         return [(m, facts) for m, facts in months if m >= first_month and m not in stale], changed
@@ -92,8 +91,7 @@ class KeptMonths:
         if (old := self.entries.pop(key, None)) is not None:
             self.months -= _distinct(old[2])
             old_first, old_stamps, old_months = old
-            if old_first < first_month and all(stamps.get(m) == old_stamps.get(m) for m in {*stamps, *old_stamps}
-                                               if old_first <= m < first_month):
+            if old_first < first_month and not _changed(stamps, old_stamps, old_first, before=first_month):
                 first_month, months = old_first, [(m, f) for m, f in old_months if m < first_month] + months
         if (size := _distinct(months)) > self.capacity:
             return
@@ -101,6 +99,14 @@ class KeptMonths:
         self.months += size
         while self.months > self.capacity:
             self.months -= _distinct(self.entries.popitem(last=False)[1][2])
+
+
+def _changed(stamps: Mapping[str, str], kept: Mapping[str, str], first_month: str,
+             before: str | None = None) -> list[str]:
+    """The months from `first_month` on (and before `before`) whose stamps differ, in order: changed
+    since they were kept, or new."""
+    return sorted(m for m in {*stamps, *kept}
+                  if first_month <= m and (before is None or m < before) and stamps.get(m) != kept.get(m))
 
 
 def _distinct(months: list[tuple[str, Any]]) -> int:
