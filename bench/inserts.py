@@ -5,8 +5,11 @@ against a document stored by its _id alone, in the same run.
 
 Inserts, in transactions of `--group` documents as the events service stores a group: the hires
 (_id only: the baseline), the accepted events' records with no secondary index, with the records
-page's index (partnership, time), and with both of the store's indexes (as stored). Uses the
-server of BACKBONE_TEST_MONGO_URI if set, else starts a local stack and stops it afterwards.
+page's index (partnership, time), and with both of the store's indexes (as stored). Then the same
+records kept a group to a document (its records in an array, their identities in an indexed array:
+one document per group, an index entry per event), the cost still given per event: what storing a
+group's records together would cost instead. Uses the server of BACKBONE_TEST_MONGO_URI if set,
+else starts a local stack and stops it afterwards.
 """
 
 import argparse
@@ -28,8 +31,10 @@ BY_TIME = [("partnership_id", 1), ("time", -1)]
 BY_ID = [("partnership_id", 1), ("id", 1)]
 
 
-async def per_document(client: AsyncMongoClient, name: str, docs: list[dict], indexes: list, group: int) -> float:
-    """Microseconds per document inserted into a new collection with these indexes."""
+async def per_event(client: AsyncMongoClient, name: str, docs: list[dict], indexes: list, group: int,
+                    events: int) -> float:
+    """Microseconds per event to insert these documents, `group` to a transaction, into a new
+    collection with these indexes."""
     collection = client["bench_inserts"][name]
     await collection.drop()
     for index in indexes:
@@ -39,7 +44,14 @@ async def per_document(client: AsyncMongoClient, name: str, docs: list[dict], in
         async with client.start_session() as session:
             async with await session.start_transaction():
                 await collection.insert_many(docs[first:first + group], session=session)
-    return (time.perf_counter() - started) / len(docs) * 1e6
+    return (time.perf_counter() - started) / events * 1e6
+
+
+def grouped(records: list[dict], group: int) -> list[dict]:
+    """The records a group to a document: its identities apart, to be indexed."""
+    return [{"_id": f"group-{first}", "partnership_id": records[first]["partnership_id"],
+             "ids": [r["_id"] for r in records[first:first + group]], "records": records[first:first + group]}
+            for first in range(0, len(records), group)]
 
 
 async def bench(uri: str, args: argparse.Namespace) -> None:
@@ -47,17 +59,20 @@ async def bench(uri: str, args: argparse.Namespace) -> None:
     records = [record_of(e) for e in events]
     hire_docs = [{"_id": f"{e.data.partnership_id}:{e.data.hire_id}", "hire": e.data.model_dump(mode="json")}
                  for e in events]
-    kinds = {"hires (_id only)": (hire_docs, []), "records, no index": (records, []),
-             "records, (partnership, time)": (records, [BY_TIME]), "records, both indexes": (records, [BY_TIME, BY_ID])}
+    kinds = {"hires (_id only)": (hire_docs, [], args.group), "records, no index": (records, [], args.group),
+             "records, (partnership, time)": (records, [BY_TIME], args.group),
+             "records, both indexes": (records, [BY_TIME, BY_ID], args.group),
+             "a group's records, no index": (grouped(records, args.group), [], 1),
+             "a group's records, ids indexed": (grouped(records, args.group), [[("ids", 1)]], 1)}
     client: AsyncMongoClient = AsyncMongoClient(uri)
     try:
         print(f"{args.events} hires, transactions of {args.group} documents, {args.rounds} rounds (the last shown)")
         for round_ in range(args.rounds):  # the first round warms the server
-            costs = {name: await per_document(client, f"r{round_}_{i}", docs, indexes, args.group)
-                     for i, (name, (docs, indexes)) in enumerate(kinds.items())}
+            costs = {name: await per_event(client, f"r{round_}_{i}", docs, indexes, group, len(events))
+                     for i, (name, (docs, indexes, group)) in enumerate(kinds.items())}
         baseline = costs["hires (_id only)"]
         for name, cost in costs.items():
-            print(f"  {name:30s} {cost:6.0f} µs/document   {cost / baseline:5.2f}x")
+            print(f"  {name:32s} {cost:6.0f} µs/event   {cost / baseline:5.2f}x")
     finally:
         await client.close()
 

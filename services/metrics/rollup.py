@@ -457,8 +457,8 @@ class MetricsConsumer:
         consumer.subscribe(topics, listener=Rebalance(self.rollup))
 
     async def poll(self) -> float:
-        """One batch (the rollup Worker's step), stored while the next step fetches and parses the
-        next. A failed batch stored nothing: a later step fetches it again from the stored offsets."""
+        """One batch (the rollup Worker's step), stored while the next step fetches, parses and folds
+        the next. A failed batch stored nothing: a later step fetches it again from the stored offsets."""
         assert self.rollup is not None, "start() first"
         if not self._joined:  # here, not in start(): joining the group can wait for a rebalance
             await self.rollup.consumer.start()
