@@ -201,6 +201,13 @@ async def measure_raw(kafka: KafkaSettings, total: int, batch: int, group: str,
         await consumer.stop()
 
 
+async def measure_ceiling(kafka: KafkaSettings, total: int, batch: int, group: str) -> float:
+    """raw + validating + recording: each record validated and its facts recorded in memory,
+    nothing deduplicated or stored."""
+    cells = domain.Cells()
+    return await measure_raw(kafka, total, batch, group, lambda value: domain.record(parse_plain(value), cells))
+
+
 async def measure_rollup(kafka: KafkaSettings, store: MetricsStore, total: int, batch: int,
                          group: str, module: ModuleType = rollup_module) -> tuple[float, int]:
     """Events/s of `module`'s Rollup (this tree's, or an earlier one: bench/rollup_ab.py) until every
@@ -324,9 +331,7 @@ async def main() -> None:
             # just before it, into a KPI store of its own.
             pairs = []
             for i in range(args.passes):
-                cells = domain.Cells()
-                recorded = await measure_raw(kafka, len(events), args.batch, f"bench-recorded-{i}",
-                                             lambda value, cells=cells: domain.record(parse_plain(value), cells))
+                recorded = await measure_ceiling(kafka, len(events), args.batch, f"bench-recorded-{i}")
                 database = namespace.replace(".", "_") + f"metrics{i}"
                 if i:
                     await client.drop_database(namespace.replace(".", "_") + f"metrics{i - 1}")

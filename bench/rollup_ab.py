@@ -21,13 +21,11 @@ from pathlib import Path
 from types import ModuleType
 
 import prometheus_client
-from rollup import connect, measure_raw, measure_rollup, produce, scenario  # noqa: E402  (bench/rollup.py)
+from rollup import connect, measure_ceiling, measure_rollup, produce, scenario  # noqa: E402  (bench/rollup.py)
 
 from cli.stack import LocalStack  # noqa: E402
-from services.metrics import domain  # noqa: E402
 from services.metrics import rollup as this_rollup  # noqa: E402
 from services.metrics.store import MetricsStore  # noqa: E402
-from shared.envelope import parse_plain  # noqa: E402
 
 
 def rollup_of(revision: str, workdir: Path) -> ModuleType:
@@ -65,9 +63,7 @@ async def main() -> None:
             await produce(kafka, events)
             total, rounds = len(events), []
             for i in range(args.rounds):
-                cells = domain.Cells()
-                ceiling = await measure_raw(kafka, total, 20_000, f"ceiling-{i}",
-                                            lambda value, cells=cells: domain.record(parse_plain(value), cells))
+                ceiling = await measure_ceiling(kafka, total, 20_000, f"ceiling-{i}")
                 rates = {}
                 for name, module in (("old", then), ("new", this_rollup))[::1 if i % 2 == 0 else -1]:
                     database = namespace.replace(".", "_") + f"{name}{i}"
