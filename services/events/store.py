@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-import bson
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -33,7 +32,6 @@ SHEET_SLICE = 1000
 # newest: a page costs what the windows it needs hold, not the partnership's whole history (the
 # local server fetches and sorts every document a query matches before it returns the first).
 PAGE_WINDOWS = (1, 7, 92, 731)
-SHEET_BYTES = 4 * 1024 * 1024  # of records in one sheet (see `sheets_of`)
 
 
 class HeldStatus(StrEnum):
@@ -69,23 +67,16 @@ def sheets_of(records: list[dict]) -> list[dict]:
     """Accepted records as stored: a partnership's day to a document with their identities and
     ids apart, to be indexed. One document per group and day rather than per record, because the
     local server pays per document written to a collection with secondary indexes (~170 µs each,
-    bench/README.md), and a group's records mostly happened on one day. A sheet holds at most
-    SHEET_BYTES of records: a group of large events (an attendance list may be 256 KiB) starts
-    another, far from MongoDB's 16 MiB a document."""
-    sheets: list[dict] = []
-    open_sheets: dict[tuple[str, str], dict] = {}
+    bench/README.md), and a group's records mostly happened on one day."""
+    sheets: dict[tuple[str, str], dict] = {}
     for record in records:
-        partnership_id, day, size = record["partnership_id"], day_of(record.get("time")), len(bson.encode(record))
-        sheet = open_sheets.get((partnership_id, day))
-        if sheet is None or sheet["bytes"] + size > SHEET_BYTES:
-            sheet = open_sheets[partnership_id, day] = {"partnership_id": partnership_id, "day": day, "bytes": 0,
-                                                        "identities": [], "ids": [], "records": []}
-            sheets.append(sheet)
-        sheet["bytes"] += size
+        partnership_id, day = record["partnership_id"], day_of(record.get("time"))
+        sheet = sheets.setdefault((partnership_id, day), {"partnership_id": partnership_id, "day": day,
+                                                          "identities": [], "ids": [], "records": []})
         sheet["identities"].append(record["_id"])
         sheet["ids"].append(record["id"])
         sheet["records"].append(record)
-    return sheets
+    return list(sheets.values())
 
 
 def day_of(time: datetime | None) -> str:

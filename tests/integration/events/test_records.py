@@ -12,7 +12,6 @@ from pymongo.errors import BulkWriteError
 
 from services.events.domain import Facts, References, identity, record_of
 from services.events.store import EventsStore
-from shared.contracts import activities as act
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
 from tests.examples import EXAMPLES, P
@@ -103,18 +102,6 @@ async def test_an_identity_is_accepted_once_even_past_the_rules(store):
     with pytest.raises(BulkWriteError, match="E11000"):
         await store.record([hire(2, START), first.model_copy(update={"time": START + timedelta(days=3)})], Facts())
     assert await store.recorded([identity("/ats", "hire-002")]) == set()  # the whole group failed
-
-
-async def test_a_group_of_large_events_is_stored_in_sheets_below_the_document_limit(store):
-    """90 attendance lists of ~200 KB on one day: ~18 MB, over MongoDB's 16 MiB for one document."""
-    people = [f"person-{n:07d}" for n in range(14_000)]
-    lists = [new_event(EXAMPLES[act.AttendanceRecorded].model_copy(update={"person_ids": people}), source="/ats",
-                       id=f"attendance-{n}", time=START) for n in range(90)]
-    await store.record(lists, Facts())
-    assert await store.recorded([identity(e.source, e.id) for e in lists]) == {identity(e.source, e.id) for e in lists}
-    assert await store.accepted.count_documents({"partnership_id": P}) >= 5
-    page = await store.records(P, None, None, None, 50)
-    assert [row["id"] for row in page] == newest_first(lists)[:50] and len(page[0]["data"]["person_ids"]) == 14_000
 
 
 async def test_records_kept_one_document_each_are_moved_into_sheets_at_setup(client, mongo_settings):
