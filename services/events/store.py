@@ -8,7 +8,7 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Iterable, Set
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -361,31 +361,24 @@ class EventsStore:
         if ids is not None:
             rows = [r for r in await self._records_among("id", ids, {"partnership_id": partnership_id}) if shown(r)]
         else:
-            rows = await self._newest(partnership_id, before, limit, shown)
+            # The type is left to `shown`: with records.type in the query, the local server plans on
+            # the index of ids and reads the partnership's whole history (bench/records.py).
+            newest = _utc(before) if before is not None else datetime.now(UTC)
+            days: dict = {"$lte": day_of(before)} if before is not None else {}
+            rows = []
+            for back in (*PAGE_WINDOWS, None):  # the newest days first, until the page is full
+                oldest = None if back is None else day_of(newest - timedelta(days=back))
+                window = days | ({"$gte": oldest} if oldest is not None else {})
+                query = {"partnership_id": partnership_id} | ({"day": window} if window else {})
+                async for sheet in self.accepted.find(query, {"records": 1}):
+                    rows += [r for r in sheet["records"] if shown(r)]
+                if len(rows) >= limit or oldest is None:
+                    break  # every later day is read: the rest is older than the rows found
+                days = {"$lt": oldest}
         rows.sort(key=lambda r: r["id"])
         rows.sort(key=lambda r: _utc(r["time"]), reverse=True)
         return [{k: v for k, v in r.items() if k != "_id"} | {"time": _utc(r["time"]), "data": r.get("data", {})}
                 for r in rows[:limit]]
-
-    async def _newest(self, partnership_id: str, before: datetime | None, limit: int,
-                      shown: Callable[[dict], bool]) -> list[dict]:
-        """At least `limit` records `shown` of the partnership before `before` (all if fewer): all
-        those of the newest days, read a window of days at a time (PAGE_WINDOWS). The type is left
-        to `shown`: with records.type in the query, the local server plans on the index of ids and
-        reads the partnership's whole history (bench/records.py)."""
-        newest = _utc(before) if before is not None else datetime.now(UTC)
-        days: dict = {"$lte": day_of(before)} if before is not None else {}
-        rows: list[dict] = []
-        for back in (*PAGE_WINDOWS, None):
-            oldest = None if back is None else day_of(newest - timedelta(days=back))
-            window = days | ({"$gte": oldest} if oldest is not None else {})
-            query = {"partnership_id": partnership_id} | ({"day": window} if window else {})
-            async for sheet in self.accepted.find(query, {"records": 1}):
-                rows += [r for r in sheet["records"] if shown(r)]
-            if len(rows) >= limit or oldest is None:
-                return rows  # every later day is read: the rest is older than the rows found
-            days = {"$lt": oldest}
-        return rows
 
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None:
         doc = await self.activities.find_one({"_id": _id((partnership_id, activity_id))})
