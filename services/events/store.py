@@ -146,11 +146,7 @@ class EventsStore:
                     gone += result.deleted_count
                 if gone != len(docs):
                     raise _MovedMeanwhile
-                # An old replica still running during a rollout may have recorded an event a new one
-                # had recorded in a sheet already (each checks only its own place): kept once.
-                kept = await self.recorded([d["_id"] for d in docs])
-                if moving := [d for d in docs if d["_id"] not in kept]:
-                    await self.accepted.insert_many(sheets_of(moving), session=session)
+                await self.accepted.insert_many(sheets_of(docs), session=session)
 
             async with self.client.start_session() as session:
                 with suppress(_MovedMeanwhile):  # read again
