@@ -28,10 +28,6 @@ from shared.mongo import IN_SLICE, find_among
 # local server's cost of found documents (shared.mongo.IN_SLICE) stays small. 500 identities none
 # found: 14 ms in one query, 22 ms in slices of 50.
 SHEET_SLICE = 1000
-# The records page reads the newest days first, in windows reaching this many days back from its
-# newest: a page costs what the windows it needs hold, not the partnership's whole history (the
-# local server fetches and sorts every document a query matches before it returns the first).
-PAGE_WINDOWS = (1, 7, 92, 731)
 
 
 class HeldStatus(StrEnum):
@@ -357,20 +353,17 @@ class EventsStore:
         if ids is not None:
             rows = [r for r in await self._records_among("id", ids, {"partnership_id": partnership_id}) if shown(r)]
         else:
-            # The type is left to `shown`: with records.type in the query, the local server plans on
-            # the index of ids and reads the partnership's whole history (bench/records.py).
-            newest = _utc(before) if before is not None else datetime.now(UTC)
-            days: dict = {"$lte": day_of(before)} if before is not None else {}
-            rows = []
-            for back in (*PAGE_WINDOWS, None):  # the newest days first, until the page is full
-                oldest = None if back is None else day_of(newest - timedelta(days=back))
-                window = days | ({"$gte": oldest} if oldest is not None else {})
-                query = {"partnership_id": partnership_id} | ({"day": window} if window else {})
-                async for sheet in self.accepted.find(query, {"records": 1}):
-                    rows += [r for r in sheet["records"] if shown(r)]
-                if len(rows) >= limit or oldest is None:
+            query: dict = {"partnership_id": partnership_id}
+            if event_type is not None:
+                query["records.type"] = event_type
+            if before is not None:
+                query["day"] = {"$lte": day_of(before)}
+            rows, day = [], None
+            async for sheet in self.accepted.find(query, {"day": 1, "records": 1}).sort("day", -1):
+                if sheet["day"] != day and len(rows) >= limit:
                     break  # every later day is read: the rest is older than the rows found
-                days = {"$lt": oldest}
+                day = sheet["day"]
+                rows += [r for r in sheet["records"] if shown(r)]
         rows.sort(key=lambda r: r["id"])
         rows.sort(key=lambda r: _utc(r["time"]), reverse=True)
         return [{k: v for k, v in r.items() if k != "_id"} | {"time": _utc(r["time"]), "data": r.get("data", {})}
