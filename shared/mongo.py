@@ -1,6 +1,5 @@
 """MongoDB through PyMongo's native async client (MongoDB's successor to the deprecated motor)."""
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,21 +21,14 @@ def make_client(settings: MongoSettings) -> AsyncMongoClient:
 # The local server (SecantusDB) answers an `$in` list in time quadratic in the documents it
 # finds: 1,000 found _ids took 1.1-1.5 s in one query, 0.2 s in slices of 50 (bench/README.md).
 IN_SLICE = 50
-# Slices asked at once: their round trips overlap (10 slices of 500 ids none found: ~22 ms one
-# after another), and a long list still does not open a connection per slice.
-SLICES_AT_ONCE = 4
 
 
 async def find_among(collection: AsyncCollection, field: str, values: Iterable[Any], query: dict | None = None,
-                     projection: dict | None = None, slice_size: int = IN_SLICE) -> list[dict]:
+                     projection: dict | None = None) -> list[dict]:
     """Documents of `collection` matching `query` whose `field` is one of `values`, asked
-    `slice_size` values at a time (in no particular order). A larger slice suits an index where
-    each document found holds many of the values (a multikey index of arrays)."""
+    IN_SLICE values at a time (in no particular order)."""
     wanted, found = list(values), []
-    starts = range(0, len(wanted), slice_size)
-    for first in range(0, len(starts), SLICES_AT_ONCE):
-        for part in await asyncio.gather(*(
-                collection.find({**(query or {}), field: {"$in": wanted[start:start + slice_size]}},
-                                projection).to_list() for start in starts[first:first + SLICES_AT_ONCE])):
-            found += part
+    for start in range(0, len(wanted), IN_SLICE):
+        found += await collection.find({**(query or {}), field: {"$in": wanted[start:start + IN_SLICE]}},
+                                       projection).to_list()
     return found

@@ -24,11 +24,6 @@ from shared.envelope import CloudEvent
 from shared.lease import DEFAULT_LEASE, Leases
 from shared.mongo import IN_SLICE, find_among
 
-# Identities or ids asked of the sheets in one query: each sheet found holds many of them, so the
-# local server's cost of found documents (shared.mongo.IN_SLICE) stays small. 500 identities none
-# found: 14 ms in one query, 22 ms in slices of 50.
-SHEET_SLICE = 1000
-
 
 class HeldStatus(StrEnum):
     PENDING = "pending"
@@ -196,8 +191,7 @@ class EventsStore:
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""
         wanted = set(identities)
-        docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0},
-                                slice_size=SHEET_SLICE)
+        docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0})
         return {i for doc in docs for i in doc["identities"] if i in wanted}
 
     async def _records_among(self, field: str, values: Iterable[str], query: dict | None = None) -> list[dict]:
@@ -205,8 +199,7 @@ class EventsStore:
         from the sheets holding them (found by the sheets' index of that field). Picked here, not by
         the server: a `$filter` projection costs the local server a comparison per record and value."""
         wanted = set(values)
-        docs = await find_among(self.accepted, {"_id": "identities", "id": "ids"}[field], wanted, query, {"records": 1},
-                                SHEET_SLICE)
+        docs = await find_among(self.accepted, {"_id": "identities", "id": "ids"}[field], wanted, query, {"records": 1})
         sheets = {doc["_id"]: doc for doc in docs}  # a sheet holding values of two slices is found twice
         return [record for doc in sheets.values() for record in doc["records"] if record[field] in wanted]
 
