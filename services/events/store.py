@@ -1,5 +1,5 @@
 """The events service's MongoDB: its read model of the membership roster, the lifecycle of
-activities, the hires later outcomes refer to, the record of every accepted event, and the events
+activities, the hires later outcomes refer to, the ids of every accepted event, and the events
 held until what they name arrives.
 
 Read-model updates are idempotent and independent of arrival order, because organisations are
@@ -8,8 +8,8 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Iterable, Set
-from contextlib import AbstractAsyncContextManager, suppress
+from collections.abc import Set
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -22,7 +22,7 @@ from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import IN_SLICE, find_among
+from shared.mongo import find_among
 
 
 class HeldStatus(StrEnum):
@@ -54,35 +54,6 @@ def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list
             "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
 
 
-def sheets_of(records: list[dict]) -> list[dict]:
-    """Accepted records as stored: a partnership's day to a document with their identities and
-    ids apart, to be indexed. One document per group and day rather than per record, because the
-    local server pays per document written to a collection with secondary indexes (~170 µs each,
-    bench/README.md), and a group's records mostly happened on one day."""
-    sheets: dict[tuple[str, str], dict] = {}
-    for record in records:
-        partnership_id, day = record["partnership_id"], day_of(record.get("time"))
-        sheet = sheets.setdefault((partnership_id, day), {"partnership_id": partnership_id, "day": day,
-                                                          "identities": [], "ids": [], "records": []})
-        sheet["identities"].append(record["_id"])
-        sheet["ids"].append(record["id"])
-        sheet["records"].append(record)
-    return list(sheets.values())
-
-
-def day_of(time: datetime | None) -> str:
-    """The UTC day a record's sheet is filed under ("" for records from before times were kept)."""
-    return _utc(time).date().isoformat() if time else ""
-
-
-def _utc(time: datetime) -> datetime:
-    return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
-
-
-class _MovedMeanwhile(Exception):
-    """Another replica moved some of the records being moved."""
-
-
 def _organisations(event: CloudEvent) -> list[str]:
     fields = vars(event.data)
     return [o for name in ("employer_id", "provider_id") if (o := fields.get(name))] + list(fields.get("host_ids", ()))
@@ -104,44 +75,21 @@ class EventsStore:
         self.action_teams = db["action_teams"]
         self.activities = db["activities"]
         self.hires = db["hires"]
-        # The records of accepted events, a partnership's day of one decided group to a document
-        # (a sheet, see `sheets_of`). Its unique index of identities (source and id) makes every
-        # entry point accept an event once.
-        self.accepted = db["accepted_records"]
-        self.legacy_accepted = db["accepted_events"]  # one document per record, before sheets: moved at setup
+        # One document per accepted event; its _id (the event's identity: source and id) is the
+        # unique index that makes every entry point accept an event once.
+        self.accepted = db["accepted_events"]
         # One lease per partnership: which replica decides its events now, and until when.
         self.turns = Leases(db["decision_turns"], decision_lease)
         # One document per event held until what it names arrives, and its final status.
         self.held = db["held_events"]
 
-    async def setup(self) -> None:
+    async def create_indexes(self) -> None:
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
-        await self.accepted.create_index("identities", unique=True)
-        await self.accepted.create_index([("partnership_id", 1), ("ids", 1)])  # lineage rows, corrections
-        await self.accepted.create_index([("partnership_id", 1), ("day", -1)])  # the records page
+        await self.accepted.create_index([("partnership_id", 1), ("time", -1)])
+        await self.accepted.create_index([("partnership_id", 1), ("id", 1)])
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
-        await self._move_legacy_records()
-
-    async def _move_legacy_records(self) -> None:
-        """Records kept one document each (before sheets) moved into sheets, a thousand at a time.
-        Moved and deleted in one transaction, which fails if another replica moved any of them
-        meanwhile: a record is never in both places, nor in neither."""
-        while docs := await self.legacy_accepted.find({}).limit(1000).to_list():
-            async def move(session, docs=docs) -> None:
-                gone = 0
-                for start in range(0, len(docs), IN_SLICE):
-                    result = await self.legacy_accepted.delete_many(
-                        {"_id": {"$in": [d["_id"] for d in docs[start:start + IN_SLICE]]}}, session=session)
-                    gone += result.deleted_count
-                if gone != len(docs):
-                    raise _MovedMeanwhile
-                await self.accepted.insert_many(sheets_of(docs), session=session)
-
-            async with self.client.start_session() as session:
-                with suppress(_MovedMeanwhile):  # read again
-                    await session.with_transaction(move)
 
     # --- read model, from backbone.membership ---------------------------------------------
 
@@ -190,18 +138,7 @@ class EventsStore:
 
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""
-        wanted = set(identities)
-        docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0})
-        return {i for doc in docs for i in doc["identities"] if i in wanted}
-
-    async def _records_among(self, field: str, values: Iterable[str], query: dict | None = None) -> list[dict]:
-        """The accepted records whose `field` (`_id`: the identity, or `id`) is one of `values`,
-        from the sheets holding them (found by the sheets' index of that field). Picked here, not by
-        the server: a `$filter` projection costs the local server a comparison per record and value."""
-        wanted = set(values)
-        docs = await find_among(self.accepted, {"_id": "identities", "id": "ids"}[field], wanted, query, {"records": 1})
-        sheets = {doc["_id"]: doc for doc in docs}  # a sheet holding values of two slices is found twice
-        return [record for doc in sheets.values() for record in doc["records"] if record[field] in wanted]
+        return {doc["_id"] for doc in await find_among(self.accepted, "_id", identities, projection={"_id": 1})}
 
     async def facts(self, refs: References) -> Facts:
         """Load everything the rules of one submission will look at: the collections side by side,
@@ -230,7 +167,7 @@ class EventsStore:
             ids(self.activities, [_id(k) for k in refs.activities]),
             ids(self.hires, [_id(k) for k in refs.hires]),
         )
-        records = await self._records_among("_id", refs.records)  # voids only: no query without one
+        records = await ids(self.accepted, refs.records)  # voids only: no query without one
         return Facts(
             partnerships={d["_id"] for d in partnerships},
             organisations={d["_id"] for d in organisations},
@@ -253,12 +190,11 @@ class EventsStore:
             async with await session.start_transaction():
                 if events:
                     await self.accepted.insert_many(
-                        sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events]),
+                        [facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],
                         session=session)
                 if facts.voided:
                     await self.accepted.bulk_write(
-                        [UpdateOne({"identities": record}, {"$set": {"records.$[voided].voided_by": void_id}},
-                                   array_filters=[{"voided._id": record, "voided.voided_by": {"$exists": False}}])
+                        [UpdateOne({"_id": record, "voided_by": {"$exists": False}}, {"$set": {"voided_by": void_id}})
                          for record, void_id in facts.voided.items()], session=session)
                 if holds:
                     await self._store_holds(holds, session)
@@ -332,35 +268,23 @@ class EventsStore:
     async def status(self, partnership_id: str, event_identity: str) -> dict | None:
         """What became of an event of this partnership: accepted, or held (pending, or refused
         after its hold). None when it was never accepted nor held (or is another partnership's)."""
-        for accepted in await self._records_among("_id", [event_identity], {"partnership_id": partnership_id}):
+        accepted = await self.accepted.find_one({"_id": event_identity, "partnership_id": partnership_id})
+        if accepted:
             return {"source": accepted["source"], "id": accepted["id"], "status": HeldStatus.ACCEPTED}
         return await self.held.find_one({"_id": event_identity, "partnership_id": partnership_id}, {"event": 0})
 
     async def records(self, partnership_id: str, ids: list[str] | None, event_type: str | None,
                       before: datetime | None, limit: int) -> list[dict]:
         """Accepted events of the partnership, newest first (by their time): those with these ids, or a page."""
-        def shown(record: dict) -> bool:  # records from before times were kept have nothing to show
-            return (record.get("time") is not None and (event_type is None or record["type"] == event_type)
-                    and (before is None or _utc(record["time"]) < before))
-
+        query: dict = {"partnership_id": partnership_id}
         if ids is not None:
-            rows = [r for r in await self._records_among("id", ids, {"partnership_id": partnership_id}) if shown(r)]
-        else:
-            query: dict = {"partnership_id": partnership_id}
-            if event_type is not None:
-                query["records.type"] = event_type
-            if before is not None:
-                query["day"] = {"$lte": day_of(before)}
-            rows, day = [], None
-            async for sheet in self.accepted.find(query, {"day": 1, "records": 1}).sort("day", -1):
-                if sheet["day"] != day and len(rows) >= limit:
-                    break  # every later day is read: the rest is older than the rows found
-                day = sheet["day"]
-                rows += [r for r in sheet["records"] if shown(r)]
-        rows.sort(key=lambda r: r["id"])
-        rows.sort(key=lambda r: _utc(r["time"]), reverse=True)
-        return [{k: v for k, v in r.items() if k != "_id"} | {"time": _utc(r["time"]), "data": r.get("data", {})}
-                for r in rows[:limit]]
+            query["id"] = {"$in": ids}
+        if event_type is not None:
+            query["type"] = event_type
+        if before is not None:
+            query["time"] = {"$lt": before}
+        rows = await self.accepted.find(query, {"_id": 0}).sort([("time", -1), ("id", 1)]).limit(limit).to_list()
+        return [row | {"time": row["time"].replace(tzinfo=UTC), "data": row.get("data", {})} for row in rows]
 
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None:
         doc = await self.activities.find_one({"_id": _id((partnership_id, activity_id))})

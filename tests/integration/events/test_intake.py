@@ -3,11 +3,13 @@ so a submission that failed half-way is accepted in full on retry; concurrent su
 decided in groups exactly as if they had come one after another."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 
 from services.events.domain import identity
 from services.events.intake import Intake, Outcome
@@ -19,6 +21,7 @@ from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
 from shared.lease import DEFAULT_LEASE
+from shared.mongo import make_client
 from tests.examples import EXAMPLES, P
 from tests.integration.events.conftest import example
 from tests.integration.topics import header, read_topic
@@ -59,6 +62,13 @@ def identities(events: list[CloudEvent]) -> list[str]:
 def _hires(count: int) -> list[CloudEvent]:
     return [new_event(example(out.HireRecorded, hire_id=f"h-{i}", person_id=f"p-{i}"), source="/test")
             for i in range(count)]
+
+
+@pytest.fixture
+async def client(mongo_settings) -> AsyncIterator[AsyncMongoClient]:
+    client = make_client(mongo_settings)
+    yield client
+    await client.close()
 
 
 @pytest.fixture
