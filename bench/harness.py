@@ -6,7 +6,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the benches reuse tests/examples.py, which the editable install does not ship
 
-from cli.stack import Endpoints, free_port, stop_process  # noqa: E402
+from cli.stack import Endpoints, LocalStack, free_port, stop_process  # noqa: E402
 from shared.contracts import membership as mem  # noqa: E402
 from shared.contracts import outcomes as out  # noqa: E402
 from shared.envelope import new_event  # noqa: E402
@@ -109,3 +111,18 @@ async def until_stored(service: Service, total: int, report: bool = True) -> str
                     print(f"  slowest /metrics answer while rolling up: {slowest:.2f} s", flush=True)
                 return exposition
             await asyncio.sleep(0.1)
+
+
+def run_on_mongo(bench: Callable[[str], Awaitable[None]]) -> None:
+    """Runs `bench(mongo_uri)` on the server of BACKBONE_TEST_MONGO_URI if set, else on a local
+    stack started for it and stopped afterwards."""
+    if uri := os.environ.get("BACKBONE_TEST_MONGO_URI"):
+        asyncio.run(bench(uri))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        stack = LocalStack(Path(tmp) / "stack")
+        endpoints = stack.up().endpoints
+        try:
+            asyncio.run(bench(endpoints.mongo_uri))
+        finally:
+            stack.down()

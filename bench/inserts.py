@@ -5,25 +5,22 @@ against a document stored by its _id alone, in the same run.
 
 Inserts, in transactions of `--group` documents as the events service stores a group: the hires
 (_id only: the baseline), the accepted events' records with no secondary index, with the records
-page's index (partnership, time), and with both of the store's indexes (as stored). Then the same
-records kept a group to a document (its records in an array, their identities in an indexed array:
-one document per group, an index entry per event), the cost still given per event: what storing a
-group's records together would cost instead. Uses the server of BACKBONE_TEST_MONGO_URI if set,
-else starts a local stack and stops it afterwards.
+page's index (partnership, time), and with both of the store's indexes (as stored until the
+events service kept them in sheets). Then the same records kept a group to a document (its
+records in an array, their identities in an indexed array: one document per group, an index entry
+per event), the cost still given per event: the shape of the sheets the store now keeps
+(services/events/store.py `sheets_of`, which also index ids and days). Uses the server of
+BACKBONE_TEST_MONGO_URI if set, else starts a local stack and stops it afterwards.
 """
 
 import argparse
-import asyncio
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
+from harness import run_on_mongo  # bench/harness.py
 from ingest import hires  # bench/ingest.py (through bench/harness.py: the source tree on sys.path)
 from pymongo import AsyncMongoClient
 
-from cli.stack import LocalStack  # noqa: E402
 from services.events.domain import record_of  # noqa: E402
 from shared.envelope import parse_event  # noqa: E402
 
@@ -83,16 +80,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    if uri := os.environ.get("BACKBONE_TEST_MONGO_URI"):
-        asyncio.run(bench(uri, args))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-inserts-") as tmp:
-        stack = LocalStack(Path(tmp) / "stack")
-        endpoints = stack.up().endpoints
-        try:
-            asyncio.run(bench(endpoints.mongo_uri, args))
-        finally:
-            stack.down()
+    run_on_mongo(lambda uri: bench(uri, args))
 
 
 if __name__ == "__main__":

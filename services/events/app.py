@@ -55,7 +55,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
     subscribe_all(runtime.broker, settings.kafka, NAME, store, runtime.keys, service, held)
 
     async def start(_: Runtime) -> None:
-        await store.create_indexes()
+        await store.setup()
 
     return create_service_app(
         runtime,

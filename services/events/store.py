@@ -1,5 +1,5 @@
 """The events service's MongoDB: its read model of the membership roster, the lifecycle of
-activities, the hires later outcomes refer to, the ids of every accepted event, and the events
+activities, the hires later outcomes refer to, the record of every accepted event, and the events
 held until what they name arrives.
 
 Read-model updates are idempotent and independent of arrival order, because organisations are
@@ -8,12 +8,13 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Set
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterable, Set
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
+import bson
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -22,7 +23,17 @@ from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import find_among
+from shared.mongo import IN_SLICE, create_collections, find_among
+
+# Identities or ids asked of the sheets in one query: each sheet found holds many of them, so the
+# local server's cost of found documents (shared.mongo.IN_SLICE) stays small. 500 identities none
+# found: 14 ms in one query, 22 ms in slices of 50.
+SHEET_SLICE = 1000
+# The records page reads the newest days first, in windows reaching this many days back from its
+# newest: a page costs what the windows it needs hold, not the partnership's whole history (the
+# local server fetches and sorts every document a query matches before it returns the first).
+PAGE_WINDOWS = (1, 7, 92, 731)
+SHEET_BYTES = 4 * 1024 * 1024  # of records in one sheet (see `sheets_of`)
 
 
 class HeldStatus(StrEnum):
@@ -54,6 +65,44 @@ def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list
             "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
 
 
+def sheets_of(records: list[dict]) -> list[dict]:
+    """Accepted records as stored: a partnership's day to a document with their identities and
+    ids apart, to be indexed. One document per group and day rather than per record, because the
+    local server pays per document written to a collection with secondary indexes (~170 µs each,
+    bench/README.md), and a group's records mostly happened on one day. A sheet holds at most
+    SHEET_BYTES of records: a group of large events (an attendance list may be 256 KiB) starts
+    another, far from MongoDB's 16 MiB a document."""
+    sheets: list[dict] = []
+    open_sheets: dict[tuple[str, str], dict] = {}
+    filled: dict[tuple[str, str], int] = {}  # bytes of records in each open sheet
+    for record in records:
+        key, size = (record["partnership_id"], day_of(record.get("time"))), len(bson.encode(record))
+        sheet = open_sheets.get(key)
+        if sheet is None or filled[key] + size > SHEET_BYTES:
+            sheet = open_sheets[key] = {"partnership_id": key[0], "day": key[1], "identities": [], "ids": [],
+                                        "records": []}
+            sheets.append(sheet)
+            filled[key] = 0
+        filled[key] += size
+        sheet["identities"].append(record["_id"])
+        sheet["ids"].append(record["id"])
+        sheet["records"].append(record)
+    return sheets
+
+
+def day_of(time: datetime | None) -> str:
+    """The UTC day a record's sheet is filed under ("" for records from before times were kept)."""
+    return _utc(time).date().isoformat() if time else ""
+
+
+def _utc(time: datetime) -> datetime:
+    return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+
+
+class _MovedMeanwhile(Exception):
+    """Another replica moved some of the records being moved."""
+
+
 def _organisations(event: CloudEvent) -> list[str]:
     fields = vars(event.data)
     return [o for name in ("employer_id", "provider_id") if (o := fields.get(name))] + list(fields.get("host_ids", ()))
@@ -75,21 +124,49 @@ class EventsStore:
         self.action_teams = db["action_teams"]
         self.activities = db["activities"]
         self.hires = db["hires"]
-        # One document per accepted event; its _id (the event's identity: source and id) is the
-        # unique index that makes every entry point accept an event once.
-        self.accepted = db["accepted_events"]
+        # The records of accepted events, a partnership's day of one decided group to a document
+        # (a sheet, see `sheets_of`). Its unique index of identities (source and id) makes every
+        # entry point accept an event once.
+        self.accepted = db["accepted_records"]
+        self.legacy_accepted = db["accepted_events"]  # one document per record, before sheets: moved at setup
         # One lease per partnership: which replica decides its events now, and until when.
         self.turns = Leases(db["decision_turns"], decision_lease)
         # One document per event held until what it names arrives, and its final status.
         self.held = db["held_events"]
 
-    async def create_indexes(self) -> None:
+    async def setup(self) -> None:
+        await create_collections(self.hires.database, [self.hires.name, self.activities.name])
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
-        await self.accepted.create_index([("partnership_id", 1), ("time", -1)])
-        await self.accepted.create_index([("partnership_id", 1), ("id", 1)])
+        await self.accepted.create_index("identities", unique=True)
+        await self.accepted.create_index([("partnership_id", 1), ("ids", 1)])  # lineage rows, corrections
+        await self.accepted.create_index([("partnership_id", 1), ("day", -1)])  # the records page
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
+        await self._move_legacy_records()
+
+    async def _move_legacy_records(self) -> None:
+        """Records kept one document each (before sheets) moved into sheets, a thousand at a time.
+        Moved and deleted in one transaction, which fails if another replica moved any of them
+        meanwhile: a record is never in both places, nor in neither."""
+        while docs := await self.legacy_accepted.find({}).limit(1000).to_list():
+            async def move(session, docs=docs) -> None:
+                gone = 0
+                for start in range(0, len(docs), IN_SLICE):
+                    result = await self.legacy_accepted.delete_many(
+                        {"_id": {"$in": [d["_id"] for d in docs[start:start + IN_SLICE]]}}, session=session)
+                    gone += result.deleted_count
+                if gone != len(docs):
+                    raise _MovedMeanwhile
+                # An old replica still running during a rollout may have recorded an event a new one
+                # had recorded in a sheet already (each checks only its own place): kept once.
+                kept = await self.recorded([d["_id"] for d in docs])
+                if moving := [d for d in docs if d["_id"] not in kept]:
+                    await self.accepted.insert_many(sheets_of(moving), session=session)
+
+            async with self.client.start_session() as session:
+                with suppress(_MovedMeanwhile):  # read again
+                    await session.with_transaction(move)
 
     # --- read model, from backbone.membership ---------------------------------------------
 
@@ -138,7 +215,20 @@ class EventsStore:
 
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""
-        return {doc["_id"] for doc in await find_among(self.accepted, "_id", identities, projection={"_id": 1})}
+        wanted = set(identities)
+        docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0},
+                                slice_size=SHEET_SLICE)
+        return {i for doc in docs for i in doc["identities"] if i in wanted}
+
+    async def _records_among(self, field: str, values: Iterable[str], query: dict | None = None) -> list[dict]:
+        """The accepted records whose `field` (`_id`: the identity, or `id`) is one of `values`,
+        from the sheets holding them (found by the sheets' index of that field). Picked here, not by
+        the server: a `$filter` projection costs the local server a comparison per record and value."""
+        wanted = set(values)
+        docs = await find_among(self.accepted, {"_id": "identities", "id": "ids"}[field], wanted, query, {"records": 1},
+                                SHEET_SLICE)
+        sheets = {doc["_id"]: doc for doc in docs}  # a sheet holding values of two slices is found twice
+        return [record for doc in sheets.values() for record in doc["records"] if record[field] in wanted]
 
     async def facts(self, refs: References) -> Facts:
         """Load everything the rules of one submission will look at: the collections side by side,
@@ -167,7 +257,7 @@ class EventsStore:
             ids(self.activities, [_id(k) for k in refs.activities]),
             ids(self.hires, [_id(k) for k in refs.hires]),
         )
-        records = await ids(self.accepted, refs.records)  # voids only: no query without one
+        records = await self._records_among("_id", refs.records)  # voids only: no query without one
         return Facts(
             partnerships={d["_id"] for d in partnerships},
             organisations={d["_id"] for d in organisations},
@@ -186,32 +276,37 @@ class EventsStore:
         both accepted and still waiting."""
         if not events and not holds:
             return
+        async def write(session) -> None:
+            if events:
+                await self.accepted.insert_many(
+                    sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events]),
+                    session=session)
+            if facts.voided:
+                await self.accepted.bulk_write(
+                    [UpdateOne({"identities": record}, {"$set": {"records.$[voided].voided_by": void_id}},
+                               array_filters=[{"voided._id": record, "voided.voided_by": {"$exists": False}}])
+                     for record, void_id in facts.voided.items()], session=session)
+            if holds:
+                await self._store_holds(holds, session)
+            if facts.changed_activities:
+                await self.activities.bulk_write(
+                    [ReplaceOne({"_id": _id(key)},
+                                {"state": facts.activities[key].model_dump(mode="json")}, upsert=True)
+                     for key in facts.changed_activities],
+                    session=session)
+            if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
+                await self.hires.delete_many({"_id": {"$in": [_id(key) for key in facts.removed_hires]}},
+                                             session=session)
+            if facts.new_hires:
+                await self.hires.insert_many(
+                    [{"_id": _id((h.partnership_id, h.hire_id)), "hire": h.model_dump(mode="json")}
+                     for h in facts.new_hires],
+                    session=session)
+
+        # Retried whole on a write conflict (a wake, or a held event's hold stored by another
+        # replica, wrote the same held event): what it writes was decided under the turn.
         async with self.client.start_session() as session:
-            async with await session.start_transaction():
-                if events:
-                    await self.accepted.insert_many(
-                        [facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],
-                        session=session)
-                if facts.voided:
-                    await self.accepted.bulk_write(
-                        [UpdateOne({"_id": record, "voided_by": {"$exists": False}}, {"$set": {"voided_by": void_id}})
-                         for record, void_id in facts.voided.items()], session=session)
-                if holds:
-                    await self._store_holds(holds, session)
-                if facts.changed_activities:
-                    await self.activities.bulk_write(
-                        [ReplaceOne({"_id": _id(key)},
-                                    {"state": facts.activities[key].model_dump(mode="json")}, upsert=True)
-                         for key in facts.changed_activities],
-                        session=session)
-                if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
-                    await self.hires.delete_many({"_id": {"$in": [_id(key) for key in facts.removed_hires]}},
-                                                 session=session)
-                if facts.new_hires:
-                    await self.hires.insert_many(
-                        [{"_id": _id((h.partnership_id, h.hire_id)), "hire": h.model_dump(mode="json")}
-                         for h in facts.new_hires],
-                        session=session)
+            await session.with_transaction(write)
 
     async def _store_holds(self, holds: Holds, session) -> None:
         # Replacing: an event refused after its hold may be sent again, and is held afresh.
@@ -268,23 +363,45 @@ class EventsStore:
     async def status(self, partnership_id: str, event_identity: str) -> dict | None:
         """What became of an event of this partnership: accepted, or held (pending, or refused
         after its hold). None when it was never accepted nor held (or is another partnership's)."""
-        accepted = await self.accepted.find_one({"_id": event_identity, "partnership_id": partnership_id})
-        if accepted:
+        for accepted in await self._records_among("_id", [event_identity], {"partnership_id": partnership_id}):
             return {"source": accepted["source"], "id": accepted["id"], "status": HeldStatus.ACCEPTED}
         return await self.held.find_one({"_id": event_identity, "partnership_id": partnership_id}, {"event": 0})
 
     async def records(self, partnership_id: str, ids: list[str] | None, event_type: str | None,
                       before: datetime | None, limit: int) -> list[dict]:
         """Accepted events of the partnership, newest first (by their time): those with these ids, or a page."""
-        query: dict = {"partnership_id": partnership_id}
+        def shown(record: dict) -> bool:  # records from before times were kept have nothing to show
+            return (record.get("time") is not None and (event_type is None or record["type"] == event_type)
+                    and (before is None or _utc(record["time"]) < before))
+
         if ids is not None:
-            query["id"] = {"$in": ids}
-        if event_type is not None:
-            query["type"] = event_type
-        if before is not None:
-            query["time"] = {"$lt": before}
-        rows = await self.accepted.find(query, {"_id": 0}).sort([("time", -1), ("id", 1)]).limit(limit).to_list()
-        return [row | {"time": row["time"].replace(tzinfo=UTC), "data": row.get("data", {})} for row in rows]
+            rows = [r for r in await self._records_among("id", ids, {"partnership_id": partnership_id}) if shown(r)]
+        else:
+            rows = await self._newest(partnership_id, before, limit, shown)
+        rows.sort(key=lambda r: r["id"])
+        rows.sort(key=lambda r: _utc(r["time"]), reverse=True)
+        return [{k: v for k, v in r.items() if k != "_id"} | {"time": _utc(r["time"]), "data": r.get("data", {})}
+                for r in rows[:limit]]
+
+    async def _newest(self, partnership_id: str, before: datetime | None, limit: int,
+                      shown: Callable[[dict], bool]) -> list[dict]:
+        """At least `limit` records `shown` of the partnership before `before` (all if fewer): all
+        those of the newest days, read a window of days at a time (PAGE_WINDOWS). The type is left
+        to `shown`: with records.type in the query, the local server plans on the index of ids and
+        reads the partnership's whole history (bench/records.py)."""
+        newest = _utc(before) if before is not None else datetime.now(UTC)
+        days: dict = {"$lte": day_of(before)} if before is not None else {}
+        rows: list[dict] = []
+        for back in (*PAGE_WINDOWS, None):
+            oldest = None if back is None else day_of(newest - timedelta(days=back))
+            window = days | ({"$gte": oldest} if oldest is not None else {})
+            query = {"partnership_id": partnership_id} | ({"day": window} if window else {})
+            async for sheet in self.accepted.find(query, {"records": 1}):
+                rows += [r for r in sheet["records"] if shown(r)]
+            if len(rows) >= limit or oldest is None:
+                return rows  # every later day is read: the rest is older than the rows found
+            days = {"$lt": oldest}
+        return rows
 
     async def activity(self, partnership_id: str, activity_id: str) -> Activity | None:
         doc = await self.activities.find_one({"_id": _id((partnership_id, activity_id))})

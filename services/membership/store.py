@@ -21,7 +21,7 @@ from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
 from shared.errors import Conflict
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import IN_SLICE, find_among
+from shared.mongo import IN_SLICE, create_collections, find_among
 from shared.settings import KafkaSettings
 
 
@@ -73,6 +73,9 @@ def _where(**equals: Any) -> dict[str, Any]:
 
 # SecantusDB answers `$in` in time quadratic in the list's length (5,000 ids: 40 s): lookups go in
 # slices (shared.mongo.IN_SLICE), which keep a whole roster's linear (5,000 ids: about 1 s).
+# What a Change writes, in a transaction (see create_collections).
+WRITTEN = ("regions", "sectors", "organisations", "partnerships", "memberships", "action_teams", "targets",
+           "contacts", "issued_keys")
 ROSTER_SLICE = 500  # memberships per slice of a streamed roster export
 
 
@@ -89,6 +92,7 @@ class MembershipStore:
         self.on_commit = lambda: None  # the relay's wake-up
 
     async def create_indexes(self) -> None:
+        await create_collections(self.db, [*WRITTEN, self.outbox.name])
         await self.db.partnerships.create_index([("region_id", ASCENDING), ("sector_id", ASCENDING)])
         await self.db.memberships.create_index([("partnership_id", ASCENDING), ("organisation_id", ASCENDING)])
         await self.db.memberships.create_index([("organisation_id", ASCENDING)])

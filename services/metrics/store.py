@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.metrics import dedupe
 from services.metrics.domain import DATED_SOURCES, ROSTER, Cells, DocKey, Facts, doc_id
 from services.metrics.kpis import Milestone
-from shared.mongo import IN_SLICE
+from shared.mongo import IN_SLICE, create_collections
 
 CONTROL_ID = "store"
 # A key's facts are stored as pieces, one per batch that changes them, merged when read: a batch
@@ -107,7 +107,8 @@ class MetricsStore:
     def _collections(self, version: int) -> tuple:
         return self._facts(version), self._offsets(version), self._seen(version), self._stamps(version)
 
-    async def _create_indexes(self, version: int) -> None:
+    async def _create_collections(self, version: int) -> None:
+        await create_collections(self.db, [c.name for c in self._collections(version)])
         await self._facts(version).create_index([("p", 1), ("b", 1)])
         await self._facts(version).create_index([("s", 1), ("b", 1)])
         await self._facts(version).create_index("k")
@@ -118,7 +119,7 @@ class MetricsStore:
             await self.control.insert_one({"_id": CONTROL_ID, "current": 1, "building": None})
         except DuplicateKeyError:
             pass  # an earlier start, or another instance, made it
-        await self._create_indexes(await self.version())
+        await self._create_collections(await self.version())
 
     async def _control(self) -> dict:
         control = await self.control.find_one({"_id": CONTROL_ID})
@@ -215,7 +216,7 @@ class MetricsStore:
         version = control["current"] + 1
         for collection in self._collections(version):
             await collection.drop()  # leftovers of a rebuild of that number that was abandoned
-        await self._create_indexes(version)
+        await self._create_collections(version)
         await self.control.update_one({"_id": CONTROL_ID, "building": None}, {"$set": {"building": version}})
         return version
 

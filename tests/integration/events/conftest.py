@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
 
 from shared.auth import hash_key, new_key
 from shared.catalog import Topic, inbound_of
@@ -22,6 +23,13 @@ from tests.examples import EXAMPLES, P, example  # noqa: F401 - example: used by
 
 OPERATOR_KEY = "events-tests-operator-key"
 OTHER = "scmip"  # a second partnership, for keys that must not reach it
+
+
+@pytest.fixture
+async def client(mongo_settings) -> AsyncIterator[AsyncMongoClient]:
+    client = make_client(mongo_settings)
+    yield client
+    await client.close()
 
 
 @pytest.fixture

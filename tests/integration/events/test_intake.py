@@ -3,13 +3,11 @@ so a submission that failed half-way is accepted in full on retry; concurrent su
 decided in groups exactly as if they had come one after another."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
-from pymongo import AsyncMongoClient
 
 from services.events.domain import identity
 from services.events.intake import Intake, Outcome
@@ -21,7 +19,6 @@ from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
 from shared.lease import DEFAULT_LEASE
-from shared.mongo import make_client
 from tests.examples import EXAMPLES, P
 from tests.integration.events.conftest import example
 from tests.integration.topics import header, read_topic
@@ -31,6 +28,14 @@ pytestmark = pytest.mark.integration
 
 class UnreachableProducer:
     async def send(self, *args, **kwargs):
+        raise KafkaConnectionError("broker away")
+
+
+class LateFailingProducer:
+    """Kafka failing after a while: by then the group's records are written, not yet committed."""
+
+    async def send(self, *args, **kwargs):
+        await asyncio.sleep(0.5)
         raise KafkaConnectionError("broker away")
 
 
@@ -65,13 +70,6 @@ def _hires(count: int) -> list[CloudEvent]:
 
 
 @pytest.fixture
-async def client(mongo_settings) -> AsyncIterator[AsyncMongoClient]:
-    client = make_client(mongo_settings)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
 async def store(client, mongo_settings) -> EventsStore:
     """The events database with one partnership and its member, as the roster consumer leaves it."""
     store = EventsStore(client[mongo_settings.database_prefix + "events"])
@@ -80,8 +78,9 @@ async def store(client, mongo_settings) -> EventsStore:
     return store
 
 
-async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, store):
-    runtime = _Runtime(UnreachableProducer(), kafka_settings)
+@pytest.mark.parametrize("unreachable", [UnreachableProducer, LateFailingProducer])
+async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings, store, unreachable):
+    runtime = _Runtime(unreachable(), kafka_settings)
     intake = Intake(runtime, store)
     scheduled = new_event(EXAMPLES[act.ActivityScheduled], source="/test")
     completed = new_event(EXAMPLES[act.ActivityCompleted], source="/test")
