@@ -1,6 +1,7 @@
 """MongoDB through PyMongo's native async client (MongoDB's successor to the deprecated motor)."""
 
 import asyncio
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,17 @@ async def create_collections(db: AsyncDatabase, names: Iterable[str]) -> None:
         except OperationFailure as exc:
             if exc.code != NAMESPACE_EXISTS:  # made by an earlier start, or another replica: fine
                 raise
+
+
+async def mark_multikey(collection: AsyncCollection, fields: Iterable[str]) -> None:
+    """Flag the indexes of these array fields multikey before a transaction writes an array there.
+    The first array written to an indexed field flags its index in the index catalogue; inside a
+    transaction that write conflicts with every other transaction writing the collection until it
+    ends (for a replica killed mid-transaction: until the server reaps it, 60 s on SecantusDB).
+    The flag stays once set (as on MongoDB), so a document written and deleted at setup does it."""
+    marker = f"\x00multikey-{uuid.uuid4().hex}"  # unique per call: replicas starting at once, unique indexes
+    await collection.insert_one({"_id": marker, **{field: [marker] for field in fields}})
+    await collection.delete_one({"_id": marker})
 
 
 # The local server (SecantusDB) answers an `$in` list in time quadratic in the documents it

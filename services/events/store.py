@@ -23,7 +23,7 @@ from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import IN_SLICE, create_collections, find_among
+from shared.mongo import IN_SLICE, create_collections, find_among, mark_multikey
 
 # Identities or ids asked of the sheets in one query: each sheet found holds many of them, so the
 # local server's cost of found documents (shared.mongo.IN_SLICE) stays small. 500 identities none
@@ -143,6 +143,8 @@ class EventsStore:
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
+        await mark_multikey(self.accepted, ["identities", "ids"])
+        await mark_multikey(self.held, ["organisations"])
         await self._move_legacy_records()
 
     async def _move_legacy_records(self) -> None:

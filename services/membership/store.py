@@ -21,7 +21,7 @@ from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
 from shared.errors import Conflict
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import IN_SLICE, create_collections, find_among
+from shared.mongo import IN_SLICE, create_collections, find_among, mark_multikey
 from shared.settings import KafkaSettings
 
 
@@ -100,6 +100,7 @@ class MembershipStore:
         await self.db.targets.create_index([("partnership_id", ASCENDING)])
         await self.db.contacts.create_index([("organisation_id", ASCENDING), ("partnership_id", ASCENDING)])
         await self.db.issued_keys.create_index([("sources", ASCENDING)])
+        await mark_multikey(self.db.issued_keys, ["sources"])
         await self.outbox.create_index([("sent", ASCENDING), ("seq", ASCENDING)])
 
     # --- single documents and lists ---------------------------------------------------------

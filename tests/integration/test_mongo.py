@@ -1,12 +1,12 @@
 """shared.mongo on the real database: find_among finds every matching document once, however the
-values are sliced and however many slices are asked at once; create_collections may run on
-several replicas at once and again."""
+values are sliced and however many slices are asked at once; create_collections and mark_multikey
+may run on several replicas at once and again."""
 
 import asyncio
 
 import pytest
 
-from shared.mongo import SLICES_AT_ONCE, create_collections, find_among, make_client
+from shared.mongo import SLICES_AT_ONCE, create_collections, find_among, make_client, mark_multikey
 
 pytestmark = pytest.mark.integration
 
@@ -35,5 +35,19 @@ async def test_collections_are_created_once_by_replicas_starting_together_and_ag
         await create_collections(db, ["hires"])
         assert set(await db.list_collection_names()) == {"kept", "hires", "activities"}
         assert await db["kept"].count_documents({}) == 1
+    finally:
+        await client.close()
+
+
+async def test_indexes_are_flagged_multikey_by_replicas_starting_together_leaving_nothing(mongo_settings):
+    client = make_client(mongo_settings)
+    try:
+        records = client[mongo_settings.database_prefix + "mongo"]["records"]
+        await records.create_index("identities", unique=True)
+        await records.create_index([("partnership_id", 1), ("ids", 1)])
+        await asyncio.gather(*(mark_multikey(records, ["identities", "ids"]) for _ in range(3)))
+        assert await records.count_documents({}) == 0
+        plan = await records.find({"identities": "x"}).explain()
+        assert "isMultiKey': True" in str(plan)
     finally:
         await client.close()

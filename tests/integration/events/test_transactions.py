@@ -7,13 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.events.domain import Facts, Hire, identity
-from services.events.store import EventsStore, HeldStatus, Holds
+from services.events.domain import Facts, Hire, identity, record_of
+from services.events.store import EventsStore, HeldStatus, Holds, sheets_of
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
 from tests.examples import EXAMPLES, P
 
 pytestmark = pytest.mark.integration
+
+
+def held(event_id: str) -> dict:
+    return {"_id": identity("/ats", event_id), "status": HeldStatus.PENDING, "partnership_id": P,
+            "organisations": ["microboard"], "next_attempt_at": datetime.now(UTC), "attempts": 0}
 
 
 def hire(n: int) -> tuple:
@@ -24,20 +29,26 @@ def hire(n: int) -> tuple:
 
 
 async def test_a_replica_killed_in_its_first_transaction_does_not_block_the_others(client, mongo_settings):
-    """Fails when `hires` is first made by a decision's transaction: every other one conflicts."""
+    """Its transaction wrote the first hire, the first accepted records and the first held event.
+    Fails when a decision's transaction is what first makes `hires`, or first flags the indexes of
+    the records' identities and ids or of the held events' organisations multikey: every other
+    transaction writing there conflicts until that one ends."""
     db = client[mongo_settings.database_prefix + "events"]
     survivor = EventsStore(db)
     await survivor.setup()
-    _, killed_hire = hire(1)
+    killed_event, killed_hire = hire(1)
     async with client.start_session() as killed:  # its transaction never ends while the survivor works
         await killed.start_transaction()
         await db["hires"].insert_one({"_id": f"{P}/{killed_hire.hire_id}"}, session=killed)
+        await survivor.accepted.insert_many(sheets_of([record_of(killed_event)]), session=killed)
+        await survivor.held.insert_one(held("killed-early"), session=killed)
 
         event, new_hire = hire(2)
         async with asyncio.timeout(15):
-            await survivor.record([event], Facts(new_hires=[new_hire]))
+            await survivor.record([event], Facts(new_hires=[new_hire]), Holds(new=[held("survivor-early")]))
     assert await survivor.recorded([identity(event.source, event.id)]) == {identity(event.source, event.id)}
     assert await db["hires"].count_documents({}) == 1
+    assert await survivor.held_count() == 1
 
 
 async def test_a_decision_that_conflicts_with_another_transaction_is_retried_whole(client, mongo_settings):
@@ -46,8 +57,7 @@ async def test_a_decision_that_conflicts_with_another_transaction_is_retried_who
     store = EventsStore(db)
     await store.setup()
     waiting = identity("/ats", "early-hire")
-    await store.held.insert_one({"_id": waiting, "status": HeldStatus.PENDING, "partnership_id": P,
-                                 "next_attempt_at": datetime.now(UTC), "attempts": 0})
+    await store.held.insert_one(held("early-hire"))
     event, new_hire = hire(3)
 
     async with client.start_session() as waker:  # another replica waking the held event, slowly
