@@ -177,7 +177,8 @@ class Intake:
         identities = [domain.identity(e.source, e.id) for e in events]
         seen, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
             self.store.recorded(identities),
-            self.store.pending([i for c, i in zip(candidates, identities, strict=True) if c.held or self.hold]))
+            self.store.pending({i: c.event.source for c, i in zip(candidates, identities, strict=True)
+                                if c.held or self.hold}))
         facts = await self.store.facts(
             domain.references(e.data for e, i in zip(events, identities, strict=True) if i not in seen)
         )

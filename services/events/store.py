@@ -8,7 +8,7 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -143,6 +143,7 @@ class EventsStore:
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
+        await self.held.create_index([("status", 1), ("source", 1)])  # which identities to look up (`pending`)
         await mark_multikey(self.accepted, ["identities", "ids"])
         await mark_multikey(self.held, ["organisations"])
         await self._move_legacy_records()
@@ -322,12 +323,22 @@ class EventsStore:
 
     # --- held events ------------------------------------------------------------------------
 
-    async def pending(self, identities: list[str]) -> dict[str, dict]:
-        """The held events among these (by `domain.identity`) still waiting for a decision."""
-        if not identities:
+    async def pending(self, sources: Mapping[str, str]) -> dict[str, dict]:
+        """The held events among these (`domain.identity` -> its source) still waiting for a
+        decision. Most of the time their sources have few events held, or none: those are listed
+        (by the index of status and source, at most one more than asked) and only those among these
+        fetched, rather than every identity looked up (~15% of a group of new events' time)."""
+        if not sources:
             return {}
-        docs = await find_among(self.held, "_id", identities, {"status": HeldStatus.PENDING})
-        return {doc["_id"]: doc for doc in docs}
+        listed = await self.held.find({"status": HeldStatus.PENDING, "source": {"$in": sorted(set(sources.values()))}},
+                                      {"_id": 1}).limit(len(sources) + 1).to_list()
+        few = len(listed) <= len(sources)
+        asked = [doc["_id"] for doc in listed if doc["_id"] in sources] if few else list(sources)
+        # By _id alone, the status checked here: with the status first in the query (as find_among
+        # puts it) the local server reads every pending event by the index of status, for each
+        # slice of 50 (17 s a group of 500 with 20,000 held, bench/held.py).
+        docs = await find_among(self.held, "_id", asked) if asked else []
+        return {doc["_id"]: doc for doc in docs if doc["status"] == HeldStatus.PENDING}
 
     async def due(self, now: datetime, limit: int) -> list[dict]:
         """Held events whose next attempt is due, the earliest held first."""
