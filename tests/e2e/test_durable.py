@@ -162,7 +162,7 @@ async def test_kills_a_stop_and_a_restore_lose_no_acknowledged_event(tmp_path):
     what got no answer) and every acknowledged event is counted once. Then a backup taken while
     running, a stop and start on the same directory, and the backup restored into an empty one
     all give the same KPIs."""
-    events = 10_000
+    events = 20_000  # long enough to outlast three kills and their restarts (2 s apart, each waited for)
     base = free_port_base()
     installation = await Installation(tmp_path / "first", base).start()
     try:
