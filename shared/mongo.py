@@ -61,7 +61,10 @@ async def find_among(collection: AsyncCollection, field: str, values: Iterable[A
                      projection: dict | None = None, slice_size: int = IN_SLICE) -> list[dict]:
     """Documents of `collection` matching `query` whose `field` is one of `values`, asked
     `slice_size` values at a time (in no particular order). A larger slice suits an index where
-    each document found holds many of the values (a multikey index of arrays)."""
+    each document found holds many of the values (a multikey index of arrays). By `_id`, ask with
+    no `query` and check its fields on what is found: the local server takes its primary-key path
+    only for a query on `_id` alone, and may otherwise plan on another index and read all it holds
+    (17 s a group of 500 held events asked with their status, bench/held.py)."""
     wanted, found = list(values), []
     starts = range(0, len(wanted), slice_size)
     for first in range(0, len(starts), SLICES_AT_ONCE):

@@ -334,9 +334,7 @@ class EventsStore:
                                       {"_id": 1}).limit(len(sources) + 1).to_list()
         few = len(listed) <= len(sources)
         asked = [doc["_id"] for doc in listed if doc["_id"] in sources] if few else list(sources)
-        # By _id alone, the status checked here: with the status first in the query (as find_among
-        # puts it) the local server reads every pending event by the index of status, for each
-        # slice of 50 (17 s a group of 500 with 20,000 held, bench/held.py).
+        # By _id alone, the status checked here (see find_among).
         docs = await find_among(self.held, "_id", asked) if asked else []
         return {doc["_id"]: doc for doc in docs if doc["status"] == HeldStatus.PENDING}
 
