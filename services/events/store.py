@@ -1,6 +1,6 @@
 """The events service's MongoDB: its read model of the membership roster, the lifecycle of
-activities, the hires later outcomes refer to, the record of every accepted event, and the events
-held until what they name arrives.
+activities, the record of every accepted event (with the hires later outcomes refer to), and the
+events held until what they name arrives.
 
 Read-model updates are idempotent and independent of arrival order, because organisations are
 keyed by organisation on Kafka while memberships are keyed by partnership: the two may arrive
@@ -19,6 +19,7 @@ from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of, record_of
+from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
@@ -65,13 +66,17 @@ def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list
             "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
 
 
-def sheets_of(records: list[dict]) -> list[dict]:
+def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> list[dict]:
     """Accepted records as stored: a partnership's day to a document with their identities and
     ids apart, to be indexed. One document per group and day rather than per record, because the
     local server pays per document written to a collection with secondary indexes (~170 µs each,
     bench/README.md), and a group's records mostly happened on one day. A sheet holds at most
     SHEET_BYTES of records: a group of large events (an attendance list may be 256 KiB) starts
-    another, far from MongoDB's 16 MiB a document."""
+    another, far from MongoDB's 16 MiB a document.
+
+    `hires`: the hire each record of a hire records (by the record's identity), kept in its
+    record's sheet and found by its key among the identities (`hire_key`): a hire costs no
+    document of its own, and its key, unique there, is recorded once per partnership."""
     sheets: list[dict] = []
     open_sheets: dict[tuple[str, str], dict] = {}
     filled: dict[tuple[str, str], int] = {}  # bytes of records in each open sheet
@@ -87,7 +92,33 @@ def sheets_of(records: list[dict]) -> list[dict]:
         sheet["identities"].append(record["_id"])
         sheet["ids"].append(record["id"])
         sheet["records"].append(record)
+        if hires and (hire := hires.get(record["_id"])):
+            sheet["identities"].append(hire_key(hire))
+            sheet.setdefault("hires", []).append(_hire_doc(hire))
     return sheets
+
+
+def hire_key(hire: Hire | Key) -> str:
+    """A hire's key among the sheets' identities: an event's identity starts with a digit, this
+    never does (`domain.identity`)."""
+    partnership_id, hire_id = (hire.partnership_id, hire.hire_id) if isinstance(hire, Hire) else hire
+    return f"hire/{partnership_id}/{hire_id}"
+
+
+def _hire_doc(hire: Hire) -> dict:
+    return {"key": hire_key(hire)} | hire.model_dump(mode="json")
+
+
+def _hires_recorded(events: list[CloudEvent], facts: Facts) -> dict[str, Hire]:
+    """The record (by identity) of each hire accepted now: the last event recording it (one
+    recorded, voided and recorded again in a group is kept with its second record)."""
+    kept = {hire_key(h): h for h in facts.new_hires}
+    recorded: dict[str, str] = {}  # hire key -> identity of its record
+    for event in events:
+        if isinstance(event.data, out.HireRecorded) and (key := hire_key(
+                (event.data.partnership_id, event.data.hire_id))) in kept:
+            recorded[key] = identity(event.source, event.id)
+    return {record: kept[key] for key, record in recorded.items()}
 
 
 def day_of(time: datetime | None) -> str:
@@ -123,7 +154,7 @@ class EventsStore:
         self.memberships = db["memberships"]
         self.action_teams = db["action_teams"]
         self.activities = db["activities"]
-        self.hires = db["hires"]
+        self.legacy_hires = db["hires"]  # one document per hire, before hires were kept in sheets: moved at setup
         # The records of accepted events, a partnership's day of one decided group to a document
         # (a sheet, see `sheets_of`). Its unique index of identities (source and id) makes every
         # entry point accept an event once.
@@ -135,7 +166,7 @@ class EventsStore:
         self.held = db["held_events"]
 
     async def setup(self) -> None:
-        await create_collections(self.hires.database, [self.hires.name, self.activities.name])
+        await create_collections(self.activities.database, [self.activities.name])
         await self.memberships.create_index([("partnership_id", 1), ("organisation_id", 1)])
         await self.accepted.create_index("identities", unique=True)
         await self.accepted.create_index([("partnership_id", 1), ("ids", 1)])  # lineage rows, corrections
@@ -147,6 +178,7 @@ class EventsStore:
         await mark_multikey(self.accepted, ["identities", "ids"])
         await mark_multikey(self.held, ["organisations"])
         await self._move_legacy_records()
+        await self._move_legacy_hires()
 
     async def _move_legacy_records(self) -> None:
         """Records kept one document each (before sheets) moved into sheets, a thousand at a time.
@@ -169,6 +201,33 @@ class EventsStore:
 
             async with self.client.start_session() as session:
                 with suppress(_MovedMeanwhile):  # read again
+                    await session.with_transaction(move)
+
+    async def _move_legacy_hires(self) -> None:
+        """Hires kept one document each (before they were kept in sheets) moved into sheets of
+        hires alone (no records; their records stay where they are), a thousand at a time, as
+        `_move_legacy_records` moves records. An old replica still running during a rollout may
+        store a hire here after the move: the next start of a new one moves it."""
+        while docs := await self.legacy_hires.find({}).limit(1000).to_list():
+            async def move(session, docs=docs) -> None:
+                result = await self.legacy_hires.delete_many({"_id": {"$in": [d["_id"] for d in docs]}},
+                                                             session=session)
+                if result.deleted_count != len(docs):
+                    raise _MovedMeanwhile
+                hires = [Hire.model_validate(d["hire"]) for d in docs]
+                kept = await self.recorded([hire_key(h) for h in hires])  # by a new replica meanwhile
+                by_partnership: dict[str, list[Hire]] = {}
+                for hire in hires:
+                    if hire_key(hire) not in kept:
+                        by_partnership.setdefault(hire.partnership_id, []).append(hire)
+                if by_partnership:
+                    await self.accepted.insert_many(
+                        [{"partnership_id": pid, "day": "", "identities": [hire_key(h) for h in own], "ids": [],
+                          "records": [], "hires": [_hire_doc(h) for h in own]}
+                         for pid, own in by_partnership.items()], session=session)
+
+            async with self.client.start_session() as session:
+                with suppress(_MovedMeanwhile):
                     await session.with_transaction(move)
 
     # --- read model, from backbone.membership ---------------------------------------------
@@ -217,7 +276,7 @@ class EventsStore:
         return self.turns.hold(partnership_ids, holder)
 
     async def recorded(self, identities: list[str]) -> set[str]:
-        """Which of these events (by `domain.identity`) were accepted before."""
+        """Which of these events (by `domain.identity`), or hires (by `hire_key`), were accepted before."""
         wanted = set(identities)
         docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0},
                                 slice_size=SHEET_SLICE)
@@ -252,13 +311,19 @@ class EventsStore:
             return {(d["partnership_id"], d["organisation_id"]) for d in docs
                     if "joined_on" in d and d["joined_on"] > d.get("left_on", "")}
 
-        partnerships, organisations, members, teams, activities, hires = await asyncio.gather(
+        async def hires() -> list[Hire]:
+            wanted = {hire_key(k) for k in refs.hires}
+            docs = await find_among(self.accepted, "identities", wanted, projection={"hires": 1, "_id": 0},
+                                    slice_size=SHEET_SLICE)
+            return [Hire.model_validate(h) for doc in docs for h in doc["hires"] if h["key"] in wanted]
+
+        partnerships, organisations, members, teams, activities, found_hires = await asyncio.gather(
             ids(self.partnerships, refs.partnerships),
             ids(self.organisations, refs.organisations),
             active_members(),
             ids(self.action_teams, [_id(k) for k in refs.action_teams]),
             ids(self.activities, [_id(k) for k in refs.activities]),
-            ids(self.hires, [_id(k) for k in refs.hires]),
+            hires(),
         )
         records = await self._records_among("_id", refs.records)  # voids only: no query without one
         return Facts(
@@ -269,7 +334,7 @@ class EventsStore:
                           for d in teams},
             activities={(a.partnership_id, a.activity_id): a
                         for a in (Activity.model_validate(d["state"]) for d in activities)},
-            hires={(h.partnership_id, h.hire_id): h for h in (Hire.model_validate(d["hire"]) for d in hires)},
+            hires={(h.partnership_id, h.hire_id): h for h in found_hires},
             records={d["_id"]: d for d in records},
         )
 
@@ -280,9 +345,16 @@ class EventsStore:
         if not events and not holds:
             return
         async def write(session) -> None:
+            if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
+                keys = [hire_key(key) for key in facts.removed_hires]
+                await self.accepted.update_many(
+                    {"identities": {"$in": keys}},
+                    {"$pull": {"identities": {"$in": keys}, "hires": {"key": {"$in": keys}}}},
+                    session=session)
             if events:
                 await self.accepted.insert_many(
-                    sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events]),
+                    sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],
+                              _hires_recorded(events, facts)),
                     session=session)
             if facts.voided:
                 await self.accepted.bulk_write(
@@ -296,14 +368,6 @@ class EventsStore:
                     [ReplaceOne({"_id": _id(key)},
                                 {"state": facts.activities[key].model_dump(mode="json")}, upsert=True)
                      for key in facts.changed_activities],
-                    session=session)
-            if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
-                await self.hires.delete_many({"_id": {"$in": [_id(key) for key in facts.removed_hires]}},
-                                             session=session)
-            if facts.new_hires:
-                await self.hires.insert_many(
-                    [{"_id": _id((h.partnership_id, h.hire_id)), "hire": h.model_dump(mode="json")}
-                     for h in facts.new_hires],
                     session=session)
 
         # Retried whole on a write conflict (a wake, or a held event's hold stored by another

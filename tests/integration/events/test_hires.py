@@ -1,0 +1,111 @@
+"""Hires kept in the sheets of the records that recorded them (services/events/store.py), on the
+real database, decided as the intake decides them (the rules' effects, `domain.apply`): found by
+their key, gone once voided, their id free to be recorded again, in a later group or the same
+one; and hires kept one document each moved into sheets at setup."""
+
+import asyncio
+
+import pytest
+from pymongo.errors import BulkWriteError
+
+from services.events import domain
+from services.events.domain import Hire, References, identity, record_of
+from services.events.store import EventsStore, hire_key
+from shared.contracts import outcomes as out
+from shared.envelope import CloudEvent, new_event
+from tests.examples import EXAMPLES, P
+
+pytestmark = pytest.mark.integration
+
+H1 = (P, "h-1")
+
+
+@pytest.fixture
+async def store(client, mongo_settings) -> EventsStore:
+    store = EventsStore(client[mongo_settings.database_prefix + "events"])
+    await store.setup()
+    return store
+
+
+def hire(event_id: str, hire_id: str = "h-1", person_id: str = "person-1") -> CloudEvent:
+    return new_event(EXAMPLES[out.HireRecorded].model_copy(update={"hire_id": hire_id, "person_id": person_id}),
+                     source="/ats", id=event_id)
+
+
+def void(event_id: str, voided: CloudEvent) -> CloudEvent:
+    return new_event(EXAMPLES[out.OutcomeVoided].model_copy(update={"voided_id": voided.id,
+                                                                    "voided_source": voided.source}),
+                     source="/ats", id=event_id)
+
+
+async def decide(store: EventsStore, *events: CloudEvent) -> None:
+    """One group, accepted whole as the intake accepts it (its rules passed)."""
+    facts = await store.facts(domain.references(e.data for e in events))
+    for event in events:
+        domain.apply(event.data, facts)
+        facts.records[identity(event.source, event.id)] = record_of(event)
+    await store.record(list(events), facts)
+
+
+async def hires(store: EventsStore, *keys: tuple[str, str]) -> dict:
+    return (await store.facts(References(hires=set(keys)))).hires
+
+
+async def test_a_hire_is_found_until_voided_and_its_id_may_be_recorded_again(store):
+    first = hire("hire-1")
+    await decide(store, first, hire("hire-2", "h-2", "person-2"))
+    assert (await hires(store, H1, (P, "h-2"), (P, "h-3")))[H1].person_id == "person-1"
+    assert await hires(store, ("another", "h-1")) == {}  # ids are unique within a partnership only
+
+    again = hire("hire-1b", person_id="person-9")  # a correction: voided and recorded again, one group
+    await decide(store, void("void-1", first), again)
+    assert (await hires(store, H1))[H1].person_id == "person-9"
+    assert (await hires(store, (P, "h-2")))[(P, "h-2")].person_id == "person-2"  # its sheet's other hire stays
+
+    await decide(store, void("void-2", again))  # voided alone: gone
+    assert await hires(store, H1) == {}
+    third = hire("hire-1c", person_id="person-3")
+    await decide(store, third)
+    assert (await hires(store, H1))[H1].person_id == "person-3"
+    assert await store.accepted.count_documents({"identities": hire_key(H1)}) == 1
+
+
+async def test_a_hire_recorded_voided_and_recorded_again_in_one_group_is_kept_with_its_last_record(store):
+    first, last = hire("hire-1", person_id="person-1"), hire("hire-2", person_id="person-2")
+    await decide(store, first, void("void-1", first), last)
+    assert (await hires(store, H1))[H1].person_id == "person-2"
+    [sheet] = await store.accepted.find({"identities": hire_key(H1)}).to_list()
+    assert [h["person_id"] for h in sheet["hires"]] == ["person-2"]
+    assert ["voided_by" in r for r in sheet["records"] if r["type"] == first.type] == [True, False]
+
+
+async def test_a_hire_is_recorded_once_even_past_the_rules(store):
+    """Its key is unique among the identities: the backstop when two replicas decide one hire."""
+    await decide(store, hire("hire-1"))
+    with pytest.raises(BulkWriteError, match="E11000"):
+        await decide(store, hire("hire-2"))  # another event, the same hire
+    assert await store.recorded([identity("/ats", "hire-2")]) == set()
+
+
+async def test_hires_kept_one_document_each_are_moved_into_sheets_at_setup(client, mongo_settings):
+    db = client[mongo_settings.database_prefix + "events"]
+    old = [Hire(partnership_id=pid, hire_id=f"h-{n}", person_id=f"person-{n}", employer_id="microboard",
+                start_date="2026-03-02") for pid in (P, "scmip") for n in range(1200)]
+    await db["hires"].insert_many([{"_id": f"{h.partnership_id}/{h.hire_id}", "hire": h.model_dump(mode="json")}
+                                   for h in old])
+    # one that an old replica recorded during a rollout, a new one having recorded it in a sheet
+    await decide(EventsStore(db), hire("hire-7", "h-7", "person-7"))
+
+    stores = [EventsStore(db), EventsStore(db)]
+    await asyncio.gather(*(s.setup() for s in stores))  # two replicas starting at once
+    await stores[0].setup()  # and a restart: nothing left to move
+
+    assert await db["hires"].count_documents({}) == 0
+    keys = [(h.partnership_id, h.hire_id) for h in old]
+    found = await hires(stores[1], *keys)
+    assert found == {(h.partnership_id, h.hire_id): h for h in old} | {(P, "h-7"): found[(P, "h-7")]}
+    assert found[(P, "h-7")].start_date == EXAMPLES[out.HireRecorded].start_date  # the one in a sheet kept
+    kept = [k async for sheet in db["accepted_records"].find({}) for k in sheet["identities"] if k.startswith("hire/")]
+    assert sorted(kept) == sorted(hire_key(k) for k in keys)  # each once
+    # moved hires show no records: only the one decided in a sheet has one
+    assert [row["id"] for row in await stores[1].records(P, None, None, None, 10)] == ["hire-7"]
