@@ -345,8 +345,9 @@ def check(data: EventData, facts: Facts) -> list[FieldError]:
     return rules(data, facts)
 
 
-def apply(data: EventData, facts: Facts) -> None:
-    """Record an accepted event's effect in `facts`, so later events of the same submission see it."""
+def apply(data: EventData, facts: Facts, event_id: str) -> None:
+    """Record an accepted event's effect in `facts`, so later events of the same submission see it.
+    `event_id`: the event's own id, which a void leaves on the record it takes back."""
     match data:
         case act.ActivityScheduled():
             activity = Activity(
@@ -372,7 +373,7 @@ def apply(data: EventData, facts: Facts) -> None:
             return
         case out.OutcomeVoided():
             record_identity = identity(data.voided_source, data.voided_id)
-            facts.voided[record_identity] = data.voided_id
+            facts.voided[record_identity] = event_id
             voided = facts.records[record_identity]
             if voided["type"] == HIRE_TYPE:
                 key = (data.partnership_id, voided["data"]["hire_id"])

@@ -200,7 +200,7 @@ class Intake:
             errors = domain.check(event.data, facts)
             if not errors:
                 event = event.model_copy(update={"data": domain.completed(event.data, facts)})
-                domain.apply(event.data, facts)
+                domain.apply(event.data, facts, event.id)
                 facts.records[event_identity] = domain.record_of(event)  # a void later in the group may name it
                 seen.add(event_identity)  # the same source and id later in this group is a duplicate
                 accepted.append(event)

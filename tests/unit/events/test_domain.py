@@ -41,7 +41,7 @@ def fields(data, facts) -> list[str]:
 def scheduled(facts: Facts, **changes) -> Facts:
     data = example(act.ActivityScheduled, **changes)
     assert check(data, facts) == []
-    apply(data, facts)
+    apply(data, facts, "tour")
     return facts
 
 
@@ -73,7 +73,7 @@ def test_lifecycle_needs_a_scheduled_activity(facts):
         assert fields(EXAMPLES[model], facts) == ["data.activity_id"], model
     scheduled(facts)
     assert fields(EXAMPLES[act.ActivityScheduled], facts) == ["data.activity_id"]  # not twice
-    apply(EXAMPLES[act.ActivityCancelled], facts)
+    apply(EXAMPLES[act.ActivityCancelled], facts, "cancel")
     for model in (act.ActivityRescheduled, act.ActivityCancelled, act.ActivityCompleted, act.AttendanceRecorded):
         errors = check(EXAMPLES[model], facts)
         assert [e["field"] for e in errors] == ["data.activity_id"] and "cancelled" in errors[0]["message"]
@@ -83,14 +83,14 @@ def test_completion_after_the_scheduled_start_and_of_the_same_kind(facts):
     scheduled(facts)
     moved = example(act.ActivityRescheduled, starts_at=T0 + 24 * HOUR, ends_at=T1 + 24 * HOUR)
     assert check(moved, facts) == []
-    apply(moved, facts)
+    apply(moved, facts, "move")
     assert fields(example(act.ActivityCompleted, completed_at=T1), facts) == ["data.completed_at"]
     assert fields(example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR, kind="career_day"), facts) == [
         "data.kind"
     ]
     done = example(act.ActivityCompleted, completed_at=T1 + 24 * HOUR)
     assert check(done, facts) == []
-    apply(done, facts)
+    apply(done, facts, "done")
     activity = facts.activities[(P, "tour-1")]
     assert (activity.status, activity.reschedules, activity.starts_at) == (ActivityStatus.COMPLETED, 1, T0 + 24 * HOUR)
     assert facts.changed_activities == {(P, "tour-1")}
@@ -115,7 +115,7 @@ def test_outcomes_need_known_organisations(facts):
 def test_retention_and_separation_follow_a_recorded_hire(facts):
     hire = EXAMPLES[out.HireRecorded]
     assert fields(EXAMPLES[out.RetentionChecked], facts) == ["data.hire_id"]
-    apply(hire, facts)
+    apply(hire, facts, "hire-1")
     assert [h.hire_id for h in facts.new_hires] == ["h-1"]
     assert fields(hire, facts) == ["data.hire_id"]  # the same hire twice
     assert check(EXAMPLES[out.RetentionChecked], facts) == []
@@ -144,7 +144,7 @@ def test_references_name_what_the_rules_will_look_up():
 def recorded(facts: Facts, data, source: str = "/ats", event_id: str = "hire-1") -> str:
     """Accept `data` as the intake does, so later voids can name it; its identity."""
     assert check(data, facts) == []
-    apply(data, facts)
+    apply(data, facts, event_id)
     event = new_event(data, source=source, id=event_id)
     facts.records[identity(source, event_id)] = record_of(event)
     return identity(source, event_id)
@@ -161,14 +161,14 @@ def test_a_void_names_an_accepted_outcome_of_its_partnership_once(facts):
     published = completed(void, facts)
     assert published.voided.type == "org.backbone.hire.recorded.v1"
     assert published.voided.data["hire_id"] == "h-1" and published.voided.time.tzinfo is not None
-    apply(published, facts)
-    assert facts.voided == {hire: "hire-1"}
+    apply(published, facts, "void-1")
+    assert facts.voided == {hire: "void-1"}  # the void's id, left on the record it takes back
     assert "already" in check(void, facts)[0]["message"]  # voided once, however often it is asked
 
 
 def test_a_voided_hire_may_be_recorded_again_and_later_outcomes_wait_for_it(facts):
     recorded(facts, EXAMPLES[out.HireRecorded])
-    apply(completed(example(out.OutcomeVoided, voided_id="hire-1"), facts), facts)
+    apply(completed(example(out.OutcomeVoided, voided_id="hire-1"), facts), facts, "void-1")
     assert (P, "h-1") in facts.removed_hires and (P, "h-1") not in facts.hires
     assert fields(EXAMPLES[out.RetentionChecked], facts) == ["data.hire_id"]
     assert check(example(out.HireRecorded, start_date=date(2026, 4, 2)), facts) == []  # the corrected hire

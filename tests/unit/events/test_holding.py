@@ -39,10 +39,10 @@ def test_what_can_never_pass_is_not_held():
     facts = roster()
     assert reason(EXAMPLES[mem.MemberJoined], facts) is None  # not a type this service takes in
     assert reason(TOUR.model_copy(update={"action_team_id": "old"}), facts) is None  # a closed team stays closed
-    apply(TOUR, facts)
+    apply(TOUR, facts, "tour")
     assert reason(TOUR, facts) is None  # the activity id is taken
     assert reason(EXAMPLES[act.AttendanceRecorded].model_copy(update={"kind": "career_day"}), facts) is None
-    apply(HIRE, facts)
+    apply(HIRE, facts, "hire")
     assert reason(EXAMPLES[out.RetentionChecked].model_copy(update={"employer_id": "qvcc"}), facts) is None
 
 
