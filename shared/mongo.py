@@ -43,9 +43,14 @@ async def mark_multikey(collection: AsyncCollection, fields: Iterable[str]) -> N
     The first array written to an indexed field flags its index in the index catalogue; inside a
     transaction that write conflicts with every other transaction writing the collection until it
     ends (for a replica killed mid-transaction: until the server reaps it, 60 s on SecantusDB).
-    The flag stays once set (as on MongoDB), so a document written and deleted at setup does it."""
+    The flag stays once set (as on MongoDB), so a document written and deleted at setup does it.
+    A dotted field ("hires.key") is an array of sub-documents: the array is its first part."""
     marker = f"\x00multikey-{uuid.uuid4().hex}"  # unique per call: replicas starting at once, unique indexes
-    await collection.insert_one({"_id": marker, **{field: [marker] for field in fields}})
+    doc: dict[str, Any] = {"_id": marker}
+    for field in fields:
+        array, _, inner = field.partition(".")
+        doc[array] = [{inner: marker} if inner else marker]
+    await collection.insert_one(doc)
     await collection.delete_one({"_id": marker})
 
 

@@ -75,8 +75,9 @@ def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> l
     another, far from MongoDB's 16 MiB a document.
 
     `hires`: the hire each record of a hire records (by the record's identity), kept in its
-    record's sheet and found by its key among the identities (`hire_key`): a hire costs no
-    document of its own, and its key, unique there, is recorded once per partnership."""
+    record's sheet and found by its key (`hire_key`, indexed): a hire costs no document of its
+    own. Its key is not unique there: the rules, under the partnership's turn, record a hire
+    once, and a unique index costs the local server a third of a group's writes (bench/README.md)."""
     sheets: list[dict] = []
     open_sheets: dict[tuple[str, str], dict] = {}
     filled: dict[tuple[str, str], int] = {}  # bytes of records in each open sheet
@@ -93,16 +94,13 @@ def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> l
         sheet["ids"].append(record["id"])
         sheet["records"].append(record)
         if hires and (hire := hires.get(record["_id"])):
-            sheet["identities"].append(hire_key(hire))
             sheet.setdefault("hires", []).append(_hire_doc(hire))
     return sheets
 
 
 def hire_key(hire: Hire | Key) -> str:
-    """A hire's key among the sheets' identities: an event's identity starts with a digit, this
-    never does (`domain.identity`)."""
-    partnership_id, hire_id = (hire.partnership_id, hire.hire_id) if isinstance(hire, Hire) else hire
-    return f"hire/{partnership_id}/{hire_id}"
+    """A hire's key in the sheets: ids are unique only within a partnership."""
+    return _id((hire.partnership_id, hire.hire_id) if isinstance(hire, Hire) else hire)
 
 
 def _hire_doc(hire: Hire) -> dict:
@@ -171,11 +169,12 @@ class EventsStore:
         await self.accepted.create_index("identities", unique=True)
         await self.accepted.create_index([("partnership_id", 1), ("ids", 1)])  # lineage rows, corrections
         await self.accepted.create_index([("partnership_id", 1), ("day", -1)])  # the records page
+        await self.accepted.create_index("hires.key")  # the hires later outcomes refer to
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
         await self.held.create_index([("status", 1), ("source", 1)])  # which identities to look up (`pending`)
-        await mark_multikey(self.accepted, ["identities", "ids"])
+        await mark_multikey(self.accepted, ["identities", "ids", "hires.key"])
         await mark_multikey(self.held, ["organisations"])
         await self._move_legacy_records()
         await self._move_legacy_hires()
@@ -206,8 +205,11 @@ class EventsStore:
     async def _move_legacy_hires(self) -> None:
         """Hires kept one document each (before they were kept in sheets) moved into sheets of
         hires alone (no records; their records stay where they are), a thousand at a time, as
-        `_move_legacy_records` moves records. An old replica still running during a rollout may
-        store a hire here after the move: the next start of a new one moves it."""
+        `_move_legacy_records` moves records. Their identities are their keys, as unique as they
+        were here: an empty list would be one key of the unique index, the same in every such
+        sheet (and a hire's key, with no space, is never an event's identity). An old replica
+        still running during a rollout may store a hire here after the move: the next start of a
+        new one moves it."""
         while docs := await self.legacy_hires.find({}).limit(1000).to_list():
             async def move(session, docs=docs) -> None:
                 result = await self.legacy_hires.delete_many({"_id": {"$in": [d["_id"] for d in docs]}},
@@ -215,7 +217,7 @@ class EventsStore:
                 if result.deleted_count != len(docs):
                     raise _MovedMeanwhile
                 hires = [Hire.model_validate(d["hire"]) for d in docs]
-                kept = await self.recorded([hire_key(h) for h in hires])  # by a new replica meanwhile
+                kept = {h["key"] for h in await self._hires([hire_key(h) for h in hires])}  # by a new replica
                 by_partnership: dict[str, list[Hire]] = {}
                 for hire in hires:
                     if hire_key(hire) not in kept:
@@ -276,7 +278,7 @@ class EventsStore:
         return self.turns.hold(partnership_ids, holder)
 
     async def recorded(self, identities: list[str]) -> set[str]:
-        """Which of these events (by `domain.identity`), or hires (by `hire_key`), were accepted before."""
+        """Which of these events (by `domain.identity`) were accepted before."""
         wanted = set(identities)
         docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0},
                                 slice_size=SHEET_SLICE)
@@ -291,6 +293,13 @@ class EventsStore:
                                 SHEET_SLICE)
         sheets = {doc["_id"]: doc for doc in docs}  # a sheet holding values of two slices is found twice
         return [record for doc in sheets.values() for record in doc["records"] if record[field] in wanted]
+
+    async def _hires(self, keys: list[str]) -> list[dict]:
+        """The hires (as `_hire_doc` keeps them) of these keys, from the sheets holding them."""
+        wanted = set(keys)
+        docs = await find_among(self.accepted, "hires.key", wanted, projection={"hires": 1, "_id": 0},
+                                slice_size=SHEET_SLICE)
+        return [hire for doc in docs for hire in doc["hires"] if hire["key"] in wanted]
 
     async def facts(self, refs: References) -> Facts:
         """Load everything the rules of one submission will look at: the collections side by side,
@@ -311,19 +320,13 @@ class EventsStore:
             return {(d["partnership_id"], d["organisation_id"]) for d in docs
                     if "joined_on" in d and d["joined_on"] > d.get("left_on", "")}
 
-        async def hires() -> list[Hire]:
-            wanted = {hire_key(k) for k in refs.hires}
-            docs = await find_among(self.accepted, "identities", wanted, projection={"hires": 1, "_id": 0},
-                                    slice_size=SHEET_SLICE)
-            return [Hire.model_validate(h) for doc in docs for h in doc["hires"] if h["key"] in wanted]
-
         partnerships, organisations, members, teams, activities, found_hires = await asyncio.gather(
             ids(self.partnerships, refs.partnerships),
             ids(self.organisations, refs.organisations),
             active_members(),
             ids(self.action_teams, [_id(k) for k in refs.action_teams]),
             ids(self.activities, [_id(k) for k in refs.activities]),
-            hires(),
+            self._hires([hire_key(k) for k in refs.hires]),
         )
         records = await self._records_among("_id", refs.records)  # voids only: no query without one
         return Facts(
@@ -334,7 +337,7 @@ class EventsStore:
                           for d in teams},
             activities={(a.partnership_id, a.activity_id): a
                         for a in (Activity.model_validate(d["state"]) for d in activities)},
-            hires={(h.partnership_id, h.hire_id): h for h in found_hires},
+            hires={(h.partnership_id, h.hire_id): h for h in map(Hire.model_validate, found_hires)},
             records={d["_id"]: d for d in records},
         )
 
@@ -347,10 +350,8 @@ class EventsStore:
         async def write(session) -> None:
             if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
                 keys = [hire_key(key) for key in facts.removed_hires]
-                await self.accepted.update_many(
-                    {"identities": {"$in": keys}},
-                    {"$pull": {"identities": {"$in": keys}, "hires": {"key": {"$in": keys}}}},
-                    session=session)
+                await self.accepted.update_many({"hires.key": {"$in": keys}},
+                                                {"$pull": {"hires": {"key": {"$in": keys}}}}, session=session)
             if events:
                 await self.accepted.insert_many(
                     sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],

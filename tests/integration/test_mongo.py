@@ -45,9 +45,10 @@ async def test_indexes_are_flagged_multikey_by_replicas_starting_together_leavin
         records = client[mongo_settings.database_prefix + "mongo"]["records"]
         await records.create_index("identities", unique=True)
         await records.create_index([("partnership_id", 1), ("ids", 1)])
-        await asyncio.gather(*(mark_multikey(records, ["identities", "ids"]) for _ in range(3)))
+        await records.create_index("hires.key")  # a field of sub-documents in an array
+        await asyncio.gather(*(mark_multikey(records, ["identities", "ids", "hires.key"]) for _ in range(3)))
         assert await records.count_documents({}) == 0
-        plan = await records.find({"identities": "x"}).explain()
-        assert "isMultiKey': True" in str(plan)
+        for field in ("identities", "hires.key"):
+            assert "isMultiKey': True" in str(await records.find({field: "x"}).explain()), field
     finally:
         await client.close()

@@ -31,8 +31,8 @@ def hire(n: int) -> tuple:
 async def test_a_replica_killed_in_its_first_transaction_does_not_block_the_others(client, mongo_settings):
     """Its transaction wrote the first accepted records (with a hire) and the first held event.
     Fails when a decision's transaction is what first flags the indexes of the records' identities
-    and ids or of the held events' organisations multikey: every other transaction writing there
-    conflicts until that one ends."""
+    and ids, of the hires' keys, or of the held events' organisations multikey: every other
+    transaction writing there conflicts until that one ends."""
     db = client[mongo_settings.database_prefix + "events"]
     survivor = EventsStore(db)
     await survivor.setup()
