@@ -8,7 +8,7 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Set
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +16,7 @@ from enum import StrEnum
 
 import bson
 from pymongo import ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of, record_of
@@ -180,56 +181,53 @@ class EventsStore:
         await self._move_legacy_hires()
 
     async def _move_legacy_records(self) -> None:
-        """Records kept one document each (before sheets) moved into sheets, a thousand at a time.
-        Moved and deleted in one transaction, which fails if another replica moved any of them
-        meanwhile: a record is never in both places, nor in neither."""
-        while docs := await self.legacy_accepted.find({}).limit(1000).to_list():
+        """Records kept one document each (before sheets) moved into sheets. An old replica still
+        running during a rollout may have recorded an event a new one had recorded in a sheet
+        already (each checks only its own place): kept once."""
+        async def sheets(docs: list[dict]) -> list[dict]:
+            kept = await self.recorded([d["_id"] for d in docs])
+            return sheets_of([d for d in docs if d["_id"] not in kept])
+
+        await self._move_to_sheets(self.legacy_accepted, sheets)
+
+    async def _move_legacy_hires(self) -> None:
+        """Hires kept one document each (before they were kept in sheets) moved into sheets of
+        hires alone (no records; their records stay where they are). Their identities are their
+        keys, as unique as they were here: an empty list would be one key of the unique index, the
+        same in every such sheet (and a hire's key, with no space, is never an event's identity).
+        A hire a new replica recorded meanwhile is kept once; one an old replica still running
+        during a rollout stores here after the move is moved by the next start of a new one."""
+        async def sheets(docs: list[dict]) -> list[dict]:
+            hires = [Hire.model_validate(d["hire"]) for d in docs]
+            kept = {h["key"] for h in await self._hires([hire_key(h) for h in hires])}
+            by_partnership: dict[str, list[Hire]] = {}
+            for hire in hires:
+                if hire_key(hire) not in kept:
+                    by_partnership.setdefault(hire.partnership_id, []).append(hire)
+            return [{"partnership_id": pid, "day": "", "identities": [hire_key(h) for h in own], "ids": [],
+                     "records": [], "hires": [_hire_doc(h) for h in own]} for pid, own in by_partnership.items()]
+
+        await self._move_to_sheets(self.legacy_hires, sheets)
+
+    async def _move_to_sheets(self, legacy: AsyncCollection,
+                              sheets: Callable[[list[dict]], Awaitable[list[dict]]]) -> None:
+        """Documents of a layout before sheets moved into the sheets `sheets` makes of them, a
+        thousand at a time. Moved and deleted in one transaction, which fails if another replica
+        moved any of them meanwhile: a document is never in both places, nor in neither."""
+        while docs := await legacy.find({}).limit(1000).to_list():
             async def move(session, docs=docs) -> None:
                 gone = 0
                 for start in range(0, len(docs), IN_SLICE):
-                    result = await self.legacy_accepted.delete_many(
+                    result = await legacy.delete_many(
                         {"_id": {"$in": [d["_id"] for d in docs[start:start + IN_SLICE]]}}, session=session)
                     gone += result.deleted_count
                 if gone != len(docs):
                     raise _MovedMeanwhile
-                # An old replica still running during a rollout may have recorded an event a new one
-                # had recorded in a sheet already (each checks only its own place): kept once.
-                kept = await self.recorded([d["_id"] for d in docs])
-                if moving := [d for d in docs if d["_id"] not in kept]:
-                    await self.accepted.insert_many(sheets_of(moving), session=session)
+                if moving := await sheets(docs):
+                    await self.accepted.insert_many(moving, session=session)
 
             async with self.client.start_session() as session:
                 with suppress(_MovedMeanwhile):  # read again
-                    await session.with_transaction(move)
-
-    async def _move_legacy_hires(self) -> None:
-        """Hires kept one document each (before they were kept in sheets) moved into sheets of
-        hires alone (no records; their records stay where they are), a thousand at a time, as
-        `_move_legacy_records` moves records. Their identities are their keys, as unique as they
-        were here: an empty list would be one key of the unique index, the same in every such
-        sheet (and a hire's key, with no space, is never an event's identity). An old replica
-        still running during a rollout may store a hire here after the move: the next start of a
-        new one moves it."""
-        while docs := await self.legacy_hires.find({}).limit(1000).to_list():
-            async def move(session, docs=docs) -> None:
-                result = await self.legacy_hires.delete_many({"_id": {"$in": [d["_id"] for d in docs]}},
-                                                             session=session)
-                if result.deleted_count != len(docs):
-                    raise _MovedMeanwhile
-                hires = [Hire.model_validate(d["hire"]) for d in docs]
-                kept = {h["key"] for h in await self._hires([hire_key(h) for h in hires])}  # by a new replica
-                by_partnership: dict[str, list[Hire]] = {}
-                for hire in hires:
-                    if hire_key(hire) not in kept:
-                        by_partnership.setdefault(hire.partnership_id, []).append(hire)
-                if by_partnership:
-                    await self.accepted.insert_many(
-                        [{"partnership_id": pid, "day": "", "identities": [hire_key(h) for h in own], "ids": [],
-                          "records": [], "hires": [_hire_doc(h) for h in own]}
-                         for pid, own in by_partnership.items()], session=session)
-
-            async with self.client.start_session() as session:
-                with suppress(_MovedMeanwhile):
                     await session.with_transaction(move)
 
     # --- read model, from backbone.membership ---------------------------------------------
