@@ -27,6 +27,7 @@ from shared.logs import configure_logging
 from shared.mongo import make_client
 from shared.observability import instrument, observability_router, secure_headers
 from shared.settings import ServiceSettings
+from shared.shutdown import Shutdown
 from shared.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,15 @@ class Runtime:
         self._joining = asyncio.create_task(self.broker.start(), name="consumer-groups-join")
         self._joining.add_done_callback(_log_failure)
 
-    async def stop(self) -> None:
+    async def stop(self, shutdown: Shutdown) -> None:
         if self._joining and not self._joining.done():
             self._joining.cancel()
             await asyncio.gather(self._joining, return_exceptions=True)
-        await self.broker.stop()  # waits for handlers in flight, then leaves the group
+        await shutdown.step("consumer groups", self.broker.stop())  # handlers in flight finish, then it leaves
         if self.producer is not None:  # never started when the start failed early
-            await self.producer.stop()  # after the handlers, which may still publish; flushes what is pending
-        await self.lag.close()
+            # after the handlers, which may still publish; flushes what is pending
+            await shutdown.step("producer", self.producer.stop())
+        await shutdown.step("consumer lag", self.lag.close())
 
     async def publish(self, event: CloudEvent) -> None:
         await publish(self.broker, self.settings.kafka, event)
@@ -132,12 +134,13 @@ def create_service_app(
             yield
         finally:
             log.info("service stopping")
+            shutdown = Shutdown(runtime.settings.shutdown_grace_seconds)
             for worker in reversed(workers):
-                await worker.stop(runtime.settings.shutdown_grace_seconds)
-            await runtime.stop()
+                await worker.stop(shutdown.left())
+            await runtime.stop(shutdown)
             for hook in on_shutdown:
-                await hook(runtime)
-            await runtime.mongo.close()
+                await shutdown.step(getattr(hook, "__name__", "hook"), hook(runtime))
+            await shutdown.step("database client", runtime.mongo.close())
             log.info("service stopped")
 
     app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan,

@@ -49,7 +49,8 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     log_level: str = "INFO"
-    # How long SIGTERM waits for in-flight requests and messages before the process exits.
+    # How long SIGTERM waits for in-flight requests; then as long again for messages, workers and
+    # clients to stop (shared.shutdown): a step past that deadline is left behind.
     shutdown_grace_seconds: float = 10.0
     # Largest request body read at all (413 beyond it, before anything is parsed); routes that
     # take files or batches set their own larger limit.
