@@ -1,15 +1,23 @@
 """One producer process of the chaos test: sends events [start, start + count) of the stream,
 either as CloudEvents batches to the events service's HTTP API (retrying whatever was not
 acknowledged, with the same ids, across restarts) or straight to Kafka with acks=all. About 2%
-are sent twice. Writes the ids the system acknowledged to ACCEPTED_FILE, one per line.
+are sent twice. Appends the ids the system acknowledged to ACCEPTED_FILE, one per line, a batch
+at a time.
+
+Over HTTP, SIGTERM stops it once the batch in progress is acknowledged: what it sent is then
+events [start, start + n) for some n, their resends included, so a test may run the load for
+as long as its kills take rather than guess a count that outlasts them.
 
     python tests/e2e/chaos/stream.py http|kafka START COUNT TARGET ACCEPTED_FILE
 """
 
 import asyncio
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
+from itertools import islice
 from pathlib import Path
 
 import httpx
@@ -43,16 +51,43 @@ def event(i: int) -> CloudEvent:
     return new_event(data, source="/chaos", id=f"ev-{i}")
 
 
-def stream(start: int, count: int) -> list[int]:
-    indices = list(range(start, start + count))
-    return indices + indices[::50]  # resends: same ids
+def stream(start: int, count: int) -> Iterator[int]:
+    """The order of sending: every 50th event sent again 100 events later (same id, another batch),
+    so any prefix of the stream holds the resends of all but its last events."""
+    for i in range(start, start + count):
+        yield i
+        if (i - start) % 50 == 0 and i - start >= 100:
+            yield i - 100
 
 
-async def over_http(url: str, indices: list[int], accepted: list[str]) -> None:
+def batches(indices: Iterator[int], size: int) -> Iterator[list[int]]:
+    while batch := list(islice(indices, size)):
+        yield batch
+
+
+class Acknowledged:
+    """The ids the system acknowledged, appended to the file a batch at a time (a test may watch
+    the load go on)."""
+
+    def __init__(self, path: str):
+        self.file = Path(path).open("a")
+        self.count = 0
+
+    def add(self, ids: list[str]) -> None:
+        self.file.write("".join(f"{i}\n" for i in ids))
+        self.file.flush()
+        self.count += len(ids)
+
+
+async def over_http(url: str, indices: Iterator[int], accepted: Acknowledged) -> None:
     headers = {"content-type": "application/cloudevents-batch+json", "authorization": "Bearer chaos-operator-key"}
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
-        for b in range(0, len(indices), 200):
-            body = b"[" + b",".join(event(i).to_json() for i in indices[b:b + 200]) + b"]"
+        for batch in batches(indices, 200):
+            if stopping.is_set():
+                return
+            body = b"[" + b",".join(event(i).to_json() for i in batch) + b"]"
             while True:
                 try:
                     answer = await http.post("/events", content=body)
@@ -64,37 +99,36 @@ async def over_http(url: str, indices: list[int], accepted: list[str]) -> None:
             results = answer.json()["results"]
             refused = [r for r in results if r["status"] == "rejected"]
             assert not refused, refused[:3]
-            accepted += [r["id"] for r in results]
+            accepted.add([r["id"] for r in results])
 
 
-async def over_kafka(bootstrap: str, namespace: str, indices: list[int], accepted: list[str]) -> None:
+async def over_kafka(bootstrap: str, namespace: str, indices: Iterator[int], accepted: Acknowledged) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        for b in range(0, len(indices), 500):
-            events = [event(i) for i in indices[b:b + 500]]
+        for batch in batches(indices, 500):
+            events = [event(i) for i in batch]
             futures = []
             for e in events:
                 kind = event_type_of(e.data)
                 futures.append(await producer.send(namespace + kind.topic.name, e.to_json(),
                                                    key=kind.partition_key(e.data)))
             await asyncio.gather(*futures)
-            accepted += [e.id for e in events]
+            accepted.add([e.id for e in events])
     finally:
         await producer.stop()
 
 
 def main() -> None:
     mode, start, count, target, out_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-    accepted: list[str] = []
+    accepted = Acknowledged(out_file)
     started = time.perf_counter()
     if mode == "http":
         asyncio.run(over_http(target, stream(start, count), accepted))
     else:
         bootstrap, namespace = target.split("|")
         asyncio.run(over_kafka(bootstrap, namespace, stream(start, count), accepted))
-    Path(out_file).write_text("\n".join(accepted) + "\n")
-    print(f"{mode} producer: {len(accepted)} acknowledged in {time.perf_counter() - started:.1f}s")
+    print(f"{mode} producer: {accepted.count} acknowledged in {time.perf_counter() - started:.1f}s")
 
 
 if __name__ == "__main__":
