@@ -271,6 +271,7 @@ def _placement_recordable(data: out.PlacementRecorded, facts: Facts) -> list[Fie
 
 
 HIRE_TYPE = BY_MODEL[out.HireRecorded].type
+VOID_TYPE = BY_MODEL[out.OutcomeVoided].type
 
 
 def _voidable(data: out.OutcomeVoided, facts: Facts) -> list[FieldError]:

@@ -19,7 +19,17 @@ from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.events.domain import Activity, Facts, Hire, Key, References, identity, partnership_of, record_of
+from services.events.domain import (
+    VOID_TYPE,
+    Activity,
+    Facts,
+    Hire,
+    Key,
+    References,
+    identity,
+    partnership_of,
+    record_of,
+)
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
@@ -36,6 +46,7 @@ SHEET_SLICE = 1000
 # local server fetches and sorts every document a query matches before it returns the first).
 PAGE_WINDOWS = (1, 7, 92, 731)
 SHEET_BYTES = 4 * 1024 * 1024  # of records in one sheet (see `sheets_of`)
+VOIDS_MENDED = "voided_by holds the void's id"  # an upgrade made once (`EventsStore._mend_voids`)
 
 
 class HeldStatus(StrEnum):
@@ -163,6 +174,8 @@ class EventsStore:
         self.turns = Leases(db["decision_turns"], decision_lease)
         # One document per event held until what it names arrives, and its final status.
         self.held = db["held_events"]
+        # One document per change of stored data made once at setup (`_mend_voids`), when it was made.
+        self.upgrades = db["upgrades"]
 
     async def setup(self) -> None:
         await create_collections(self.activities.database, [self.activities.name])
@@ -179,6 +192,7 @@ class EventsStore:
         await mark_multikey(self.held, ["organisations"])
         await self._move_legacy_records()
         await self._move_legacy_hires()
+        await self._mend_voids()
 
     async def _move_legacy_records(self) -> None:
         """Records kept one document each (before sheets) moved into sheets. An old replica still
@@ -208,6 +222,27 @@ class EventsStore:
                      "records": [], "hires": [_hire_doc(h) for h in own]} for pid, own in by_partnership.items()]
 
         await self._move_to_sheets(self.legacy_hires, sheets)
+
+    async def _mend_voids(self) -> None:
+        """Records voided before a void's own id was kept (4c3ea42: `voided_by` held the voided
+        record's own id, so the records page named the record, not its void) given their void's id,
+        once: each void's record names the record it took back. Reads every sheet holding a void
+        (no index serves that); the next start sees the upgrade done and reads nothing. Safe with
+        two replicas at once: each mend sets what the other sets."""
+        if await self.upgrades.find_one({"_id": VOIDS_MENDED}):
+            return
+        mends = []
+        async for sheet in self.accepted.find({"records.type": VOID_TYPE}, {"records": 1}):
+            for record in sheet["records"]:
+                if record["type"] == VOID_TYPE:
+                    data = record["data"]
+                    voided = identity(data["voided_source"], data["voided_id"])
+                    mends.append(UpdateOne({"identities": voided}, {"$set": {"records.$[r].voided_by": record["id"]}},
+                                           array_filters=[{"r._id": voided, "r.voided_by": data["voided_id"]}]))
+        for start in range(0, len(mends), 1000):
+            await self.accepted.bulk_write(mends[start:start + 1000], ordered=False)
+        await self.upgrades.update_one({"_id": VOIDS_MENDED}, {"$set": {"at": datetime.now(UTC), "voids": len(mends)}},
+                                       upsert=True)
 
     async def _move_to_sheets(self, legacy: AsyncCollection,
                               sheets: Callable[[list[dict]], Awaitable[list[dict]]]) -> None:

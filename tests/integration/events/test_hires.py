@@ -1,7 +1,8 @@
 """Hires kept in the sheets of the records that recorded them (services/events/store.py), on the
 real database, decided as the intake decides them (the rules' effects, `domain.apply`): found by
 their key, gone once voided, their id free to be recorded again, in a later group or the same
-one; and hires kept one document each moved into sheets at setup."""
+one; hires kept one document each moved into sheets at setup; and records voided before a
+void's own id was kept given it at setup, once."""
 
 import asyncio
 
@@ -100,3 +101,32 @@ async def test_hires_kept_one_document_each_are_moved_into_sheets_at_setup(clien
     assert sorted(kept) == sorted(hire_key(k) for k in keys)  # each once
     # moved hires show no records: only the one decided in a sheet has one
     assert [row["id"] for row in await stores[1].records(P, None, None, None, 10)] == ["hire-7"]
+
+
+async def voided_by(store: EventsStore, *ids: str) -> dict[str, str | None]:
+    return {r["id"]: r.get("voided_by") for r in await store.records(P, list(ids), None, None, 10)}
+
+
+async def as_voided_before_the_fix(store: EventsStore, record: CloudEvent) -> None:
+    """`voided_by` as a void left it before 4c3ea42: the voided record's own id."""
+    record_identity = identity(record.source, record.id)
+    await store.accepted.update_one({"identities": record_identity}, {"$set": {"records.$[r].voided_by": record.id}},
+                                    array_filters=[{"r._id": record_identity}])
+
+
+async def test_records_voided_before_voids_kept_their_id_are_mended_at_setup_once(store):
+    first, second, kept = hire("hire-1"), hire("hire-2", "h-2", "person-2"), hire("hire-3", "h-3", "person-3")
+    await decide(store, first, second, kept)
+    await decide(store, void("void-1", first), void("void-2", second))
+    for record in (first, second):
+        await as_voided_before_the_fix(store, record)
+    await store.upgrades.delete_many({})  # a store from before the upgrade
+    assert await voided_by(store, "hire-1", "hire-2") == {"hire-1": "hire-1", "hire-2": "hire-2"}
+
+    await asyncio.gather(store.setup(), EventsStore(store.accepted.database).setup())  # two replicas starting
+    assert await voided_by(store, "hire-1", "hire-2", "hire-3") == {"hire-1": "void-1", "hire-2": "void-2",
+                                                                    "hire-3": None}
+
+    await as_voided_before_the_fix(store, first)
+    await store.setup()  # the upgrade is done: no sheet is read again
+    assert await voided_by(store, "hire-1") == {"hire-1": "hire-1"}
