@@ -2,8 +2,10 @@
 
 Each step of the stop (a worker finishing its step, the consumer groups left, the producer
 flushed, the database client closed) gets what is left of the grace, and at least `FLOOR`, so a
-step that overruns (leaving a consumer group in the middle of a rebalance can wait on the broker
-far longer than the grace) is left behind, logged, and the later steps still run. Leaving a step
+step that overruns is left behind, logged, and the later steps still run. One that does: stopping
+an aiokafka consumer in the middle of a rebalance waits for its JoinGroup request, which the broker
+answers only once the rebalance completes (up to the rebalance timeout, minutes); the group then
+drops the member as it drops a killed one. Leaving a step
 loses nothing: consumers commit or store their offsets only after their effects are stored, and
 an entry point acknowledges an event only once Kafka has it.
 """
