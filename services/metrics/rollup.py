@@ -44,9 +44,9 @@ from shared.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 SOURCES: tuple[Topic, ...] = (MEMBERSHIP, ACTIVITIES, OUTCOMES, DEMAND)
-# Records parsed or folded between turns of the event loop (~1 ms here): the batch being stored
+# Records parsed and folded between turns of the event loop (~2 ms here): the batch being stored
 # goes on meanwhile, and so do the service's HTTP requests (a batch of 20,000 takes ~0.5 s).
-YIELD_EVERY = 64
+FOLD_CHUNK = 256
 
 BATCH_EVENTS = Histogram("backbone_metrics_batch_events", "Records per batch stored in one transaction",
                          buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000))
@@ -162,27 +162,24 @@ class Rollup:
 
     async def _take(self, records: dict[TopicPartition, list[ConsumerRecord]], started: float) -> None:
         with _collector_paused():
-            parsed = await self._parse(records)
             async with self.lock:
                 if self.stale:
                     await self.resync()
                     return
                 ahead = self._being_stored
                 starts = {tp: ahead.moves[tp][1] if ahead and tp in ahead.moves else self.positions[tp]
-                          for tp in parsed if tp in self.assigned}  # revoked while fetched: dropped
-                parsed = _unstored(parsed, starts)
-                applied = {tp: await _retrying(partial(self._applied_already, tp, rows), self)
-                           | set(ahead.seen.get(tp, ()) if ahead else ()) for tp, rows in parsed.items()}
+                          for tp in records if tp in self.assigned}  # revoked while fetched: dropped
+                unstored = _unstored(records, starts)
+                ahead_seen = {tp: set(ahead.seen.get(tp, ())) if ahead else set() for tp in unstored}
                 failed: dict[tuple[TopicPartition, int], str] = {}
                 while True:
                     try:
-                        batch, outcomes, refused = await self._fold(parsed, starts, applied, failed)
+                        batch, outcomes, refused = await self._fold(unstored, starts, ahead_seen, failed)
                         break
                     except _Failed as exc:
                         log.exception("recording an event failed; dead-lettering it",
                                       extra={"offset": exc.position[1]})
                         failed[exc.position] = exc.detail
-                del parsed  # freed before collection resumes
                 await self.settle()
                 if self.stale:  # folded against a batch that was not stored
                     await self.resync()
@@ -229,8 +226,8 @@ class Rollup:
             raise
         for tp, (_, after) in batch.moves.items():
             self.positions[tp] = after
-            self.seen.add(b"".join(batch.seen[tp]))
             self.recent.add(batch.seen[tp])
+        self.seen.add(b"".join(key for keys in batch.seen.values() for key in keys))  # one step: numpy's cost is per call
         self.refused += refused
         for (topic, outcome), n in outcomes.items():
             EVENTS_CONSUMED.labels(topic, outcome).inc(n)
@@ -244,76 +241,90 @@ class Rollup:
             except KafkaError as exc:
                 log.info("offset hint not committed: %s", type(exc).__name__)
 
-    async def _parse(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Parsed]]:
-        """Every record parsed, with its identity (turning the event loop every YIELD_EVERY)."""
-        parsed: dict[TopicPartition, list[Parsed]] = {}
-        count = 0
-        for tp, batch_records in records.items():
-            rows = parsed.setdefault(tp, [])
-            for r in batch_records:
-                count += 1
-                if count % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-                try:
-                    event = parse_plain(r.value)
-                except EventError as exc:
-                    rows.append((r, exc, b""))
-                    continue
-                rows.append((r, event, digest(event["source"], event["id"])))
+    async def _parsed(self, records: list[ConsumerRecord]) -> list[Parsed]:
+        """Each record parsed, with its identity's digest (turning the event loop every FOLD_CHUNK)."""
+        parsed: list[Parsed] = []
+        for count, r in enumerate(records, 1):
+            try:
+                event = parse_plain(r.value)
+            except EventError as exc:
+                parsed.append((r, exc, b""))
+            else:
+                parsed.append((r, event, digest(event["source"], event["id"])))
+            if count % FOLD_CHUNK == 0:
+                await asyncio.sleep(0)
         return parsed
 
-    async def _applied_already(self, tp: TopicPartition, rows: list[Parsed]) -> set[bytes]:
-        """The identities among `rows` stored as applied: those the filter cannot rule out, looked up."""
+    def _known(self, rows: list[Parsed]) -> tuple[set[bytes], set[bytes]]:
+        """Of the identities of `rows`: those known applied (this rollup stored them recently), and
+        those that may have been and must be looked up (the filter cannot rule them out)."""
         keys = [key for _, _, key in rows if key]
         maybe = {key for key, flagged in zip(keys, self.seen.maybe_seen(keys), strict=True) if flagged}
         recent = {key for key in maybe if key in self.recent}
-        if not (unsure := maybe - recent):
-            return recent
+        return recent, maybe - recent
+
+    async def _looked_up(self, tp: TopicPartition, unsure: set[bytes]) -> set[bytes]:
         applied = await self.store.stored_among(self.version, tp, unsure)
         CONFIRMATIONS.labels("duplicate").inc(len(applied))
         CONFIRMATIONS.labels("new").inc(len(unsure) - len(applied))
-        return recent | applied
+        return applied
 
-    async def _fold(self, parsed: dict[TopicPartition, list[Parsed]], starts: dict[TopicPartition, int | None],
-                    applied: dict[TopicPartition, set[bytes]], failed: dict) -> tuple[Batch, Tally, list]:
-        """Each partition's rows from its start on, folded (turning the event loop as `_parse` does)."""
+    async def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]],
+                    starts: dict[TopicPartition, int | None], ahead_seen: dict[TopicPartition, set[bytes]],
+                    failed: dict) -> tuple[Batch, Tally, list]:
+        """Each partition's records a chunk (FOLD_CHUNK) at a time: parsed, told apart from those
+        applied already (stored, or in `ahead_seen`: being stored), folded and dropped. Not the whole
+        batch parsed first: 20,000 events alive until folded made parsing a third dearer (fresh
+        memory for every event, bench/README.md). A chunk holding an identity to look up takes the
+        rest of its partition along, so that a partition costs one lookup a batch at most."""
         batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
-        count = 0
-        for tp, rows in parsed.items():
+        for tp, rows in records.items():
             if not rows:
                 continue
             topic = tp.topic.removeprefix(self.kafka.namespace)
             fresh: list[bytes] = []
-            done = set(applied[tp])  # grows with this batch's own: a copy inside one batch is a duplicate too
+            done = set(ahead_seen[tp])  # grows with this batch's own: a copy inside one batch is a duplicate too
             failed_here = {offset: detail for (failed_tp, offset), detail in failed.items() if failed_tp == tp}
             ignored = 0
-            for r, event, key in rows:
-                count += 1
-                if count % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-                if failed_here and r.offset in failed_here:
-                    refused.append((r, "handler_error", failed_here[r.offset]))
-                    outcomes[(topic, "dead_lettered")] += 1
-                    continue
-                if isinstance(event, EventError):
-                    refused.append((r, event.reason, str(event)))
-                    outcomes[(topic, "dead_lettered")] += 1
-                    continue
-                if key in done:
-                    outcomes[(topic, "duplicate")] += 1
-                    continue
-                try:
-                    used = domain.record(event, batch.cells)
-                except Exception as exc:
-                    raise _Failed((tp, r.offset), f"{type(exc).__name__}: {exc}") from exc
-                if used:
-                    fresh.append(key)
-                    done.add(key)
-                else:
-                    ignored += 1
+            start = 0
+            while start < len(rows):
+                end = start + FOLD_CHUNK
+                chunk = await self._parsed(rows[start:end])
+                applied, unsure = self._known(chunk)
+                if unsure and end < len(rows):
+                    chunk += (rest := await self._parsed(rows[end:]))
+                    end = len(rows)
+                    applied_rest, unsure_rest = self._known(rest)
+                    applied |= applied_rest
+                    unsure |= unsure_rest
+                if unsure:
+                    applied |= await _retrying(partial(self._looked_up, tp, unsure), self)
+                done |= applied
+                start = end
+                for r, event, key in chunk:
+                    if failed_here and r.offset in failed_here:
+                        refused.append((r, "handler_error", failed_here[r.offset]))
+                        outcomes[(topic, "dead_lettered")] += 1
+                        continue
+                    if isinstance(event, EventError):
+                        refused.append((r, event.reason, str(event)))
+                        outcomes[(topic, "dead_lettered")] += 1
+                        continue
+                    if key in done:
+                        outcomes[(topic, "duplicate")] += 1
+                        continue
+                    try:
+                        used = domain.record(event, batch.cells)
+                    except Exception as exc:
+                        raise _Failed((tp, r.offset), f"{type(exc).__name__}: {exc}") from exc
+                    if used:
+                        fresh.append(key)
+                        done.add(key)
+                    else:
+                        ignored += 1
             outcomes[(topic, "processed")] += len(fresh)
             outcomes[(topic, "ignored")] += ignored
-            batch.moves[tp] = (starts[tp], rows[-1][0].offset + 1)
+            batch.moves[tp] = (starts[tp], rows[-1].offset + 1)
             batch.seen[tp] = fresh
         return batch, outcomes, refused
 
@@ -350,12 +361,12 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _unstored(parsed: dict[TopicPartition, list[Parsed]],
-              starts: dict[TopicPartition, int | None]) -> dict[TopicPartition, list[Parsed]]:
-    """The rows of each partition in `starts` from its start on (those before were stored already:
-    fetched before a seek back)."""
-    return {tp: rows if (start := starts[tp]) is None else [row for row in rows if row[0].offset >= start]
-            for tp, rows in parsed.items() if tp in starts}
+def _unstored(records: dict[TopicPartition, list[ConsumerRecord]],
+              starts: dict[TopicPartition, int | None]) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """The records of each partition in `starts` from its start on (those before were stored
+    already: fetched before a seek back)."""
+    return {tp: rows if (start := starts[tp]) is None else [r for r in rows if r.offset >= start]
+            for tp, rows in records.items() if tp in starts}
 
 
 async def _retrying(call: Callable[[], Awaitable], rollup: Rollup):

@@ -14,7 +14,7 @@ from pymongo.errors import AutoReconnect
 
 from services.metrics import rollup as rollup_module
 from services.metrics.dedupe import among
-from services.metrics.rollup import FENCED_BATCHES, YIELD_EVERY, Rebalance, Rollup
+from services.metrics.rollup import FENCED_BATCHES, FOLD_CHUNK, Rebalance, Rollup
 from services.metrics.store import Batch, Fenced
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
@@ -121,7 +121,7 @@ async def test_a_batch_is_stored_while_the_next_is_parsed(rollup, kpi_store, mon
     monkeypatch.setattr(rollup_module, "parse_plain", counting)
     parsed_when_stored: list[int] = []
     kpi_store.on_apply = lambda: parsed_when_stored.append(parsed)
-    first, second = hires(0, 300), hires(300, 20 * YIELD_EVERY)
+    first, second = hires(0, 300), hires(300, 20 * FOLD_CHUNK)
 
     await rollup.take(records(first, 0))
     assert kpi_store.stored == []  # being stored: take returned before
