@@ -210,3 +210,48 @@ async def test_the_collector_pauses_while_a_batch_is_parsed_and_folded_and_resum
     with pytest.raises(RuntimeError):
         await rollup.process(records(hires(2, 2), 2))
     assert gc.isenabled()
+
+
+async def test_a_batch_is_folded_a_chunk_at_a_time_with_one_lookup_of_a_partition_at_most(kpi_store, monkeypatch):
+    # Stored by an earlier owner: the filter knows these identities, the new owner's recent ones do not.
+    first = hires(0, 3 * FOLD_CHUNK)
+    earlier = Rollup(Consumer(), kpi_store, KafkaSettings(), role="current", version=1, seen_filter_mib=1)  # type: ignore[arg-type]
+    await earlier.resume({TP})
+    await earlier.process(records(first, 0))
+    rollup = Rollup(Consumer(), kpi_store, KafkaSettings(), role="current", version=1, seen_filter_mib=1)  # type: ignore[arg-type]
+    await rollup.resume({TP})
+
+    alive, most_alive = 0, 0  # parsed events not yet folded (or dropped)
+    parse_plain, record = rollup_module.parse_plain, rollup_module.domain.record
+
+    def parsing(raw):
+        nonlocal alive, most_alive
+        alive += 1
+        most_alive = max(most_alive, alive)
+        return parse_plain(raw)
+
+    def recording(event, cells):
+        nonlocal alive
+        alive -= 1
+        return record(event, cells)
+
+    lookups = 0
+    stored_among = kpi_store.stored_among
+
+    async def counting(version, tp, digests):
+        nonlocal lookups
+        lookups += 1
+        return await stored_among(version, tp, digests)
+
+    monkeypatch.setattr(rollup_module, "parse_plain", parsing)
+    monkeypatch.setattr(rollup_module.domain, "record", recording)
+    monkeypatch.setattr(kpi_store, "stored_among", counting)
+    new = hires(3 * FOLD_CHUNK, 4 * FOLD_CHUNK)
+    await rollup.process(records(new[:2 * FOLD_CHUNK], len(first)))
+    assert most_alive <= FOLD_CHUNK and lookups == 0  # nothing to look up: a chunk at a time
+
+    # Copies in the second chunk and after it: that chunk takes the rest along, one lookup for all.
+    resent = [*new[2 * FOLD_CHUNK:3 * FOLD_CHUNK], first[5], *new[3 * FOLD_CHUNK:], first[-1]]
+    await rollup.process(records(resent, len(first) + 2 * FOLD_CHUNK))
+    assert lookups == 1
+    assert applied(kpi_store) == len(first) + len(new)  # each copy counted once
