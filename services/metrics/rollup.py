@@ -227,7 +227,7 @@ class Rollup:
         for tp, (_, after) in batch.moves.items():
             self.positions[tp] = after
             self.recent.add(batch.seen[tp])
-        self.seen.add(b"".join(key for keys in batch.seen.values() for key in keys))  # one step: numpy's cost is per call
+        self.seen.add(b"".join(key for keys in batch.seen.values() for key in keys))  # numpy's cost is per call
         self.refused += refused
         for (topic, outcome), n in outcomes.items():
             EVENTS_CONSUMED.labels(topic, outcome).inc(n)
