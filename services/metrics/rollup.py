@@ -2,10 +2,10 @@
 
 A raw aiokafka consumer (FastStream handles one message at a time; this needs whole batches and
 control over offsets) reads the membership, activities, outcomes and demand topics in batches.
-Each batch is parsed, deduplicated by event identity (source and id) and folded into facts in memory, then stored with
-its offsets in one MongoDB transaction (services/metrics/store.py). On assignment the consumer
-seeks to the offsets stored with the facts, never to Kafka's committed ones, which it writes only
-afterwards as a hint for tools.
+Each batch is parsed, deduplicated by event identity (source and id) and folded into facts in
+memory (a chunk of records at a time), then stored with its offsets in one MongoDB transaction
+(services/metrics/store.py). On assignment the consumer seeks to the offsets stored with the
+facts, never to Kafka's committed ones, which it writes only afterwards as a hint for tools.
 
 Duplicates: a resent event has the same source, id and payload, so the same partition key: its
 copies always arrive on the same topic-partition. Each partition's applied identities are kept
@@ -343,11 +343,12 @@ _collector_was_enabled = True
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a batch is parsed and folded. A batch's
-    parsed events live until it is folded: collections meanwhile would find them alive again and
-    again, and each full one scans everything else the process holds as well (in bench/rollup.py
-    a fifth to a quarter of the rollup's time). They hold no reference cycles, so reference
-    counting frees them once folded; cycles made elsewhere meanwhile wait for the next collection."""
+    """Python's cyclic garbage collector paused while a batch is parsed and folded. Its facts grow
+    until it is stored: collections meanwhile would find them (and a chunk's parsed events) alive
+    again and again, and each full one scans everything else the process holds as well (in
+    bench/rollup.py a fifth to a quarter of the rollup's time, when whole batches were parsed
+    first). Parsed events hold no reference cycles, so reference counting frees them once folded;
+    cycles made elsewhere meanwhile wait for the next collection."""
     global _pauses, _collector_was_enabled
     if _pauses == 0:
         _collector_was_enabled = gc.isenabled()
