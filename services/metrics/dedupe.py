@@ -33,7 +33,10 @@ def digest(source: str, event_id: str) -> bytes:
 
 class SeenFilter:
     def __init__(self, mib: int = 64):
-        self.bits = np.zeros(mib * 1024 * 1024, dtype=np.uint8)
+        # Every page written now rather than at the first identity landing on it (a page fault
+        # each: ~0.13 s over the first 100k identities here, by when nearly every page is reached).
+        self.bits = np.empty(mib * 1024 * 1024, dtype=np.uint8)
+        self.bits.fill(0)
         self.size = np.uint64(self.bits.size * 8)
 
     def _positions(self, packed: bytes) -> np.ndarray:
