@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -170,7 +170,7 @@ class Rollup:
                 starts = {tp: ahead.moves[tp][1] if ahead and tp in ahead.moves else self.positions[tp]
                           for tp in records if tp in self.assigned}  # revoked while fetched: dropped
                 unstored = _unstored(records, starts)
-                ahead_seen = {tp: set(ahead.seen.get(tp, ())) if ahead else set() for tp in unstored}
+                ahead_seen = ahead.seen if ahead else {}
                 failed: dict[tuple[TopicPartition, int], str] = {}
                 while True:
                     try:
@@ -269,38 +269,45 @@ class Rollup:
         CONFIRMATIONS.labels("new").inc(len(unsure) - len(applied))
         return applied
 
+    async def _chunks(self, tp: TopicPartition,
+                      rows: list[ConsumerRecord]) -> AsyncIterator[tuple[list[Parsed], set[bytes]]]:
+        """A partition's records a chunk (FOLD_CHUNK) at a time, parsed, with those of their identities
+        stored as applied. A chunk holding an identity to look up takes the rest of the partition
+        along, so that a partition costs one lookup a batch at most."""
+        start = 0
+        while start < len(rows):
+            end = start + FOLD_CHUNK
+            chunk = await self._parsed(rows[start:end])
+            applied, unsure = self._known(chunk)
+            if unsure and end < len(rows):
+                chunk += (rest := await self._parsed(rows[end:]))
+                end = len(rows)
+                applied_rest, unsure_rest = self._known(rest)
+                applied |= applied_rest
+                unsure |= unsure_rest
+            if unsure:
+                applied |= await _retrying(partial(self._looked_up, tp, unsure), self)
+            yield chunk, applied
+            start = end
+
     async def _fold(self, records: dict[TopicPartition, list[ConsumerRecord]],
-                    starts: dict[TopicPartition, int | None], ahead_seen: dict[TopicPartition, set[bytes]],
+                    starts: dict[TopicPartition, int | None], ahead_seen: dict[TopicPartition, list[bytes]],
                     failed: dict) -> tuple[Batch, Tally, list]:
-        """Each partition's records a chunk (FOLD_CHUNK) at a time: parsed, told apart from those
+        """Each partition's records a chunk at a time (`_chunks`): parsed, told apart from those
         applied already (stored, or in `ahead_seen`: being stored), folded and dropped. Not the whole
         batch parsed first: 20,000 events alive until folded made parsing a third dearer (fresh
-        memory for every event, bench/README.md). A chunk holding an identity to look up takes the
-        rest of its partition along, so that a partition costs one lookup a batch at most."""
+        memory for every event, bench/README.md)."""
         batch, outcomes, refused = Batch(), Tally[tuple[str, str]](), []
         for tp, rows in records.items():
             if not rows:
                 continue
             topic = tp.topic.removeprefix(self.kafka.namespace)
             fresh: list[bytes] = []
-            done = set(ahead_seen[tp])  # grows with this batch's own: a copy inside one batch is a duplicate too
+            done = set(ahead_seen.get(tp, ()))  # grows with the batch's own: a copy inside it is a duplicate too
             failed_here = {offset: detail for (failed_tp, offset), detail in failed.items() if failed_tp == tp}
             ignored = 0
-            start = 0
-            while start < len(rows):
-                end = start + FOLD_CHUNK
-                chunk = await self._parsed(rows[start:end])
-                applied, unsure = self._known(chunk)
-                if unsure and end < len(rows):
-                    chunk += (rest := await self._parsed(rows[end:]))
-                    end = len(rows)
-                    applied_rest, unsure_rest = self._known(rest)
-                    applied |= applied_rest
-                    unsure |= unsure_rest
-                if unsure:
-                    applied |= await _retrying(partial(self._looked_up, tp, unsure), self)
+            async for chunk, applied in self._chunks(tp, rows):
                 done |= applied
-                start = end
                 for r, event, key in chunk:
                     if failed_here and r.offset in failed_here:
                         refused.append((r, "handler_error", failed_here[r.offset]))

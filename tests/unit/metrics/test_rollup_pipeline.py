@@ -1,12 +1,14 @@
 """The rollup stores a batch while it fetches, parses and folds the next, and stores the next only
 once that one is stored: duplicates across the two count once, a fenced batch takes the records
-fetched after it along (the resync seeks back), and a rebalance waits for the batch being stored.
+fetched after it along (the resync seeks back), a rebalance waits for the batch being stored, a
+batch is folded a chunk at a time, and a record whose recording fails is dead-lettered alone.
 Over an in-memory KPI store that keeps what MetricsStore.apply keeps (offsets compared and moved,
 identities applied) and can hold a batch until the test lets it through."""
 
 import asyncio
 import gc
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -255,3 +257,27 @@ async def test_a_batch_is_folded_a_chunk_at_a_time_with_one_lookup_of_a_partitio
     await rollup.process(records(resent, len(first) + 2 * FOLD_CHUNK))
     assert lookups == 1
     assert applied(kpi_store) == len(first) + len(new)  # each copy counted once
+
+
+async def test_a_record_whose_recording_fails_is_dead_lettered_and_the_rest_of_the_batch_folded(kpi_store, monkeypatch):
+    letters: list[tuple[int, str]] = []
+
+    async def dead_letter(record, reason, detail) -> None:
+        letters.append((record.offset, reason))
+
+    rollup = Rollup(Consumer(), kpi_store, KafkaSettings(), role="current", version=1, seen_filter_mib=1,  # type: ignore[arg-type]
+                    dead_letter=dead_letter)
+    await rollup.resume({TP})
+    values = hires(0, 3 * FOLD_CHUNK)
+    failing_id = orjson.loads(values[FOLD_CHUNK + 5])["id"]  # in the second chunk, found on the first fold
+    record = rollup_module.domain.record
+
+    def recording(event, cells):
+        if event["id"] == failing_id:
+            raise ValueError("a bug in a recorder")
+        return record(event, cells)
+
+    monkeypatch.setattr(rollup_module.domain, "record", recording)
+    await rollup.process(records(values, 0))
+    assert letters == [(FOLD_CHUNK + 5, "handler_error")]
+    assert applied(kpi_store) == len(values) - 1 and rollup.positions[TP] == len(values)
