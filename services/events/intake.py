@@ -1,7 +1,8 @@
 """The one path every submitted event takes, from HTTP or from backbone.inbound: duplicate
-check, rules, publish to its catalogue topic with acks=all, then record it as accepted. An event
-that only waits for something to arrive (`domain.hold_reason`) is held in MongoDB instead, and
-decided again on the same path (see services/events/holds.py) until it passes or its hold ends."""
+check, rules, publish to its catalogue topic with acks=all, and record it as accepted in a
+transaction written meanwhile and committed once Kafka has acknowledged. An event that only waits
+for something to arrive (`domain.hold_reason`) is held in MongoDB instead, and decided again on
+the same path (see services/events/holds.py) until it passes or its hold ends."""
 
 import asyncio
 import uuid
@@ -72,7 +73,7 @@ class _Submission:
 class Intake:
     """Decides submissions one group at a time, in the order they arrived.
 
-    Rules read state, then the events are published, then their effects are stored. Two
+    Rules read state, then the events are published, their effects stored once they are. Two
     submissions at once could both pass a rule only one may (cancel and complete of one
     activity), and Kafka's order must be the order the rules saw, so submissions take turns:
     within the process here, across replicas by a per-partnership lease in the store.
@@ -110,7 +111,8 @@ class Intake:
         Returns only once every accepted event is in Kafka with acks=all. Raises (nothing is
         reported accepted) if Kafka or MongoDB fails; the caller retries the whole submission.
 
-        Crash window: the event ids and effects are recorded only AFTER Kafka acknowledged. A
+        Crash window: the event ids and effects are written while Kafka takes the events, and
+        committed only AFTER Kafka acknowledged (a publish that fails aborts them). A
         crash in between leaves the events in Kafka but unrecorded; the caller got no answer and
         retries, the retry is decided against the same state, so it is accepted again and
         republished under the same event id, which every consumer deduplicates. The other order
@@ -212,14 +214,22 @@ class Intake:
             results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now, holds, expired))
             if result.status is Outcome.PENDING and held is None:
                 pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
-        await self.runtime.publish_many(accepted)
-        for candidate, settled in expired:
-            await self._dead_letter(candidate, settled)
-        await self.store.record(accepted, facts, holds)
+        publishing = asyncio.ensure_future(self._publish(accepted, expired))
+        try:
+            await self.store.record(accepted, facts, holds, published=publishing)
+        except BaseException:
+            publishing.cancel()  # its events, if Kafka has them, are accepted again on retry
+            await asyncio.gather(publishing, return_exceptions=True)
+            raise
         if accepted:
             for listener in self.on_accepted:
                 listener({domain.partnership_of(e.data) for e in accepted})
         return results
+
+    async def _publish(self, accepted: list[CloudEvent], expired: list[tuple[Candidate, dict]]) -> None:
+        await self.runtime.publish_many(accepted)
+        for candidate, settled in expired:
+            await self._dead_letter(candidate, settled)
 
     def _hold_or_refuse(self, candidate: Candidate, event_identity: str, held: dict | None, errors: list[dict],
                         now: datetime, holds: Holds, expired: list[tuple[Candidate, dict]]) -> EventResult:

@@ -374,11 +374,18 @@ class EventsStore:
             records={d["_id"]: d for d in records},
         )
 
-    async def record(self, events: list[CloudEvent], facts: Facts, holds: Holds | None = None) -> None:
+    async def record(self, events: list[CloudEvent], facts: Facts, holds: Holds | None = None,
+                     published: asyncio.Future[None] | None = None) -> None:
         """Store accepted events' ids and their effects, and what became of held events, together:
         a transaction, so a crash never leaves an id recorded without its effect, or a held event
-        both accepted and still waiting."""
+        both accepted and still waiting.
+
+        `published`: the events' publishing, under way. The transaction writes meanwhile and
+        commits only once it is done (it fails if that failed): the events are recorded only once
+        Kafka has them, and the database's work no longer waits for Kafka's."""
         if not events and not holds:
+            if published is not None:
+                await published
             return
         async def write(session) -> None:
             if facts.removed_hires:  # before the new ones: a correction records a voided hire's id again
@@ -403,6 +410,8 @@ class EventsStore:
                                 {"state": facts.activities[key].model_dump(mode="json")}, upsert=True)
                      for key in facts.changed_activities],
                     session=session)
+            if published is not None:
+                await published  # done already when a conflict runs the writes again
 
         # Retried whole on a write conflict (a wake, or a held event's hold stored by another
         # replica, wrote the same held event): what it writes was decided under the turn.

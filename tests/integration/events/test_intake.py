@@ -50,6 +50,17 @@ class SlowProducer:
         return await self.producer.send(*args, **kwargs)
 
 
+class ProducerAfterWrites:
+    """Kafka that takes a group's events only once their records are written (not yet committed)."""
+
+    def __init__(self, producer, written: asyncio.Event):
+        self.producer, self.written = producer, written
+
+    async def send(self, *args, **kwargs):
+        await self.written.wait()
+        return await self.producer.send(*args, **kwargs)
+
+
 class _Runtime:
     """What the intake uses of a service's runtime (shared.service.Runtime): its batch publishing."""
 
@@ -95,6 +106,27 @@ async def test_events_are_recorded_only_after_kafka_acknowledged(kafka_settings,
     assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
     assert (await store.activity(P, "tour-1")).status == "completed"
     assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, completed.id]
+
+
+async def test_a_groups_records_are_written_while_kafka_takes_its_events(kafka_settings, store, events_producer):
+    """The database's work does not wait for Kafka's: the transaction writes while the events are
+    published and commits once they are (were the writes after the publish, Kafka here would wait
+    for ever)."""
+    hires, written = _hires(3), asyncio.Event()
+    insert_many = store.accepted.insert_many
+
+    async def insert_and_tell(*args, **kwargs):
+        result = await insert_many(*args, **kwargs)
+        assert await store.recorded(identities(hires)) == set()  # written, not committed: unseen outside
+        written.set()
+        return result
+
+    store.accepted.insert_many = insert_and_tell
+    intake = Intake(_Runtime(ProducerAfterWrites(events_producer, written), kafka_settings), store)
+    results = await asyncio.wait_for(intake.submit(hires, entry="http"), 20)
+    assert [r.status for r in results] == [Outcome.ACCEPTED] * 3
+    assert await store.recorded(identities(hires)) == set(identities(hires))
+    assert sorted(header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)) == sorted(e.id for e in hires)
 
 
 def _groups() -> tuple[float, float]:
