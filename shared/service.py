@@ -28,6 +28,7 @@ from shared.mongo import make_client
 from shared.observability import instrument, observability_router, secure_headers
 from shared.settings import ServiceSettings
 from shared.shutdown import Shutdown
+from shared.startup import watched
 from shared.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ def create_service_app(
     the consumer lag of every group the runtime follows is measured by one more."""
     workers = [*workers, Worker("consumer_lag", runtime.lag.step, interval=LAG_SECONDS)]
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def start() -> None:
         await ensure_topics(runtime.settings.kafka)
         await runtime.keys.create_indexes()
         for hook in on_startup:
@@ -130,6 +130,10 @@ def create_service_app(
         for worker in workers:
             worker.start()
         log.info("service started", extra={"port": runtime.settings.port})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await watched(start())
         try:
             yield
         finally:
