@@ -9,11 +9,15 @@ topics from the start, and the effects already in the database are skipped by th
 """
 
 import asyncio
+import contextlib
 import io
 import json
 import tarfile
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import bson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -107,42 +111,67 @@ def _load_database(endpoints: Endpoints, tar: tarfile.TarFile) -> int:
 
 
 async def _dump_topics(endpoints: Endpoints, tar: tarfile.TarFile) -> tuple[int, dict[str, int]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=endpoints.bootstrap_servers, enable_auto_commit=False)
+    started_ms = int(time.time() * 1000)  # after the database's dump: every record its effects come from is older
+    # From offset 0, or where a broker's retention left the log's start.
+    consumer = AIOKafkaConsumer(bootstrap_servers=endpoints.bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
-    count, partitions = 0, {}
     try:
-        for topic in sorted(t for t in await consumer.topics() if not t.startswith("__")):
-            assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            partitions[topic] = len(assigned)
-            records = await _read_to_end(consumer, assigned)
-            _add(tar, f"kafka/{topic}.bson", b"".join(bson.encode(r) for r in records))
-            count += len(records)
+        # Every topic's partitions before any is assigned: from then on the consumer's metadata
+        # follows only the topics assigned to it, and knows no partitions of the others.
+        topics = sorted(t for t in await consumer.topics() if not t.startswith("__"))
+        partitions = {topic: sorted(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+        if unknown := [topic for topic, numbers in partitions.items() if not numbers]:
+            raise ArchiveError(f"the broker named no partitions of {', '.join(unknown)}: nothing written")
+        with contextlib.ExitStack() as files:
+            spooled = {topic: files.enter_context(tempfile.TemporaryFile()) for topic in topics}
+            count = await _read_to_end(consumer, [TopicPartition(t, p) for t, numbers in partitions.items()
+                                                  for p in numbers], started_ms, spooled)
+            for topic, file in spooled.items():
+                info = tarfile.TarInfo(f"kafka/{topic}.bson")
+                info.size, info.mtime = file.tell(), int(time.time())
+                file.seek(0)
+                tar.addfile(info, file)
     finally:
         await consumer.stop()
-    return count, partitions
+    return count, {topic: len(numbers) for topic, numbers in partitions.items()}
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> list[dict]:
-    """Every record up to the end offsets seen now (records written later belong to the next backup)."""
-    if not assigned:
-        return []
+async def _read_to_end(consumer: AIOKafkaConsumer, assigned: list[TopicPartition], before_ms: int,
+                       files: Mapping[str, IO[bytes]]) -> int:
+    """Every record of these partitions from before `before_ms` (later ones belong to the next
+    backup), written to its topic's file; how many. Read past the end offsets the broker reports
+    until a partition has nothing more or a record from after: Tansu's end offsets lag behind after
+    a restart (a partition it said ended at 807 held 1,083 records, tests/e2e/test_durable.py)."""
     consumer.assign(assigned)
-    await consumer.seek_to_beginning(*assigned)
     ends = await consumer.end_offsets(assigned)
-    records = []
-    while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-        batches = await consumer.getmany(*assigned, timeout_ms=1000)
+    for tp in assigned:
+        consumer.seek(tp, 0)
+    reading, count = set(assigned), 0
+    while reading:
+        batches = await consumer.getmany(*reading, timeout_ms=1000)
+        # Nothing for a second once past the ends reported (before, the first fetches may be slow).
+        if not batches and all([await consumer.position(tp) >= ends[tp] for tp in reading]):
+            break
         for tp, messages in batches.items():
-            records += [{"partition": tp.partition, "key": m.key, "value": m.value, "timestamp": m.timestamp,
-                         "headers": [[k, v] for k, v in m.headers]} for m in messages if m.offset < ends[tp]]
-    return records
+            for m in messages:
+                if m.timestamp > before_ms:
+                    reading.discard(tp)
+                    break
+                files[tp.topic].write(bson.encode({"partition": tp.partition, "key": m.key, "value": m.value,
+                                                   "timestamp": m.timestamp,
+                                                   "headers": [[k, v] for k, v in m.headers]}))
+                count += 1
+    return count
 
 
 async def _load_topics(endpoints: Endpoints, tar: tarfile.TarFile, partitions: dict[str, int]) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, n, 1) for t, n in partitions.items()])
+        # An archive written before backups read every topic's partitions lists its topics but the
+        # first with none (and none of their records): those are left to the services to create.
+        await admin.create_topics([NewTopic(t, n, 1) for t, n in partitions.items() if n])
     finally:
         await admin.close()
     # acks=all and no idempotence: Tansu has no InitProducerId; restore runs once into an empty broker.

@@ -228,6 +228,16 @@ async def test_kills_a_stop_and_a_restore_lose_no_acknowledged_event(tmp_path):
     try:
         assert restored.partnerships() == partnerships
         assert await restored.kpis_reach(want) == before
+        # The topics came back too, each with its partitions and records: every acknowledged event
+        # is on them, and the restored installation takes new events and counts each once.
+        outcomes = values_until_quiet(restored.kafka.bootstrap_servers, restored.kafka.topic(OUTCOMES.name))
+        assert accepted <= {json.loads(value)["id"] for value in await asyncio.wait_for(outcomes, 120)}
+        more = load(restored, events, 300, tmp_path / "after-restore.txt")
+        assert await asyncio.to_thread(more.wait, 300) == 0
+        assert set((tmp_path / "after-restore.txt").read_text().split()) == {event(i).id for i in
+                                                                            range(events, events + 300)}
+        want = expected(events + 300, baseline)
+        assert_counts(await restored.kpis_reach(want), want)
     finally:
         restored.stop()
 
