@@ -67,9 +67,13 @@ def restore(stack: LocalStack, path: Path) -> dict[str, int]:
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    _add_file(tar, name, io.BytesIO(data), len(data))
+
+
+def _add_file(tar: tarfile.TarFile, name: str, content: IO[bytes], size: int) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mtime = len(data), int(time.time())
-    tar.addfile(info, io.BytesIO(data))
+    info.size, info.mtime = size, int(time.time())
+    tar.addfile(info, content)
 
 
 def _read(tar: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
@@ -128,10 +132,9 @@ async def _dump_topics(endpoints: Endpoints, tar: tarfile.TarFile) -> tuple[int,
             count = await _read_to_end(consumer, [TopicPartition(t, p) for t, numbers in partitions.items()
                                                   for p in numbers], started_ms, spooled)
             for topic, file in spooled.items():
-                info = tarfile.TarInfo(f"kafka/{topic}.bson")
-                info.size, info.mtime = file.tell(), int(time.time())
+                size = file.tell()
                 file.seek(0)
-                tar.addfile(info, file)
+                _add_file(tar, f"kafka/{topic}.bson", file, size)
     finally:
         await consumer.stop()
     return count, {topic: len(numbers) for topic, numbers in partitions.items()}
