@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -32,17 +33,28 @@ class Leases:
         self.collection = collection
         self.lease = lease
 
-    async def take(self, name: str, holder: str) -> bool:
-        """Take or renew the lease if it is free, run out or already ours; False if another holds it."""
+    async def take(self, name: str, holder: str) -> int | None:
+        """Take or renew the lease if it is free, run out or already ours: how many times it was
+        taken, this time included (a holder may mark what it writes with it); None if another holds it."""
         now = datetime.now(UTC)
         try:
             # Held by another: the filter misses and the upsert collides with the existing _id.
-            await self.collection.update_one(
+            lease = await self.collection.find_one_and_update(
                 {"_id": name, "$or": [{"until": {"$lte": now}}, {"holder": holder}]},
-                {"$set": {"holder": holder, "until": now + self.lease}}, upsert=True)
-            return True
+                {"$set": {"holder": holder, "until": now + self.lease}, "$inc": {"taken": 1}},
+                {"taken": 1}, upsert=True, return_document=ReturnDocument.AFTER)
+            return lease["taken"] if lease else None  # never None: upserted, and returned after
         except DuplicateKeyError:
-            return False
+            return None
+
+    async def taken(self, holder: str) -> dict[str, int]:
+        """Each lease's last take whose holder is done with it: how many times it was taken, less
+        the take another holder is in now (its writes may be under way)."""
+        now, done = datetime.now(UTC), {}
+        async for lease in self.collection.find({}):
+            held_by_another = lease["holder"] != holder and lease["until"].replace(tzinfo=UTC) > now
+            done[lease["_id"]] = lease.get("taken", 0) - (1 if held_by_another else 0)
+        return done
 
     async def release(self, names: Iterable[str], holder: str) -> None:
         names = list(names)
@@ -51,18 +63,18 @@ class Leases:
                                               {"$set": {"until": RELEASED}})
 
     @asynccontextmanager
-    async def hold(self, names: Iterable[str], holder: str) -> AsyncIterator[None]:
+    async def hold(self, names: Iterable[str], holder: str) -> AsyncIterator[dict[str, int]]:
         """Wait for every one of these leases, keep them renewed while the block runs, release
-        them after. Taken in one global order, so no two holders wait on each other."""
-        taken: list[str] = []
+        them after. Taken in one global order, so no two holders wait on each other. Gives each
+        one's count of takes, this one included (`take`)."""
+        taken: dict[str, int] = {}
         heartbeat: asyncio.Task | None = None
         try:
             for name in sorted(set(names)):
-                await self._wait_for(name, holder)
-                taken.append(name)
+                taken[name] = await self._wait_for(name, holder)
             if taken:
-                heartbeat = asyncio.create_task(self._renew(taken, holder), name="lease-heartbeat")
-            yield
+                heartbeat = asyncio.create_task(self._renew(list(taken), holder), name="lease-heartbeat")
+            yield taken
         finally:
             if heartbeat:
                 heartbeat.cancel()
@@ -73,11 +85,12 @@ class Leases:
             except PyMongoError as exc:  # they run out by themselves within one lease time
                 log.warning("leases not released: %s", type(exc).__name__)
 
-    async def _wait_for(self, name: str, holder: str) -> None:
+    async def _wait_for(self, name: str, holder: str) -> int:
         pause = 0.005
-        while not await self.take(name, holder):
+        while (taken := await self.take(name, holder)) is None:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
+        return taken
 
     async def _renew(self, names: list[str], holder: str) -> None:
         interval = self.lease.total_seconds() / 3

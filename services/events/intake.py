@@ -14,10 +14,12 @@ from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.events import domain
 from services.events.domain import Facts
-from services.events.store import EventsStore, HeldStatus, Holds, held_doc
+from services.events.recorded import RecordedFilter
+from services.events.store import EventsStore, HeldStatus, Holds, held_doc, hire_key
 from shared.envelope import CloudEvent, EventError, parse_event
 from shared.kafka import dead_letter
 from shared.service import Runtime
@@ -85,13 +87,17 @@ class Intake:
 
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
                  hold: timedelta = timedelta(0),
-                 retry: Callable[[int], timedelta] = lambda attempts: timedelta(seconds=1)):
+                 retry: Callable[[int], timedelta] = lambda attempts: timedelta(seconds=1),
+                 recorded_filter_mib: int = 32):
         self.runtime = runtime
         self.store = store
+        self.reload_recorded: Callable[[], None] = lambda: None  # its loader worker's wake, set by workers.py
         self.max_group_events = max_group_events
         self.hold = hold  # how long an event may wait for what it names (0: refused at once)
         self.retry = retry  # attempts so far -> wait until the next one
         self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
+        # Rules out lookups of what was never recorded, once loaded (by the app's loader worker).
+        self.recorded = RecordedFilter(store, self.replica, recorded_filter_mib)
         self.on_accepted: list[Callable[[set[str]], None]] = []  # partnerships whose events were accepted
         self._waiting: deque[_Submission] = deque()
         self._turn = asyncio.Lock()
@@ -171,19 +177,21 @@ class Intake:
 
     async def _decide(self, candidates: list[Candidate]) -> list[EventResult]:
         partnership_ids = {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
-        async with self.store.turn(partnership_ids, self.replica):
-            return await self._decide_alone(candidates)
+        async with self.store.turn(partnership_ids, self.replica) as turns:
+            return await self._decide_alone(candidates, turns)
 
-    async def _decide_alone(self, candidates: list[Candidate]) -> list[EventResult]:
+    async def _decide_alone(self, candidates: list[Candidate], turns: dict[str, int]) -> list[EventResult]:
         events = [c.event for c in candidates]
         identities = [domain.identity(e.source, e.id) for e in events]
-        seen, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
-            self.store.recorded(identities),
+        _, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
+            self.recorded.sync(turns),
             self.store.pending({i: c.event.source for c, i in zip(candidates, identities, strict=True)
                                 if c.held or self.hold}))
-        facts = await self.store.facts(
-            domain.references(e.data for e, i in zip(events, identities, strict=True) if i not in seen)
-        )
+        seen = await self.store.recorded(self.recorded.maybe_recorded(identities))  # none asked, mostly
+        refs = domain.references(e.data for e, i in zip(events, identities, strict=True) if i not in seen)
+        hires = {hire_key(key): key for key in refs.hires}
+        refs.hires = {hires[k] for k in self.recorded.maybe_hires(list(hires))}  # the others are new
+        facts = await self.store.facts(refs)
         now = datetime.now(UTC)
         results: list[EventResult] = []
         accepted: list[CloudEvent] = []
@@ -214,13 +222,18 @@ class Intake:
             results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now, holds, expired))
             if result.status is Outcome.PENDING and held is None:
                 pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
+        self.recorded.add([domain.identity(e.source, e.id) for e in accepted], [hire_key(h) for h in facts.new_hires])
         publishing = asyncio.ensure_future(self._publish(accepted, expired))
         try:
-            await self.store.record(accepted, facts, holds, published=publishing)
-        except BaseException:
+            await self.store.record(accepted, facts, holds, published=publishing, turns=turns)
+        except BaseException as exc:
             publishing.cancel()  # its events, if Kafka has them, are accepted again on retry
             await asyncio.gather(publishing, return_exceptions=True)
+            if _recorded_before(exc):  # the filter ruled out an event recorded after all
+                self.recorded.distrust()
+                self.reload_recorded()
             raise
+        self.recorded.recorded(turns)
         if accepted:
             for listener in self.on_accepted:
                 listener({domain.partnership_of(e.data) for e in accepted})
@@ -267,3 +280,9 @@ class Intake:
                           partition=origin.get("partition", -1), offset=origin.get("offset", -1),
                           service=self.runtime.name, reason=settled["reason"],
                           detail=f"held for {self.hold.total_seconds():.0f} s: {EventError(settled['errors'])}")
+
+
+def _recorded_before(exc: BaseException) -> bool:
+    """An accepted event's identity is in the unique index already."""
+    return isinstance(exc, DuplicateKeyError) or (
+        isinstance(exc, BulkWriteError) and any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())))

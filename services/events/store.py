@@ -8,7 +8,7 @@ in either order, and any message may be redelivered.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -78,7 +78,8 @@ def held_doc(event: CloudEvent, *, entry: str, origin: dict | None, errors: list
             "held_at": held_at, "deadline": deadline, "next_attempt_at": next_attempt_at}
 
 
-def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> list[dict]:
+def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None,
+              turns: Mapping[str, int] | None = None) -> list[dict]:
     """Accepted records as stored: a partnership's day to a document with their identities and
     ids apart, to be indexed. One document per group and day rather than per record, because the
     local server pays per document written to a collection with secondary indexes (~170 µs each,
@@ -89,7 +90,9 @@ def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> l
     `hires`: the hire each record of a hire records (by the record's identity), kept in its
     record's sheet and found by its key (`hire_key`, indexed): a hire costs no document of its
     own. Its key is not unique there: the rules, under the partnership's turn, record a hire
-    once, and kept in the unique index of identities the keys made new hires 1.14x slower (bench/README.md)."""
+    once, and kept in the unique index of identities the keys made new hires 1.14x slower (bench/README.md).
+
+    `turns`: the partnership's turn each sheet is written in (`EventsStore.turn`)."""
     sheets: list[dict] = []
     open_sheets: dict[tuple[str, str], dict] = {}
     filled: dict[tuple[str, str], int] = {}  # bytes of records in each open sheet
@@ -99,6 +102,8 @@ def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None) -> l
         if sheet is None or filled[key] + size > SHEET_BYTES:
             sheet = open_sheets[key] = {"partnership_id": key[0], "day": key[1], "identities": [], "ids": [],
                                         "records": []}
+            if turns:
+                sheet["turn"] = turns[key[0]]
             sheets.append(sheet)
             filled[key] = 0
         filled[key] += size
@@ -170,7 +175,9 @@ class EventsStore:
         # entry point accept an event once.
         self.accepted = db["accepted_records"]
         self.legacy_accepted = db["accepted_events"]  # one document per record, before sheets: moved at setup
-        # One lease per partnership: which replica decides its events now, and until when.
+        # One lease per partnership: which replica decides its events now, until when, and how
+        # many turns were taken (each sheet names the turn it was written in, so a replica's filter
+        # of what is recorded, services/events/recorded.py, finds what others wrote since it looked).
         self.turns = Leases(db["decision_turns"], decision_lease)
         # One document per event held until what it names arrives, and its final status.
         self.held = db["held_events"]
@@ -184,6 +191,7 @@ class EventsStore:
         await self.accepted.create_index([("partnership_id", 1), ("ids", 1)])  # lineage rows, corrections
         await self.accepted.create_index([("partnership_id", 1), ("day", -1)])  # the records page
         await self.accepted.create_index("hires.key")  # the hires later outcomes refer to
+        await self.accepted.create_index([("partnership_id", 1), ("turn", 1)])  # what was recorded since
         await self.held.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.held.create_index([("status", 1), ("partnership_id", 1)])
         await self.held.create_index([("status", 1), ("organisations", 1)])
@@ -303,12 +311,17 @@ class EventsStore:
 
     # --- the service's own state ------------------------------------------------------------
 
-    def turn(self, partnership_ids: set[str], holder: str) -> AbstractAsyncContextManager[None]:
+    def turn(self, partnership_ids: set[str], holder: str) -> AbstractAsyncContextManager[dict[str, int]]:
         """Decide these partnerships' events alone among every replica of the service: rules read
         state, publish, then store, and a second replica in between could pass a rule only one
         may. A short lease per partnership, renewed while held (shared/lease.py): a replica that
-        dies holding a turn loses it within one lease time."""
+        dies holding a turn loses it within one lease time. Gives each partnership's turn number."""
         return self.turns.hold(partnership_ids, holder)
+
+    async def finished_turns(self, holder: str) -> dict[str, int]:
+        """Each partnership's last turn whose records are stored (or never will be): its count of
+        turns, less the one another replica is in now."""
+        return await self.turns.taken(holder)
 
     async def recorded(self, identities: list[str]) -> set[str]:
         """Which of these events (by `domain.identity`) were accepted before."""
@@ -316,6 +329,16 @@ class EventsStore:
         docs = await find_among(self.accepted, "identities", wanted, projection={"identities": 1, "_id": 0},
                                 slice_size=SHEET_SLICE)
         return {i for doc in docs for i in doc["identities"] if i in wanted}
+
+    async def recorded_keys(self, since: Mapping[str, int] | None = None) -> AsyncIterator[tuple[list[str], list[str]]]:
+        """The identities and hire keys of every sheet (a sheet's at a time), or of the sheets
+        written in each partnership's turns after `since`'s."""
+        projection = {"identities": 1, "hires.key": 1, "_id": 0}
+        queries = [{}] if since is None else [{"partnership_id": pid, "turn": {"$gt": turn}}
+                                             for pid, turn in since.items()]
+        for query in queries:
+            async for sheet in self.accepted.find(query, projection, batch_size=100):
+                yield sheet["identities"], [hire["key"] for hire in sheet.get("hires", ())]
 
     async def _records_among(self, field: str, values: Iterable[str], query: dict | None = None) -> list[dict]:
         """The accepted records whose `field` (`_id`: the identity, or `id`) is one of `values`,
@@ -375,14 +398,16 @@ class EventsStore:
         )
 
     async def record(self, events: list[CloudEvent], facts: Facts, holds: Holds | None = None,
-                     published: asyncio.Future[None] | None = None) -> None:
+                     published: asyncio.Future[None] | None = None, turns: Mapping[str, int] | None = None) -> None:
         """Store accepted events' ids and their effects, and what became of held events, together:
         a transaction, so a crash never leaves an id recorded without its effect, or a held event
         both accepted and still waiting.
 
         `published`: the events' publishing, under way. The transaction writes meanwhile and
         commits only once it is done (it fails if that failed): the events are recorded only once
-        Kafka has them, and the database's work no longer waits for Kafka's."""
+        Kafka has them, and the database's work no longer waits for Kafka's.
+
+        `turns`: the turn of each partnership the events were decided in (`turn`), on their sheets."""
         if not events and not holds:
             if published is not None:
                 await published
@@ -395,7 +420,7 @@ class EventsStore:
             if events:
                 await self.accepted.insert_many(
                     sheets_of([facts.records.get(identity(e.source, e.id)) or record_of(e) for e in events],
-                              _hires_recorded(events, facts)),
+                              _hires_recorded(events, facts), turns),
                     session=session)
             if facts.voided:
                 await self.accepted.bulk_write(

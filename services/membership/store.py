@@ -276,7 +276,7 @@ class MembershipStore:
 
     async def hold_lease(self, name: str, owner: str) -> bool:
         """One relay at a time: take or renew the lease if it is free, run out or ours."""
-        return await self.leases.take(name, owner)
+        return await self.leases.take(name, owner) is not None
 
     async def release_lease(self, name: str, owner: str) -> None:
         await self.leases.release([name], owner)

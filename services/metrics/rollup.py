@@ -31,9 +31,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 
 from services.metrics import domain
-from services.metrics.dedupe import RecentIdentities, SeenFilter, digest
+from services.metrics.dedupe import RecentIdentities, digest
 from services.metrics.domain import Cells
 from services.metrics.store import Batch, Fenced, MetricsStore
+from shared.bloom import BloomFilter
 from shared.catalog import ACTIVITIES, DEMAND, MEMBERSHIP, OUTCOMES, Topic
 from shared.consumer import EVENTS_CONSUMED, count_consumed_from
 from shared.envelope import EventError, parse_plain
@@ -102,7 +103,7 @@ class Rollup:
         self.positions: dict[TopicPartition, int | None] = {}
         # Every identity applied on the partitions this rollup has held (and, after a resync, what it
         # held before): an identity it says were never applied was not, the others are looked up.
-        self.seen = SeenFilter(seen_filter_mib)
+        self.seen = BloomFilter(seen_filter_mib)
         self.recent = RecentIdentities()  # of what this rollup stored itself: exact, bounded
         self.refused = 0  # records no one can accept (parse errors, failing recorders)
         self.stopping = False

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
+from pymongo.errors import PyMongoError
 
-from services.events.domain import identity
+from services.events.domain import identity, record_of
 from services.events.intake import Intake, Outcome
-from services.events.store import EventsStore
+from services.events.store import EventsStore, sheets_of
 from shared.catalog import ACTIVITIES, OUTCOMES
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
@@ -250,3 +251,66 @@ async def test_a_held_event_that_no_longer_parses_is_refused_for_good(kafka_sett
     refused = await store.status(P, identity(hire.source, hire.id))
     assert (refused["status"], refused["reason"]) == ("rejected", "invalid_event")
     assert await store.due(later, 10) == []  # never tried again
+
+
+def _answers(check: str, answer: str) -> float:
+    return REGISTRY.get_sample_value("backbone_events_recorded_filter_answers_total",
+                                     {"check": check, "answer": answer}) or 0.0
+
+
+async def test_each_replicas_filter_rules_out_new_events_yet_sees_what_the_other_recorded(
+        kafka_settings, mongo_settings, client, store, events_producer):
+    """Two replicas on one database, each with its filter of what is recorded loaded: new events
+    are ruled out without a lookup, and what one records the other finds (in the sheets of the
+    partnership's turns it has not seen): the same events are duplicates there, the same hire id
+    is refused, and the hire's retention check passes."""
+    db = client[mongo_settings.database_prefix + "events"]
+    one, other = (Intake(_Runtime(events_producer, kafka_settings), EventsStore(db)) for _ in range(2))
+    await asyncio.gather(one.recorded.load(), other.recorded.load())
+    hires = _hires(3)
+    ruled_out = _answers("identity", "new"), _answers("hire", "new")
+    assert [r.status for r in await one.submit(hires, entry="http")] == [Outcome.ACCEPTED] * 3
+    assert (_answers("identity", "new"), _answers("hire", "new")) == (ruled_out[0] + 3, ruled_out[1] + 3)
+
+    assert [r.status for r in await other.submit(hires, entry="http")] == [Outcome.DUPLICATE] * 3
+    again = new_event(example(out.HireRecorded, hire_id="h-0", person_id="p-0"), source="/test")
+    [refused] = await other.submit([again], entry="http")
+    assert (refused.status, refused.errors[0]["field"]) == (Outcome.REJECTED, "data.hire_id")
+    check = new_event(example(out.RetentionChecked, hire_id="h-1", person_id="p-1"), source="/test")
+    [checked] = await other.submit([check], entry="http")
+    assert checked.status == Outcome.ACCEPTED
+    [copy] = await one.submit([check], entry="http")  # and back: the other's record is seen here
+    assert copy.status == Outcome.DUPLICATE
+    assert {s["turn"] async for s in store.accepted.find({}, {"turn": 1})} == {1, 4}  # each sheet names its turn
+    ids = [header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)]
+    assert ids == [h.id for h in hires] + [check.id]  # each once in Kafka
+
+
+async def test_a_filter_loaded_at_start_holds_what_was_recorded_before(kafka_settings, store, events_producer):
+    earlier = Intake(_Runtime(events_producer, kafka_settings), store)
+    hires = _hires(2)
+    await earlier.submit(hires, entry="http")
+    started = Intake(_Runtime(events_producer, kafka_settings), store)
+    await started.recorded.load()
+    assert started.recorded.maybe_recorded(identities(hires)) == identities(hires)
+    assert [r.status for r in await started.submit(hires, entry="http")] == [Outcome.DUPLICATE] * 2
+
+
+async def test_a_record_the_filter_could_not_know_is_caught_by_the_unique_index(kafka_settings, store,
+                                                                                 events_producer):
+    """A record no version announced (an old replica's, during a rollout): the filter rules the
+    event out, the unique index refuses its record, nothing is accepted, and the filter is
+    distrusted: the retry looks it up and finds the duplicate."""
+    await store.setup()  # the unique index of identities
+    intake = Intake(_Runtime(events_producer, kafka_settings), store)
+    await intake.recorded.load()
+    reloads = []
+    intake.reload_recorded = lambda: reloads.append(True)
+    [hire] = _hires(1)
+    await store.accepted.insert_many(sheets_of([record_of(hire)]))  # as a replica before versions wrote it
+    with pytest.raises(PyMongoError):
+        await intake.submit([hire], entry="http")
+    assert intake.recorded.synced is None and reloads == [True]
+    assert [r.status for r in await intake.submit([hire], entry="http")] == [Outcome.DUPLICATE]
+    await intake.recorded.load()
+    assert intake.recorded.maybe_recorded(identities([hire])) == identities([hire])
