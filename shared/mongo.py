@@ -8,9 +8,15 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from shared.settings import MongoSettings
+
+
+def duplicate_key(exc: BaseException) -> bool:
+    """A write refused by a unique index: alone, or among a bulk write's errors."""
+    return isinstance(exc, DuplicateKeyError) or (
+        isinstance(exc, BulkWriteError) and any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())))
 
 
 def make_client(settings: MongoSettings) -> AsyncMongoClient:

@@ -71,7 +71,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
                         retry_after_seconds=max(1, round(settings.hold_retry_seconds)),
                         membership_lag=lambda: runtime.lag.of(read_model))],
         on_startup=[start],
-        workers=[held_worker(held), recorded_loader(intake)],
+        workers=[held_worker(held), recorded_loader(intake.recorded)],
     )
 
 

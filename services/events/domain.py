@@ -21,7 +21,7 @@ from shared.contracts import activities as act
 from shared.contracts import demand as dem
 from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus, ActivityKind, EventData, PartnershipEvent
-from shared.envelope import CloudEvent
+from shared.envelope import CloudEvent, identity
 
 FieldError = dict[str, str]  # {"field": "data.host_ids.0", "message": "..."}, as in shared.envelope
 
@@ -104,13 +104,6 @@ class Waiting(StrEnum):
     UNKNOWN_ACTION_TEAM = "unknown_action_team"
     UNKNOWN_ACTIVITY = "unknown_activity"
     UNKNOWN_HIRE = "unknown_hire"
-
-
-def identity(source: str, event_id: str) -> str:
-    """An event's identity as CloudEvents defines it: its id is unique within its source only, so
-    two senders' equal ids are two events. The source's length first keeps the joined string
-    unambiguous whatever either contains; a string is an exact index lookup as a Mongo _id."""
-    return f"{len(source)}:{source} {event_id}"
 
 
 def record_of(event: CloudEvent) -> dict:

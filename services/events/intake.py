@@ -14,7 +14,6 @@ from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.events import domain
 from services.events.domain import Facts
@@ -22,6 +21,7 @@ from services.events.recorded import RecordedFilter
 from services.events.store import EventsStore, HeldStatus, Holds, held_doc, hire_key
 from shared.envelope import CloudEvent, EventError, parse_event
 from shared.kafka import dead_letter
+from shared.mongo import duplicate_key
 from shared.service import Runtime
 
 EVENTS_SUBMITTED = Counter(
@@ -91,7 +91,6 @@ class Intake:
                  recorded_filter_mib: int = 32):
         self.runtime = runtime
         self.store = store
-        self.reload_recorded: Callable[[], None] = lambda: None  # its loader worker's wake, set by workers.py
         self.max_group_events = max_group_events
         self.hold = hold  # how long an event may wait for what it names (0: refused at once)
         self.retry = retry  # attempts so far -> wait until the next one
@@ -229,9 +228,8 @@ class Intake:
         except BaseException as exc:
             publishing.cancel()  # its events, if Kafka has them, are accepted again on retry
             await asyncio.gather(publishing, return_exceptions=True)
-            if _recorded_before(exc):  # the filter ruled out an event recorded after all
+            if duplicate_key(exc):  # the filter ruled out an event recorded after all
                 self.recorded.distrust()
-                self.reload_recorded()
             raise
         self.recorded.recorded(turns)
         if accepted:
@@ -280,9 +278,3 @@ class Intake:
                           partition=origin.get("partition", -1), offset=origin.get("offset", -1),
                           service=self.runtime.name, reason=settled["reason"],
                           detail=f"held for {self.hold.total_seconds():.0f} s: {EventError(settled['errors'])}")
-
-
-def _recorded_before(exc: BaseException) -> bool:
-    """An accepted event's identity is in the unique index already."""
-    return isinstance(exc, DuplicateKeyError) or (
-        isinstance(exc, BulkWriteError) and any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())))

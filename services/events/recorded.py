@@ -23,7 +23,7 @@ the duplicate. Records of replicas from before turns were numbered (during a rol
 """
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge
@@ -61,6 +61,7 @@ class RecordedFilter:
         # None until loaded, and again after it was found wanting (`distrust`).
         self.synced: dict[str, int] | None = None
         self._distrusted = 0  # times: a load under way when it was distrusted again is not trusted
+        self.wake: Callable[[], None] = lambda: None  # its loader worker's, set by workers.py
 
     def add(self, identities: Iterable[str], hire_keys: Iterable[str]) -> None:
         """Records about to be stored, or stored: harmless if they never are (a lookup more)."""
@@ -118,11 +119,12 @@ class RecordedFilter:
             synced.update({pid: turn for pid, turn in turns.items() if synced.get(pid, 0) == turn - 1})
 
     def distrust(self) -> None:
-        """The filter ruled out an event recorded after all (an identity unique across
-        partnerships, recorded by a replica that moves no version: one from before versions,
-        during a rollout): looked up again until loaded afresh."""
+        """The filter ruled out an event recorded after all (stored late by a replica whose turn
+        ran out, or by one from before turns were numbered, during a rollout): everything is
+        looked up again until its loader (woken here) has loaded it afresh."""
         if self.synced is not None:
             log.warning("filter of recorded events missed a record; loading it again")
         self.synced = None
         self._distrusted += 1
         LOADED.set(0)
+        self.wake()

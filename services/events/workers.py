@@ -3,7 +3,7 @@ something they may wait for arrives; and the filter of what is recorded loaded (
 start and again whenever it was found wanting."""
 
 from services.events.holds import HeldEvents
-from services.events.intake import Intake
+from services.events.recorded import RecordedFilter
 from shared.worker import Worker
 
 
@@ -13,7 +13,7 @@ def held_worker(held: HeldEvents) -> Worker:
     return worker
 
 
-def recorded_loader(intake: Intake) -> Worker:
-    worker = Worker("events_recorded_filter", intake.recorded.load, interval=60.0)
-    intake.reload_recorded = worker.wake
+def recorded_loader(recorded: RecordedFilter) -> Worker:
+    worker = Worker("events_recorded_filter", recorded.load, interval=60.0)
+    recorded.wake = worker.wake
     return worker

@@ -14,14 +14,14 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import PyMongoError
 
 from shared.catalog import BY_TYPE
 from shared.contracts.base import AccessRole
 from shared.envelope import CloudEvent
 from shared.errors import Conflict
 from shared.lease import DEFAULT_LEASE, Leases
-from shared.mongo import IN_SLICE, create_collections, find_among, mark_multikey
+from shared.mongo import IN_SLICE, create_collections, duplicate_key, find_among, mark_multikey
 from shared.settings import KafkaSettings
 
 
@@ -243,10 +243,8 @@ class MembershipStore:
         try:
             async with self.db.client.start_session() as session:
                 await session.with_transaction(write)
-        except DuplicateKeyError:
-            raise Conflict("already exists") from None
-        except BulkWriteError as exc:
-            if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+        except PyMongoError as exc:
+            if duplicate_key(exc):
                 raise Conflict("already exists") from None  # `from None`: the error holds the document
             raise
         if change.events:

@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from shared.bloom import DIGEST_BYTES, digest_of
+from shared.envelope import identity as event_identity
 
 DIGEST = np.dtype(f"V{DIGEST_BYTES}")
 
@@ -25,7 +26,7 @@ def digest(source: str, event_id: str) -> bytes:
     digested. The source's length first keeps (source, id) pairs apart whatever they contain.
     Stores written before identities included the source hold id-only digests: rebuild them
     (`backbone kpis rebuild`)."""
-    return digest_of(f"{len(source)}:{source} {event_id}")
+    return digest_of(event_identity(source, event_id))
 
 
 class RecentIdentities:

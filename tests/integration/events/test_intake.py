@@ -298,16 +298,16 @@ async def test_a_filter_loaded_at_start_holds_what_was_recorded_before(kafka_set
 
 async def test_a_record_the_filter_could_not_know_is_caught_by_the_unique_index(kafka_settings, store,
                                                                                  events_producer):
-    """A record no version announced (an old replica's, during a rollout): the filter rules the
+    """A record no numbered turn announced (an old replica's, during a rollout): the filter rules the
     event out, the unique index refuses its record, nothing is accepted, and the filter is
     distrusted: the retry looks it up and finds the duplicate."""
     await store.setup()  # the unique index of identities
     intake = Intake(_Runtime(events_producer, kafka_settings), store)
     await intake.recorded.load()
     reloads = []
-    intake.reload_recorded = lambda: reloads.append(True)
+    intake.recorded.wake = lambda: reloads.append(True)
     [hire] = _hires(1)
-    await store.accepted.insert_many(sheets_of([record_of(hire)]))  # as a replica before versions wrote it
+    await store.accepted.insert_many(sheets_of([record_of(hire)]))  # no turn: as a replica from before wrote it
     with pytest.raises(PyMongoError):
         await intake.submit([hire], entry="http")
     assert intake.recorded.synced is None and reloads == [True]

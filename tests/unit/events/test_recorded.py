@@ -139,8 +139,10 @@ async def test_distrusted_it_rules_out_nothing_until_loaded_again():
     records = Records()
     recorded = RecordedFilter(records, ME, mib=1)
     await recorded.load()
+    woken = []
+    recorded.wake = lambda: woken.append(True)
     recorded.distrust()
-    assert recorded.maybe_recorded(["x"]) == ["x"]
+    assert recorded.maybe_recorded(["x"]) == ["x"] and woken == [True]  # its loader asked to load again
     records.turn_of_another("p", ["x"])
     await recorded.load()
     assert recorded.maybe_recorded(["x", "y"]) == ["x"]
