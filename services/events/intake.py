@@ -21,6 +21,7 @@ from services.events.recorded import RecordedFilter
 from services.events.store import EventsStore, HeldStatus, Holds, held_doc, hire_key
 from shared.envelope import CloudEvent, EventError, parse_event
 from shared.kafka import dead_letter
+from shared.lease import DEFAULT_IDLE
 from shared.mongo import duplicate_key
 from shared.service import Runtime
 
@@ -88,13 +89,14 @@ class Intake:
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
                  hold: timedelta = timedelta(0),
                  retry: Callable[[int], timedelta] = lambda attempts: timedelta(seconds=1),
-                 recorded_filter_mib: int = 32):
+                 recorded_filter_mib: int = 32, keep_turn: timedelta = DEFAULT_IDLE):
         self.runtime = runtime
         self.store = store
         self.max_group_events = max_group_events
         self.hold = hold  # how long an event may wait for what it names (0: refused at once)
         self.retry = retry  # attempts so far -> wait until the next one
         self.replica = uuid.uuid4().hex  # who holds a partnership's turn in the store
+        self.turns = store.kept_turns(self.replica, keep_turn)  # one group at a time holds them (`_turn`)
         # Rules out lookups of what was never recorded, once loaded (by the app's loader worker).
         self.recorded = RecordedFilter(store, self.replica, recorded_filter_mib)
         self.on_accepted: list[Callable[[set[str]], None]] = []  # partnerships whose events were accepted
@@ -176,7 +178,7 @@ class Intake:
 
     async def _decide(self, candidates: list[Candidate]) -> list[EventResult]:
         partnership_ids = {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
-        async with self.store.turn(partnership_ids, self.replica) as turns:
+        async with self.turns.hold(partnership_ids) as turns:
             return await self._decide_alone(candidates, turns)
 
     async def _decide_alone(self, candidates: list[Candidate], turns: dict[str, int]) -> list[EventResult]:

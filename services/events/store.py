@@ -9,7 +9,7 @@ in either order, and any message may be redelivered.
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -34,7 +34,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
-from shared.lease import DEFAULT_LEASE, Leases
+from shared.lease import DEFAULT_IDLE, DEFAULT_LEASE, KeptLeases, Leases
 from shared.mongo import IN_SLICE, create_collections, find_among, mark_multikey
 
 # Identities or ids asked of the sheets in one query: each sheet found holds many of them, so the
@@ -92,7 +92,7 @@ def sheets_of(records: list[dict], hires: Mapping[str, Hire] | None = None,
     own. Its key is not unique there: the rules, under the partnership's turn, record a hire
     once, and kept in the unique index of identities the keys made new hires 1.14x slower (bench/README.md).
 
-    `turns`: the partnership's turn each sheet is written in (`EventsStore.turn`)."""
+    `turns`: the partnership's turn each sheet is written in (`EventsStore.kept_turns`)."""
     sheets: list[dict] = []
     open_sheets: dict[tuple[str, str], dict] = {}
     filled: dict[tuple[str, str], int] = {}  # bytes of records in each open sheet
@@ -311,12 +311,13 @@ class EventsStore:
 
     # --- the service's own state ------------------------------------------------------------
 
-    def turn(self, partnership_ids: set[str], holder: str) -> AbstractAsyncContextManager[dict[str, int]]:
-        """Decide these partnerships' events alone among every replica of the service: rules read
-        state, publish, then store, and a second replica in between could pass a rule only one
-        may. A short lease per partnership, renewed while held (shared/lease.py): a replica that
-        dies holding a turn loses it within one lease time. Gives each partnership's turn number."""
-        return self.turns.hold(partnership_ids, holder)
+    def kept_turns(self, holder: str, keep: timedelta = DEFAULT_IDLE) -> KeptLeases:
+        """Whose `hold(partnership_ids)` decides these partnerships' events alone among every
+        replica of the service: rules read state, publish, then store, and a second replica in
+        between could pass a rule only one may. A short lease per partnership, renewed while held
+        (shared/lease.py): a replica that dies holding a turn loses it within one lease time. Kept
+        for `keep` after a group, for the next group of a burst. Gives each partnership's turn number."""
+        return KeptLeases(self.turns, holder, keep)
 
     async def finished_turns(self, holder: str) -> dict[str, int]:
         """Each partnership's last turn whose records are stored (or never will be): its count of

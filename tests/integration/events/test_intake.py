@@ -226,6 +226,27 @@ async def test_replicas_take_turns_per_partnership(lease, kafka_seconds, kafka_s
     assert [header(r, "ce_id") for r in await read_topic(kafka_settings, ACTIVITIES)] == [scheduled.id, cancelled.id]
 
 
+async def test_a_burst_of_groups_keeps_the_turn_and_another_replica_follows_it(kafka_settings, store,
+                                                                               events_producer):
+    """Groups back to back take the partnership's turn once and write under one turn number; a
+    replica wanting the turn meanwhile waits for the burst to end (the turn kept no longer than
+    `keep_turn` after its last group), then decides against everything the burst recorded."""
+    keeping = Intake(_Runtime(events_producer, kafka_settings), store, keep_turn=timedelta(seconds=1))
+    other = Intake(_Runtime(events_producer, kafka_settings), store)
+    await asyncio.gather(keeping.recorded.load(), other.recorded.load())
+    hires = _hires(4)
+    for hire in hires[:3]:
+        assert [r.status for r in await keeping.submit([hire], entry="http")] == [Outcome.ACCEPTED]
+    lease = await store.turns.collection.find_one({"_id": P})
+    assert (lease["holder"], lease["taken"]) == (keeping.replica, 1)
+    waiting = asyncio.create_task(other.submit(hires[2:], entry="http"))
+    [result] = await keeping.submit([hires[3]], entry="http")  # still its turn: the other waits
+    assert result.status == Outcome.ACCEPTED
+    assert [r.status for r in await asyncio.wait_for(waiting, 20)] == [Outcome.DUPLICATE] * 2
+    assert [s["turn"] async for s in store.accepted.find({}, {"turn": 1})] == [1] * 4
+    assert (await store.turns.collection.find_one({"_id": P}))["taken"] == 2
+
+
 async def test_a_turn_held_by_a_dead_replica_passes_when_its_lease_runs_out(kafka_settings, store, events_producer):
     # What a replica that died in its turn leaves behind.
     await store.turns.collection.insert_one(
@@ -263,14 +284,16 @@ async def test_each_replicas_filter_rules_out_new_events_yet_sees_what_the_other
     """Two replicas on one database, each with its filter of what is recorded loaded: new events
     are ruled out without a lookup, and what one records the other finds (in the sheets of the
     partnership's turns it has not seen): the same events are duplicates there, the same hire id
-    is refused, and the hire's retention check passes."""
+    is refused, and the hire's retention check passes. Each keeps its turn through its burst."""
     db = client[mongo_settings.database_prefix + "events"]
-    one, other = (Intake(_Runtime(events_producer, kafka_settings), EventsStore(db)) for _ in range(2))
+    one, other = (Intake(_Runtime(events_producer, kafka_settings), EventsStore(db), keep_turn=timedelta(minutes=1))
+                  for _ in range(2))
     await asyncio.gather(one.recorded.load(), other.recorded.load())
     hires = _hires(3)
     ruled_out = _answers("identity", "new"), _answers("hire", "new")
     assert [r.status for r in await one.submit(hires, entry="http")] == [Outcome.ACCEPTED] * 3
     assert (_answers("identity", "new"), _answers("hire", "new")) == (ruled_out[0] + 3, ruled_out[1] + 3)
+    await one.turns.release()  # its burst is over
 
     assert [r.status for r in await other.submit(hires, entry="http")] == [Outcome.DUPLICATE] * 3
     again = new_event(example(out.HireRecorded, hire_id="h-0", person_id="p-0"), source="/test")
@@ -279,9 +302,11 @@ async def test_each_replicas_filter_rules_out_new_events_yet_sees_what_the_other
     check = new_event(example(out.RetentionChecked, hire_id="h-1", person_id="p-1"), source="/test")
     [checked] = await other.submit([check], entry="http")
     assert checked.status == Outcome.ACCEPTED
+    await other.turns.release()
     [copy] = await one.submit([check], entry="http")  # and back: the other's record is seen here
     assert copy.status == Outcome.DUPLICATE
-    assert {s["turn"] async for s in store.accepted.find({}, {"turn": 1})} == {1, 4}  # each sheet names its turn
+    assert {s["turn"] async for s in store.accepted.find({}, {"turn": 1})} == {1, 2}  # each sheet names its turn
+    await one.turns.release()
     ids = [header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)]
     assert ids == [h.id for h in hires] + [check.id]  # each once in Kafka
 
