@@ -103,9 +103,7 @@ class KeptLeases:
     async def hold(self, names: Iterable[str]) -> AsyncIterator[dict[str, int]]:
         """Wait for every one of these leases (unless kept), keep them renewed while the block
         runs and for `idle` after. Gives each one's count of takes."""
-        if self._idle:
-            self._idle.cancel()
-            self._idle = None
+        self._stop_idle()
         if self._releasing:  # else its release could reach the database after the take below
             await asyncio.wait([self._releasing])
             self._releasing = None
@@ -126,15 +124,18 @@ class KeptLeases:
 
     async def release(self) -> None:
         """Release every kept lease."""
-        if self._idle:
-            self._idle.cancel()
-            self._idle = None
+        self._stop_idle()
         if self._heartbeat:
             self._heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
         await self._release(list(self.kept))
+
+    def _stop_idle(self) -> None:
+        if self._idle:
+            self._idle.cancel()
+            self._idle = None
 
     def _release_idle(self) -> None:
         self._idle = None

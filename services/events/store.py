@@ -34,7 +34,7 @@ from shared.contracts import outcomes as out
 from shared.contracts.base import ActionTeamStatus
 from shared.contracts.membership import ActionTeamState, MemberJoined, MemberLeft, OrganisationState, PartnershipState
 from shared.envelope import CloudEvent
-from shared.lease import DEFAULT_IDLE, DEFAULT_LEASE, KeptLeases, Leases
+from shared.lease import DEFAULT_LEASE, KeptLeases, Leases
 from shared.mongo import IN_SLICE, create_collections, find_among, mark_multikey
 
 # Identities or ids asked of the sheets in one query: each sheet found holds many of them, so the
@@ -311,7 +311,7 @@ class EventsStore:
 
     # --- the service's own state ------------------------------------------------------------
 
-    def kept_turns(self, holder: str, keep: timedelta = DEFAULT_IDLE) -> KeptLeases:
+    def kept_turns(self, holder: str, keep: timedelta) -> KeptLeases:
         """Whose `hold(partnership_ids)` decides these partnerships' events alone among every
         replica of the service: rules read state, publish, then store, and a second replica in
         between could pass a rule only one may. A short lease per partnership, renewed while held

@@ -19,6 +19,7 @@ nothing. Kafka's own committed offsets are only a hint for tools; the stored one
 """
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -63,8 +64,14 @@ class Stamp(NamedTuple):
     months: Mapping[str, str] = MappingProxyType({})  # month -> renewed by every batch changing its dated facts
 
 
-def _tp(tp: TopicPartition) -> str:
+def partition_key(tp: TopicPartition) -> str:
+    """How stored offsets and identities name their topic-partition."""
     return f"{tp.topic}/{tp.partition}"
+
+
+# The collections of stored offsets (`offsets_v<N>`: {_id: partition_key, next}), which a restore
+# renumbers to the offsets the restored topics give their records (cli/archive.py).
+OFFSETS = re.compile(r"offsets_v\d+")
 
 
 class Fenced(Exception):
@@ -134,13 +141,13 @@ class MetricsStore:
     # --- the consumer's progress ---------------------------------------------------------------
 
     async def positions(self, version: int, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        by_id = {_tp(tp): tp for tp in tps}
+        by_id = {partition_key(tp): tp for tp in tps}
         docs = await self._offsets(version).find({"_id": {"$in": list(by_id)}}).to_list()
         return {by_id[d["_id"]]: d["next"] for d in docs}
 
     async def seen(self, version: int, tp: TopicPartition) -> AsyncIterator[bytes]:
         """The digests of the identities applied on a partition, concatenated, a stored batch at a time."""
-        async for doc in self._seen(version).find({"tp": _tp(tp)}, {"ids": 1}):
+        async for doc in self._seen(version).find({"tp": partition_key(tp)}, {"ids": 1}):
             yield bytes(doc["ids"])
 
     async def stored_among(self, version: int, tp: TopicPartition, digests: set[bytes]) -> set[bytes]:
@@ -162,8 +169,8 @@ class MetricsStore:
             if control is None or control[role] != version:
                 raise Fenced(f"store version {version} is no longer {role}")
             moves = [
-                InsertOne({"_id": _tp(tp), "next": after}) if before is None
-                else UpdateOne({"_id": _tp(tp), "next": before}, {"$set": {"next": after}})
+                InsertOne({"_id": partition_key(tp), "next": after}) if before is None
+                else UpdateOne({"_id": partition_key(tp), "next": before}, {"$set": {"next": after}})
                 for tp, (before, after) in batch.moves.items()
             ]
             try:
@@ -176,10 +183,10 @@ class MetricsStore:
                 await self._add_facts(facts, batch.cells, compacted, stamp, session)
                 await self._stamps(version).bulk_write(_renewals(batch.cells, stamp), ordered=False,
                                                        session=session)
-            new_ids = [
-                {"_id": f"{_tp(tp)}/{batch.moves[tp][1]}", "tp": _tp(tp), "ids": Binary(b"".join(digests))}
-                for tp, digests in batch.seen.items() if digests
-            ]
+            # Named by the server, not by offset: a restore renumbers offsets (cli/archive.py), so
+            # a batch after it may end at an offset one before it ended at.
+            new_ids = [{"tp": partition_key(tp), "ids": Binary(b"".join(digests))}
+                       for tp, digests in batch.seen.items() if digests]
             if new_ids:
                 await seen.insert_many(new_ids, session=session)
 
