@@ -193,6 +193,8 @@ class Renumbering:
         self.restored: list[int] = []
 
     def add(self, archived: int, restored: int) -> None:
+        if not isinstance(archived, int) or archived < 0:
+            raise ArchiveError(f"not an offset in the archive: {archived!r}")
         if self.archived and archived <= self.archived[-1]:
             raise ArchiveError(f"offsets out of order in the archive: {archived} after {self.archived[-1]}")
         self.archived.append(archived)
