@@ -6,7 +6,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -101,6 +101,31 @@ def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
         enable_idempotence=settings.enable_idempotence,
         request_timeout_ms=settings.request_timeout_ms,
     )
+
+
+async def log_ends(settings: KafkaSettings, partitions: list[TopicPartition],
+                   client_id: str = "backbone-log-ends") -> dict[TopicPartition, int]:
+    """The offset after each partition's last record. Tansu answers end-offset requests with its
+    last batch's base offset + 1 (on its S3 storage with older figures still, down to 1), so their
+    answer is only a floor; a fetch from there carries the log's true end, the high watermark. The
+    floor spares reading the partition; where it is the end, the fetch returns nothing after the
+    fetch wait. A consumer of its own: one whose assignment changes and is stopped before it
+    fetches again waits out its request timeout in stop()."""
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(**client_options(settings), client_id=client_id, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        floors = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        for tp, floor in floors.items():
+            consumer.seek(tp, floor)
+        while unknown := [tp for tp in partitions if consumer.highwater(tp) is None]:
+            await consumer.getmany(*unknown, timeout_ms=100)
+        return {tp: consumer.highwater(tp) or 0 for tp in partitions}
+    finally:
+        await consumer.stop()
 
 
 async def ensure_topics(settings: KafkaSettings, attempts: int = 30, topics: Iterable[Topic] = TOPICS) -> None:

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
 from shared.catalog import Topic
-from shared.kafka import client_options
+from shared.kafka import client_options, log_ends
 from shared.settings import KafkaSettings
 
 CONSUMER_LAG = Gauge("backbone_consumer_lag",
@@ -75,7 +75,7 @@ class ConsumerLag:
         if not partitions:
             return 0
         committed = await admin.list_consumer_group_offsets(self.settings.namespace + group, partitions=partitions)
-        end, start = await ends.end_offsets(partitions), await ends.beginning_offsets(partitions)
+        end, start = await log_ends(self.settings, partitions, self.client_id), await ends.beginning_offsets(partitions)
         # Nothing committed yet: the group reads from the beginning (auto_offset_reset="earliest").
         positions = {tp: max(start[tp], meta.offset if (meta := committed.get(tp)) and meta.offset >= 0 else 0)
                      for tp in partitions}

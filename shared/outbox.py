@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Gauge
 
-from shared.kafka import client_options
+from shared.kafka import client_options, log_ends
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class OutboxRelay:
                 await consumer.topics()  # metadata not loaded yet
                 partitions = [TopicPartition(t, p) for t in topics
                               for p in sorted(consumer.partitions_for_topic(t) or ())]
-            ends = await consumer.end_offsets(partitions)
+            ends = await log_ends(self.kafka, partitions, self.client_id)
         finally:
             await consumer.stop()
         offsets: dict[str, dict[int, int]] = {}
@@ -136,7 +136,7 @@ class OutboxRelay:
         found: set[str] = set()
         try:
             consumer.assign(list(start))
-            ends = await consumer.end_offsets(list(start))
+            ends = await log_ends(self.kafka, list(start), self.client_id)
             for tp, offset in start.items():
                 consumer.seek(tp, offset)
             remaining = {tp for tp in start if ends[tp] > start[tp]}

@@ -48,12 +48,14 @@ async def rebuild(settings: MetricsSettings, say: Callable[[str], None] = print,
             shown = now
             async with rollup.lock:  # what is stored, not what is being stored
                 await rollup.settle()
-            ends = await consumer.end_offsets(list(tps))
-            done, total = _done(rollup), sum(ends.values())
+            # A fetch response's high watermark, not an end-offset request: Tansu answers those
+            # short (shared.kafka.log_ends). None until the partition's first fetch.
+            ends = {tp: consumer.highwater(tp) for tp in tps}
+            done, total = _done(rollup), sum(end or 0 for end in ends.values())
             rate = (done - done_before) / max(now - started, 1e-9)
             say(f"  {done:,} / {total:,} records ({100 * done / max(total, 1):.0f}%), {rate:,.0f} records/s, "
                 f"{rollup.refused} refused (dead-lettered by the service)")
-            if all((rollup.positions.get(tp) or 0) >= end for tp, end in ends.items()):
+            if all(end is not None and (rollup.positions.get(tp) or 0) >= end for tp, end in ends.items()):
                 break
         previous = await store.finish_rebuild(version)
         say(f"caught up: version {version} is now current (version {previous} is kept until the next rebuild)")

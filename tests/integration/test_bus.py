@@ -5,14 +5,15 @@ import asyncio
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from shared.catalog import DEAD_LETTER, MEMBERSHIP
 from shared.consumer import RuleViolation, subscribe
 from shared.contracts.membership import MemberJoined
 from shared.envelope import CloudEvent, new_event
-from shared.kafka import ensure_topics, make_broker, publish
+from shared.kafka import ensure_topics, log_ends, make_broker, publish
+from shared.lag import ConsumerLag
 from tests.examples import EXAMPLES
 from tests.integration.topics import read_topic
 
@@ -117,3 +118,30 @@ async def test_batches_are_redelivered_when_the_infrastructure_fails_and_gone_th
     reasons = [(dict(r.headers)["dl_reason"].decode(), dict(r.headers)["dl_offset"].decode()) for r in letters]
     assert [reason for reason, _ in reasons] == ["handler_error", "invalid_json", "rule_violation"]
     assert [int(offset) for _, offset in reasons] == sorted(int(offset) for _, offset in reasons)
+
+
+async def test_the_log_ends_after_the_last_record_of_a_batch_of_many(kafka_settings):
+    """Tansu answers end-offset requests with the last batch's base offset + 1: 1 here, where a batch
+    of 40 records is the whole partition. log_ends, and the consumer lag built on it, count all 40."""
+    await ensure_topics(kafka_settings)
+    topic = kafka_settings.topic(MEMBERSHIP.name)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    lag = ConsumerLag(kafka_settings, "test-lag")
+    lag.follow(kafka_settings.group("nobody"), [MEMBERSHIP])
+    await producer.start()
+    try:
+        for partition, size in ((0, 40), (1, 1)):
+            batch = producer.create_batch()
+            for i in range(size):
+                batch.append(key=None, value=f"record {i}".encode(), timestamp=None)
+            batch.close()
+            await (await producer.send_batch(batch, topic, partition=partition))
+        partitions = [TopicPartition(topic, p) for p in range(MEMBERSHIP.partitions)]
+        ends = await log_ends(kafka_settings, partitions)
+        await lag.step()
+    finally:
+        await lag.close()
+        await producer.stop()
+
+    assert ends == {tp: {0: 40, 1: 1}.get(tp.partition, 0) for tp in partitions}
+    assert lag.of(kafka_settings.group("nobody")) == 41

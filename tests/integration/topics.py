@@ -1,10 +1,11 @@
-"""Reading a topic back in tests: every record up to its end offsets, again until a condition holds."""
+"""Reading a topic back in tests: every record up to its end, again until a condition holds."""
 
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.catalog import Topic
+from shared.kafka import log_ends
 
 FETCH_BYTES = 64 * 1024 * 1024  # poison and oversized probes are larger than the client's default
 
@@ -13,7 +14,7 @@ async def read_topic(kafka_settings, topic: Topic, until=lambda records: True, t
                      settle: float = 0.0) -> list:
     """Every record of `topic` up to its end, read again until `until(records)` holds (for what
     arrives asynchronously). After an HTTP 2xx the events are in Kafka, so reading to the end
-    offsets sees every copy: a duplicate cannot hide in a later poll. With `settle`, the topic is
+    (shared.kafka.log_ends) sees every copy: a duplicate cannot hide in a later poll. With `settle`, the topic is
     read once more that many seconds after the condition held, so late extra copies show."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False,
                                 fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES)
@@ -23,7 +24,7 @@ async def read_topic(kafka_settings, topic: Topic, until=lambda records: True, t
 
     async def everything() -> list:
         await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
+        end = await log_ends(kafka_settings, partitions)
         records: list = []
         while any([await consumer.position(p) < end[p] for p in partitions]):
             for batch in (await consumer.getmany(*partitions, timeout_ms=300)).values():

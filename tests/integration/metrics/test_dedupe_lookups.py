@@ -13,7 +13,7 @@ from services.metrics.rollup import SOURCES, Rollup
 from services.metrics.store import MetricsStore
 from shared.contracts.outcomes import HireRecorded
 from shared.envelope import new_event
-from shared.kafka import client_options, ensure_topics, make_producer, publish_many
+from shared.kafka import client_options, ensure_topics, log_ends, make_producer, publish_many
 from shared.mongo import make_client
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ async def fold_everything(kafka_settings, store: MetricsStore, *, everything_may
     try:
         consumer.assign(tps)
         await rollup.resume(set(tps))
-        ends = await consumer.end_offsets(tps)
+        ends = await log_ends(kafka_settings, tps)
         while any((rollup.positions.get(tp) or 0) < end for tp, end in ends.items()):
             await rollup.process(await consumer.getmany(timeout_ms=200, max_records=100))
     finally:

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from services.metrics.app import NAME
 from services.metrics.domain import Cells
@@ -18,7 +18,7 @@ from services.metrics.store import Batch, MetricsStore
 from shared.contracts import activities as act
 from shared.contracts import membership as mem
 from shared.envelope import new_event
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, log_ends
 from shared.mongo import make_client
 from tests.integration.metrics.test_service import BACKBONE, ROOT, send
 
@@ -83,13 +83,8 @@ def version_1_cells(events: list) -> Cells:
 
 
 async def ends(kafka_settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(kafka_settings.topic(t.name), p) for t in SOURCES for p in range(t.partitions)]
-        return await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
+    return await log_ends(kafka_settings, [TopicPartition(kafka_settings.topic(t.name), p)
+                                           for t in SOURCES for p in range(t.partitions)])
 
 
 async def students(http: httpx.AsyncClient, period: str) -> int:
