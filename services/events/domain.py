@@ -140,6 +140,21 @@ def references(events: Iterable[EventData]) -> References:
     return refs
 
 
+def read_by(refs: References, identities: Iterable[str]) -> set[tuple[str, object]]:
+    """What deciding events reads of the state that deciding others changes: the events themselves
+    (sent before? held?) and the records, activities and hires they name."""
+    return ({("event", i) for i in (*identities, *refs.records)} | {("activity", k) for k in refs.activities}
+            | {("hire", k) for k in refs.hires})
+
+
+def changed_by(facts: Facts, identities: Iterable[str]) -> set[tuple[str, object]]:
+    """What deciding these events (`identities`, whatever became of each) changed, by the
+    `facts` they left: the events, the records they void, the activities and hires they change."""
+    return ({("event", i) for i in (*identities, *facts.voided)}
+            | {("activity", k) for k in facts.changed_activities}
+            | {("hire", k) for k in (*((h.partnership_id, h.hire_id) for h in facts.new_hires), *facts.removed_hires)})
+
+
 def _error(field: str, message: str) -> FieldError:
     return {"field": f"data.{field}", "message": message}
 

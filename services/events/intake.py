@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -19,7 +19,7 @@ from services.events import domain
 from services.events.domain import Facts
 from services.events.recorded import RecordedFilter
 from services.events.store import EventsStore, HeldStatus, Holds, held_doc, hire_key
-from shared.envelope import CloudEvent, EventError, parse_event
+from shared.envelope import CloudEvent, EventError, identity, parse_event
 from shared.kafka import dead_letter
 from shared.lease import DEFAULT_IDLE
 from shared.mongo import duplicate_key
@@ -37,6 +37,13 @@ for _entry in ("http", "kafka"):  # every series from 0, so the first one shows 
         EVENTS_SUBMITTED.labels(_entry, _outcome)
     for _outcome in ("accepted", "rejected"):
         HELD_DECIDED.labels(_entry, _outcome)
+DECIDED_AHEAD = Counter(
+    "backbone_events_groups_ahead_total",
+    "Groups of submissions next in line while a group was stored: decided meanwhile (ahead), left for their "
+    "turn because they read what it changes or name another partnership (after), or decided ahead and again "
+    "because the turn passed meanwhile or the group before failed (redone)", ["outcome"])
+for _outcome in ("ahead", "after", "redone"):
+    DECIDED_AHEAD.labels(_outcome)
 GROUP_SUBMISSIONS = Histogram("backbone_events_intake_group_submissions",
                               "Submissions decided, published and stored together", buckets=(1, 2, 5, 10, 20, 50, 100))
 
@@ -73,6 +80,53 @@ class _Submission:
     decided: asyncio.Future  # its results, or why the whole group failed
 
 
+def _answer(group: list[_Submission], outcome: list[EventResult] | Exception) -> None:
+    """Each submission's results (the group's, in order), or why the whole group failed."""
+    results = iter(outcome) if isinstance(outcome, list) else None
+    for submission in group:
+        answer = [next(results) for _ in submission.candidates] if results is not None else None
+        if submission.decided.done():  # answered once stored, whatever its turn's holder did next
+            continue
+        if isinstance(outcome, Exception):
+            submission.decided.set_exception(outcome)
+        else:
+            submission.decided.set_result(answer)
+
+
+def _partnerships(candidates: list[Candidate]) -> set[str]:
+    return {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
+
+
+@dataclass
+class _Decision:
+    """A group decided in its partnerships' `turns`, not yet published or stored."""
+
+    turns: dict[str, int]
+    facts: Facts
+    results: list[EventResult] = field(default_factory=list)
+    accepted: list[CloudEvent] = field(default_factory=list)
+    holds: Holds = field(default_factory=Holds)
+    expired: list[tuple[Candidate, dict]] = field(default_factory=list)  # held Kafka events refused: dead letters
+    changed: set[tuple[str, object]] = field(default_factory=set)  # `domain.changed_by`
+
+
+@dataclass
+class _Ahead:
+    """The next group in line, decided while the one before it is stored, to store next."""
+
+    group: list[_Submission]
+    deciding: asyncio.Future[_Decision]
+
+
+async def _decided(ahead: asyncio.Future[_Decision]) -> _Decision | None:
+    """A decision made ahead, or None if making it failed (made again in its turn, failing there
+    for its callers if the cause lasts)."""
+    try:
+        return await ahead
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class Intake:
     """Decides submissions one group at a time, in the order they arrived.
 
@@ -84,7 +138,14 @@ class Intake:
     publish and one transaction per submission (~100 small requests/s here, queueing for
     seconds beyond): instead whoever holds the turn decides every submission waiting by then
     as one group (group commit), each later event seeing the earlier ones' effects exactly as
-    if they had come one after another. The HTTP API and the inbound consumer share the turn."""
+    if they had come one after another. The HTTP API and the inbound consumer share the turn.
+
+    Storing a group is most of its time (the database's index work for its records). Meanwhile
+    the next group in line is decided ahead, when nothing it reads is what the group being stored
+    changes (`domain.read_by`, `domain.changed_by`): its rules then come out the same whether that
+    group is stored yet or not. It is published and stored after that group, in arrival order;
+    one that reads what it changes waits, as before (new hires 1.16x quicker, resent batches
+    0.91x; bench/README.md)."""
 
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
                  hold: timedelta = timedelta(0),
@@ -101,6 +162,8 @@ class Intake:
         self.recorded = RecordedFilter(store, self.replica, recorded_filter_mib)
         self.on_accepted: list[Callable[[set[str]], None]] = []  # partnerships whose events were accepted
         self._waiting: deque[_Submission] = deque()
+        self._ahead: _Ahead | None = None
+        self._arrived = asyncio.Event()  # a submission joined those waiting
         self._turn = asyncio.Lock()
 
     def refuse(self, event_id: str | None, error: EventError, entry: str) -> EventResult:
@@ -152,38 +215,108 @@ class Intake:
     async def _submit(self, candidates: list[Candidate]) -> list[EventResult]:
         submission = _Submission(candidates, asyncio.get_running_loop().create_future())
         self._waiting.append(submission)
-        async with self._turn:
-            while not submission.decided.done():  # else an earlier turn took it along
-                await self._decide_group()
+        self._arrived.set()
+        while not submission.decided.done():
+            if await self._take_turn(submission.decided):  # else answered by the turn's holder
+                try:
+                    while not submission.decided.done():  # else an earlier turn took it along
+                        await self._decide_group()
+                finally:
+                    self._turn.release()
         return submission.decided.result()
 
+    async def _take_turn(self, answered: asyncio.Future) -> bool:
+        """Wait for the turn, or for an answer from the turn's holder: whether the turn was taken.
+        A group's callers are answered once it is stored, while its holder decides the next."""
+        if not self._turn.locked():
+            return await self._turn.acquire()  # at once
+        turn = asyncio.ensure_future(self._turn.acquire())
+        try:
+            await asyncio.wait([turn, answered], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            if not turn.cancel() and not turn.cancelled():  # taken as the caller went away
+                self._turn.release()
+            raise
+        return not turn.cancel() and not turn.cancelled()  # else no longer waited for
+
     async def _decide_group(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        group = ahead.group if ahead else self._next_group()
+        GROUP_SUBMISSIONS.observe(len(group))
+        try:
+            await self._decide(group, ahead.deciding if ahead else None)
+        except asyncio.CancelledError:
+            self._waiting.extendleft(reversed([s for s in group if not s.decided.done()]))  # the next turn decides them
+            raise
+        except Exception as exc:  # noqa: BLE001 - Kafka or MongoDB away: each caller re-raises it and retries
+            _answer(group, exc)
+
+    def _next_group(self) -> list[_Submission]:
         group = [self._waiting.popleft()]
         size = len(group[0].candidates)
         while self._waiting and size + len(self._waiting[0].candidates) <= self.max_group_events:
             size += len(self._waiting[0].candidates)
             group.append(self._waiting.popleft())
-        GROUP_SUBMISSIONS.observe(len(group))
-        try:
-            results = iter(await self._decide([c for s in group for c in s.candidates]))
-        except asyncio.CancelledError:
-            self._waiting.extendleft(reversed(group))  # the next turn decides them again
-            raise
-        except Exception as exc:  # noqa: BLE001 - Kafka or MongoDB away: each caller re-raises it and retries
-            for s in group:
-                s.decided.set_exception(exc)
-            return
-        for s in group:
-            s.decided.set_result([next(results) for _ in s.candidates])
+        return group
 
-    async def _decide(self, candidates: list[Candidate]) -> list[EventResult]:
-        partnership_ids = {pid for c in candidates if (pid := getattr(c.event.data, "partnership_id", None))}
-        async with self.turns.hold(partnership_ids) as turns:
-            return await self._decide_alone(candidates, turns)
+    async def _decide(self, group: list[_Submission], ahead: asyncio.Future[_Decision] | None) -> None:
+        """Decide the group (unless it was decided `ahead`, in the turn held still), then publish
+        and store it, and meanwhile start deciding the next group ahead if it can be (`_following`)."""
+        candidates = [c for s in group for c in s.candidates]
+        async with self.turns.hold(_partnerships(candidates)) as turns:
+            decision = await _decided(ahead) if ahead else None
+            if decision is not None and decision.turns != turns:  # the turn passed meanwhile
+                decision = None
+            if ahead and decision is None:
+                DECIDED_AHEAD.labels("redone").inc()
+            decision = decision or await self._decision(candidates, turns)
+            storing = asyncio.ensure_future(self._store(group, decision))
+            following = None
+            try:
+                following = await self._following(decision, storing)
+                await storing
+            except BaseException:
+                for task in (storing, following and following.deciding):
+                    if task:
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
+                if following:  # decided in a turn that passes now: decided again in the next
+                    DECIDED_AHEAD.labels("redone").inc()
+                    self._waiting.extendleft(reversed(following.group))
+                raise
+            self._ahead = following  # the next to hold the turn stores it, once decided
 
-    async def _decide_alone(self, candidates: list[Candidate], turns: dict[str, int]) -> list[EventResult]:
+    async def _following(self, decision: _Decision, storing: asyncio.Future) -> _Ahead | None:
+        """The next group in line (once one arrives, while `decision`'s group is `storing`), being
+        decided then: decided in the same turns, it reads nothing that group changes, so the group
+        being stored or not makes no difference to it. Else it is decided in its turn, once that
+        group is stored."""
+        while not self._waiting:
+            if storing.done():
+                return None
+            self._arrived.clear()
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait([storing, arrival], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrival.cancel()
+        group = self._next_group()
+        candidates = [c for s in group for c in s.candidates]
         events = [c.event for c in candidates]
-        identities = [domain.identity(e.source, e.id) for e in events]
+        reads = domain.read_by(domain.references(e.data for e in events), [identity(e.source, e.id) for e in events])
+        partnerships = _partnerships(candidates)
+        if partnerships <= decision.turns.keys() and not reads & decision.changed:
+            DECIDED_AHEAD.labels("ahead").inc()
+            turns = {pid: decision.turns[pid] for pid in partnerships}
+            return _Ahead(group, asyncio.ensure_future(self._decision(candidates, turns)))
+        DECIDED_AHEAD.labels("after").inc()
+        self._waiting.extendleft(reversed(group))
+        return None
+
+    async def _decision(self, candidates: list[Candidate], turns: dict[str, int]) -> _Decision:
+        """Each event's result by the rules, against the state stored and the group's earlier events."""
+        events = [c.event for c in candidates]
+        identities = [identity(e.source, e.id) for e in events]
         _, pending = await asyncio.gather(  # one round trip: most of the time nothing is held
             self.recorded.sync(turns),
             self.store.pending({i: c.event.source for c, i in zip(candidates, identities, strict=True)
@@ -194,19 +327,17 @@ class Intake:
         refs.hires = {hires[k] for k in self.recorded.maybe_hires(list(hires))}  # the others are new
         facts = await self.store.facts(refs)
         now = datetime.now(UTC)
-        results: list[EventResult] = []
-        accepted: list[CloudEvent] = []
-        holds = Holds()
-        expired: list[tuple[Candidate, dict]] = []  # held Kafka events refused at last: dead letters
+        decision = _Decision(turns, facts)
+        holds = decision.holds
         for candidate, event_identity in zip(candidates, identities, strict=True):
             event, held = candidate.event, pending.get(event_identity)
             if event_identity in seen or (candidate.held and held is None):  # decided before (or by another replica)
                 if candidate.held and held is not None:  # accepted by another path: the hold is over
                     holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
-                results.append(EventResult(id=event.id, status=Outcome.DUPLICATE))
+                decision.results.append(EventResult(id=event.id, status=Outcome.DUPLICATE))
                 continue
             if held is not None and not candidate.held:  # sent again while held: still held
-                results.append(EventResult(id=event.id, status=Outcome.PENDING, errors=held["errors"]))
+                decision.results.append(EventResult(id=event.id, status=Outcome.PENDING, errors=held["errors"]))
                 continue
             errors = domain.check(event.data, facts)
             if not errors:
@@ -214,30 +345,40 @@ class Intake:
                 domain.apply(event.data, facts, event.id)
                 facts.records[event_identity] = domain.record_of(event)  # a void later in the group may name it
                 seen.add(event_identity)  # the same source and id later in this group is a duplicate
-                accepted.append(event)
-                results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
+                decision.accepted.append(event)
+                decision.results.append(EventResult(id=event.id, status=Outcome.ACCEPTED))
                 if candidate.held:
                     holds.settled[event_identity] = {"status": HeldStatus.ACCEPTED, "decided_at": now}
                     HELD_DECIDED.labels(candidate.entry, "accepted").inc()
                 continue
-            results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now, holds, expired))
+            decision.results.append(result := self._hold_or_refuse(candidate, event_identity, held, errors, now,
+                                                                   holds, decision.expired))
             if result.status is Outcome.PENDING and held is None:
                 pending[event_identity] = holds.new[-1]  # the same event later in this group: pending
-        self.recorded.add([domain.identity(e.source, e.id) for e in accepted], [hire_key(h) for h in facts.new_hires])
-        publishing = asyncio.ensure_future(self._publish(accepted, expired))
+        decision.changed = domain.changed_by(facts, identities)
+        return decision
+
+    async def _store(self, group: list[_Submission], decision: _Decision) -> None:
+        """Publish the accepted events and store the decision, then answer the group's callers
+        (here, so that an answer once stored is never lost to the turn's holder being cancelled)."""
+        accepted, facts = decision.accepted, decision.facts
+        self.recorded.add([identity(e.source, e.id) for e in accepted], [hire_key(h) for h in facts.new_hires])
+        publishing = asyncio.ensure_future(self._publish(accepted, decision.expired))
         try:
-            await self.store.record(accepted, facts, holds, published=publishing, turns=turns)
+            await self.store.record(accepted, facts, decision.holds, published=publishing, turns=decision.turns)
         except BaseException as exc:
             publishing.cancel()  # its events, if Kafka has them, are accepted again on retry
             await asyncio.gather(publishing, return_exceptions=True)
             if duplicate_key(exc):  # the filter ruled out an event recorded after all
                 self.recorded.distrust()
+            if isinstance(exc, Exception):
+                _answer(group, exc)
             raise
-        self.recorded.recorded(turns)
+        self.recorded.recorded(decision.turns)
         if accepted:
             for listener in self.on_accepted:
                 listener({domain.partnership_of(e.data) for e in accepted})
-        return results
+        _answer(group, decision.results)
 
     async def _publish(self, accepted: list[CloudEvent], expired: list[tuple[Candidate, dict]]) -> None:
         await self.runtime.publish_many(accepted)

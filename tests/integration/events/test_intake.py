@@ -19,7 +19,7 @@ from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import CloudEvent, new_event
 from shared.kafka import ensure_topics, make_producer, publish_many
-from shared.lease import DEFAULT_LEASE
+from shared.lease import DEFAULT_LEASE, RELEASED
 from tests.examples import EXAMPLES, P
 from tests.integration.events.conftest import example
 from tests.integration.topics import header, read_topic
@@ -48,6 +48,20 @@ class SlowProducer:
 
     async def send(self, *args, **kwargs):
         await asyncio.sleep(self.seconds)
+        return await self.producer.send(*args, **kwargs)
+
+
+class KafkaAwayAWhile:
+    """Kafka failing the first events sent (after a while), then back."""
+
+    def __init__(self, producer):
+        self.producer, self.back = producer, False
+
+    async def send(self, *args, **kwargs):
+        if not self.back:
+            await asyncio.sleep(0.3)
+            self.back = True
+            raise KafkaConnectionError("broker away")
         return await self.producer.send(*args, **kwargs)
 
 
@@ -173,11 +187,12 @@ async def test_a_failed_group_fails_every_submission_in_it(kafka_settings, store
 
 async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, store, events_producer):
     """A client that goes away mid-decision cancels its own turn, not the submissions it had
-    taken along: the next in line decides them."""
+    taken along: the next in line decides them. Here the group of `taker` and `rest` is being
+    decided ahead while `first`'s is stored, and hangs; `taker` holds the turn, waiting for it."""
     calls, stuck = 0, asyncio.Event()
     recorded = store.recorded
 
-    async def second_turn_hangs(ids):
+    async def second_decision_hangs(ids):
         nonlocal calls
         calls += 1
         if calls == 2:
@@ -185,18 +200,93 @@ async def test_a_cancelled_turn_leaves_its_group_to_the_next(kafka_settings, sto
             await asyncio.Event().wait()
         return await recorded(ids)
 
-    store.recorded = second_turn_hangs
+    store.recorded = second_decision_hangs
     intake = Intake(_Runtime(events_producer, kafka_settings), store)
     hires = _hires(4)
     first, taker, *rest = [asyncio.create_task(intake.submit([h], entry="http")) for h in hires]
-    await asyncio.wait_for(stuck.wait(), 20)  # `taker` holds the turn with itself and `rest`
+    await asyncio.wait_for(stuck.wait(), 20)
+    assert [r.status for [r] in [await asyncio.wait_for(first, 20)]] == [Outcome.ACCEPTED]
+    for _ in range(20):  # the turn passes to `taker`, which waits for its group's decision
+        await asyncio.sleep(0)
     taker.cancel()
-    decided = await asyncio.wait_for(asyncio.gather(first, *rest), 20)
-    assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 3
+    decided = await asyncio.wait_for(asyncio.gather(*rest), 20)
+    assert [r.status for [r] in decided] == [Outcome.ACCEPTED] * 2
     with pytest.raises(asyncio.CancelledError):
         await taker
     # Its caller got no answer; its event went through with the others (a retry is a duplicate).
     assert await recorded(identities(hires)) == set(identities(hires))
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)] == [h.id for h in hires]
+
+
+def _ahead() -> dict[str, float]:
+    return {outcome: REGISTRY.get_sample_value("backbone_events_groups_ahead_total", {"outcome": outcome}) or 0.0
+            for outcome in ("ahead", "after", "redone")}
+
+
+def _since(before: dict[str, float]) -> dict[str, float]:
+    return {outcome: n - before[outcome] for outcome, n in _ahead().items()}
+
+
+async def test_the_next_group_is_decided_while_one_is_stored_and_stored_after_it(kafka_settings, store,
+                                                                                events_producer):
+    """While a group is stored (Kafka slow here), the next in line, which reads nothing it
+    changes, is decided: then published and stored after it, in arrival order."""
+    intake = Intake(_Runtime(SlowProducer(events_producer, 0.3), kafka_settings), store)
+    hires, before = _hires(6), _ahead()
+    first, second = [asyncio.create_task(intake.submit(group, entry="http")) for group in (hires[:3], hires[3:])]
+    assert [r.status for r in await first + await second] == [Outcome.ACCEPTED] * 6
+    assert _since(before) == {"ahead": 1, "after": 0, "redone": 0}
+    assert await store.recorded(identities(hires)) == set(identities(hires))
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)] == [h.id for h in hires]
+
+
+async def test_a_group_reading_what_the_one_stored_changes_is_decided_after_it(kafka_settings, store,
+                                                                              events_producer):
+    """A retention check of a hire being stored, and that hire again: decided once it is stored,
+    so the check finds the hire and the hire is a duplicate."""
+    intake = Intake(_Runtime(SlowProducer(events_producer, 0.3), kafka_settings), store)
+    [hire] = _hires(1)
+    check = new_event(example(out.RetentionChecked, hire_id="h-0", person_id="p-0"), source="/test")
+    before = _ahead()
+    first, second = [asyncio.create_task(intake.submit(group, entry="http")) for group in ([hire], [check, hire])]
+    assert [r.status for r in await first + await second] == [Outcome.ACCEPTED, Outcome.ACCEPTED, Outcome.DUPLICATE]
+    assert _since(before) == {"ahead": 0, "after": 1, "redone": 0}
+
+
+async def test_a_group_decided_ahead_is_decided_again_when_the_one_stored_fails(kafka_settings, store,
+                                                                               events_producer):
+    """Kafka fails the group being stored: the group decided meanwhile is decided again in its
+    own turn (the failed group's turn is given up), and goes through once Kafka is back."""
+    intake = Intake(_Runtime(KafkaAwayAWhile(events_producer), kafka_settings), store)
+    hires, before = _hires(4), _ahead()
+    first, second = [asyncio.create_task(intake.submit(group, entry="http")) for group in (hires[:2], hires[2:])]
+    with pytest.raises(KafkaConnectionError):
+        await first
+    assert [r.status for r in await second] == [Outcome.ACCEPTED] * 2
+    assert _since(before) == {"ahead": 1, "after": 0, "redone": 1}
+    assert await store.recorded(identities(hires)) == set(identities(hires[2:]))
+    assert [header(r, "ce_id") for r in await read_topic(kafka_settings, OUTCOMES)] == [h.id for h in hires[2:]]
+
+
+async def test_a_group_decided_ahead_whose_turn_passed_is_decided_again(kafka_settings, store, events_producer):
+    """The group decided ahead is left waiting (its caller went away), the turn is given up once
+    idle, and a later submission finds that group first in line: decided again, in the new turn."""
+    intake = Intake(_Runtime(SlowProducer(events_producer, 0.3), kafka_settings), store,
+                    keep_turn=timedelta(seconds=0.05))
+    hires, before = _hires(3), _ahead()
+    first, second = [asyncio.create_task(intake.submit([hire], entry="http")) for hire in hires[:2]]
+    async with asyncio.timeout(20):
+        while _since(before)["ahead"] < 1:
+            await asyncio.sleep(0.01)
+    second.cancel()
+    assert [r.status for r in await first] == [Outcome.ACCEPTED]
+    async with asyncio.timeout(20):
+        while (await store.turns.collection.find_one({"_id": P}))["until"].replace(tzinfo=UTC) > RELEASED:
+            await asyncio.sleep(0.01)
+    assert [r.status for r in await intake.submit(hires[2:], entry="http")] == [Outcome.ACCEPTED]
+    assert _since(before) == {"ahead": 2, "after": 0, "redone": 1}  # the later one ahead of it, in the new turn
+    turns = {s["identities"][0]: s["turn"] async for s in store.accepted.find({}, {"turn": 1, "identities": 1})}
+    assert turns == dict(zip(identities(hires), [1, 2, 2], strict=True))  # the second in the turn it was stored in
 
 
 @pytest.mark.parametrize("lease, kafka_seconds", [(DEFAULT_LEASE, 0.5), (timedelta(seconds=0.6), 2.0)],

@@ -9,9 +9,11 @@ from services.events.domain import (
     ActivityStatus,
     Facts,
     apply,
+    changed_by,
     check,
     completed,
     identity,
+    read_by,
     record_of,
     references,
 )
@@ -186,3 +188,29 @@ def test_only_outcomes_that_add_to_counts_are_voidable_and_only_in_their_partner
     sent_with_data = example(out.OutcomeVoided, voided_id="hire-1").model_copy(
         update={"voided": out.VoidedRecord(type="x", time=T0, data={})})
     assert fields(sent_with_data, facts) == ["data.voided"]
+
+
+def test_a_group_reads_what_another_changed_only_through_the_events_activities_hires_and_records_they_share(facts):
+    """What lets the intake decide a group while the one before it is stored: the later group reads
+    nothing the earlier one changed (then its rules come out the same either way)."""
+    hire = recorded(facts, EXAMPLES[out.HireRecorded])  # h-1
+    scheduled(facts)  # tour-1
+    changed = changed_by(facts, [hire, identity("/ats", "refused-1")])
+
+    def reads(data, event_identity: str = identity("/ats", "later")) -> set:
+        return read_by(references([data]), [event_identity]) & changed
+
+    assert not reads(example(out.HireRecorded, hire_id="h-2"))  # another hire
+    assert not reads(example(act.ActivityScheduled, activity_id="fair-9"))  # another activity
+    assert reads(example(out.HireRecorded)) == {("hire", (P, "h-1"))}  # the same hire id
+    assert reads(EXAMPLES[out.RetentionChecked]) == {("hire", (P, "h-1"))}  # of the hire recorded
+    assert reads(EXAMPLES[act.ActivityCompleted]) == {("activity", (P, "tour-1"))}  # the tour scheduled
+    assert reads(example(out.HireRecorded, hire_id="h-2"), hire) == {("event", hire)}  # the same event again
+    assert reads(example(out.HireRecorded, hire_id="h-2"), identity("/ats", "refused-1"))  # refused or held there
+    void = example(out.OutcomeVoided, voided_source="/ats", voided_id="hire-1")
+    assert reads(void) == {("event", hire)}  # voids a record accepted there
+
+    apply(completed(void, facts), facts, "void-1")
+    after_void = changed_by(facts, [])
+    assert read_by(references([void]), []) & after_void == {("event", hire)}  # a record voided there
+    assert read_by(references([example(out.HireRecorded)]), []) & after_void == {("hire", (P, "h-1"))}  # removed
