@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -110,7 +111,8 @@ async def log_ends(settings: KafkaSettings, partitions: list[TopicPartition],
     answer is only a floor; a fetch from there carries the log's true end, the high watermark. The
     floor spares reading the partition; where it is the end, the fetch returns nothing after the
     fetch wait. A consumer of its own: one whose assignment changes and is stopped before it
-    fetches again waits out its request timeout in stop()."""
+    fetches again waits out its request timeout in stop(). Raises KafkaTimeoutError when no fetch
+    answers within the request timeout."""
     if not partitions:
         return {}
     consumer = AIOKafkaConsumer(**client_options(settings), client_id=client_id, group_id=None,
@@ -121,7 +123,10 @@ async def log_ends(settings: KafkaSettings, partitions: list[TopicPartition],
         consumer.assign(partitions)
         for tp, floor in floors.items():
             consumer.seek(tp, floor)
+        deadline = asyncio.get_running_loop().time() + settings.request_timeout_ms / 1000
         while unknown := [tp for tp in partitions if consumer.highwater(tp) is None]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaTimeoutError(f"no fetch answered for {', '.join(map(str, unknown))}")
             await consumer.getmany(*unknown, timeout_ms=100)
         return {tp: consumer.highwater(tp) or 0 for tp in partitions}
     finally:
