@@ -47,15 +47,19 @@ class ConsumerLag:
     async def step(self) -> None:
         admin, ends = await self._clients()
         existing = await ends.topics()
-        for group, topics in self.groups.items():
-            total = 0
-            for topic in topics:
-                partitions = [TopicPartition(t, p) for t in self._names(topic.name, existing)
-                              for p in range(topic.partitions)]
-                behind = await self._behind(admin, ends, group, partitions)
-                CONSUMER_LAG.labels(group, topic.name.replace(KEY, "*")).set(behind)
-                total += behind
-            self.records[group] = total
+        measured = {(group, topic.name): [TopicPartition(t, p) for t in self._names(topic.name, existing)
+                                          for p in range(topic.partitions)]
+                    for group, topics in self.groups.items() for topic in topics}
+        # Each partition's end and start once a step, however many groups read it.
+        every = sorted({tp for partitions in measured.values() for tp in partitions})
+        end = await log_ends(self.settings, every, self.client_id)
+        start = await ends.beginning_offsets(every) if every else {}
+        totals = dict.fromkeys(self.groups, 0)
+        for (group, name), partitions in measured.items():
+            behind = await self._behind(admin, group, partitions, end, start)
+            CONSUMER_LAG.labels(group, name.replace(KEY, "*")).set(behind)
+            totals[group] += behind
+        self.records.update(totals)
 
     async def close(self) -> None:
         if self._ends:
@@ -70,12 +74,11 @@ class ConsumerLag:
             return sorted(t for t in existing if t.startswith(prefix))
         return [t for t in [self.settings.topic(name)] if t in existing]
 
-    async def _behind(self, admin: AIOKafkaAdminClient, ends: AIOKafkaConsumer, group: str,
-                      partitions: list[TopicPartition]) -> int:
+    async def _behind(self, admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition],
+                      end: dict[TopicPartition, int], start: dict[TopicPartition, int]) -> int:
         if not partitions:
             return 0
         committed = await admin.list_consumer_group_offsets(self.settings.namespace + group, partitions=partitions)
-        end, start = await log_ends(self.settings, partitions, self.client_id), await ends.beginning_offsets(partitions)
         # Nothing committed yet: the group reads from the beginning (auto_offset_reset="earliest").
         positions = {tp: max(start[tp], meta.offset if (meta := committed.get(tp)) and meta.offset >= 0 else 0)
                      for tp in partitions}

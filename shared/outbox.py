@@ -114,7 +114,9 @@ class OutboxRelay:
                 await consumer.topics()  # metadata not loaded yet
                 partitions = [TopicPartition(t, p) for t in topics
                               for p in sorted(consumer.partitions_for_topic(t) or ())]
-            ends = await log_ends(self.kafka, partitions, self.client_id)
+            # Where recovery starts reading: Tansu's short answer (shared.kafka.log_ends) is still at
+            # or before the end, so it only reads a little more, and no relay round waits on a fetch.
+            ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
         offsets: dict[str, dict[int, int]] = {}
