@@ -16,15 +16,15 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cli.stack import free_port, stop_process
-from shared.catalog import OUTCOMES, Topic
+from shared.catalog import OUTCOMES
 from shared.contracts import membership as mem
 from shared.contracts import outcomes as out
 from shared.envelope import new_event
-from shared.kafka import ensure_topics, log_ends, make_producer, publish_many
+from shared.kafka import ensure_topics, make_producer, publish_many
 from tests.e2e.chaos.stream import EMPLOYERS, PARTNERSHIPS, event
+from tests.integration.topics import read_topic
 from tests.roster_probe import until_roster_known
 
 pytestmark = pytest.mark.integration
@@ -162,7 +162,7 @@ async def test_a_hundred_thousand_events_through_kills_and_rebalances(service_en
         acknowledged_over_http = set()
         for k in (0, 2):
             acknowledged_over_http |= set((tmp_path / f"accepted-{k}-http.txt").read_text().split())
-        on_topic = await ids_on(kafka_settings, OUTCOMES)
+        on_topic = {orjson.loads(r.value)["id"] for r in await read_topic(kafka_settings, OUTCOMES, timeout=120)}
         assert acknowledged_over_http <= on_topic and len(acknowledged_over_http) == 2 * share
         print(f"\nchaos: {EVENTS:,} events, {sum(s.kills for s in services.values())} kills, "
               f"{time.monotonic() - started:.0f} s")
@@ -198,20 +198,3 @@ async def seed(kafka_settings, events_url: str) -> None:
             probe = out.HireRecorded(partnership_id=pid, hire_id="probe", person_id="probe", employer_id=EMPLOYERS[-1],
                                      soc_code="51-4041", start_date="2020-01-01", resident=True)
             await until_roster_known(http, probe)
-
-
-async def ids_on(kafka_settings, topic: Topic) -> set[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(kafka_settings.topic(topic.name), p) for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await log_ends(kafka_settings, partitions)
-        ids: set[str] = set()
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                ids.update(orjson.loads(r.value)["id"] for r in records)
-        return ids
-    finally:
-        await consumer.stop()
