@@ -144,8 +144,8 @@ class Intake:
     the next group in line is decided ahead, when nothing it reads is what the group being stored
     changes (`domain.read_by`, `domain.changed_by`): its rules then come out the same whether that
     group is stored yet or not. It is published and stored after that group, in arrival order;
-    one that reads what it changes waits, as before (new hires 1.16x quicker, resent batches
-    0.91x; bench/README.md)."""
+    one that reads what it changes waits, as before (new hires 1.16x-1.22x quicker on two hosts,
+    resent batches 0.91x-0.93x; bench/README.md)."""
 
     def __init__(self, runtime: Runtime, store: EventsStore, max_group_events: int = 1000,
                  hold: timedelta = timedelta(0),
